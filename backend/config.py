@@ -1,0 +1,191 @@
+"""The one typed settings object of Align-SLM Studio.
+
+Sources, highest priority first: keyword arguments, environment variables (`STUDIO_` prefix,
+`__` for nesting: `STUDIO_SERVER__PORT=8000`, `STUDIO_DPO__BETA=0.2`), a TOML file (path in
+`STUDIO_CONFIG`, else `studio.toml` in the working directory if present), then the defaults below,
+which work offline on the embedded mini world. Secrets (judge API keys, the first admin's password)
+are read from environment variables only, never from the file, and are never printed.
+
+Each pipeline area owns one section here; nothing else in the project defines settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from models.config import (
+    ASRConfig,
+    JudgeConfig,
+    ModelsConfig,
+    TokenizerConfig,
+    UnitLMConfig,
+    VocoderConfig,
+)
+
+
+class ServerConfig(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 7860
+    root_path: str = ""
+    """Set when served behind a reverse proxy under a sub-path, e.g. "/studio"."""
+    session_hours: float = 12.0
+    login_attempts_per_minute: int = 10
+    worker: bool = True
+    """Run the job worker thread inside the server process."""
+
+
+class GenerationConfig(BaseModel):
+    """Continuation sampling. Defaults: slamkit's Align-SLM-style recipe (PAPER.md): 3 s prompts,
+    temperature 0.8, top-k 25, up to 150 new units; the paper samples 5 continuations per prompt."""
+
+    n: int = 5
+    temperature: float = 0.8
+    top_k: int = 25
+    top_p: float = 1.0
+    max_new_units: int = 150
+    prompt_seconds: float = 3.0
+    seed: int = 0
+
+
+class SelectionConfig(BaseModel):
+    """Preference-pair selection (paper: chosen >= 3, rejected <= 1 in round 1; +1 per curriculum
+    round; auto-BLEU repetition filter)."""
+
+    chosen_min: float = 3.0
+    rejected_max: float = 1.0
+    curriculum_step: float = 1.0
+    autobleu_max: float = 0.3
+    min_pairs: int = 8
+    human_min_votes: int = 1
+    mos_margin: float = 1.0
+
+
+class DPOSettings(BaseModel):
+    """DPO + LoRA. Defaults: slamkit's (beta 0.1, lr 5e-5, LoRA on attention projections);
+    the paper used rank 32, alpha 8."""
+
+    beta: float = 0.1
+    learning_rate: float = 5e-5
+    lora_rank: int = 32
+    lora_alpha: int = 8
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    batch_size: int = 8
+    max_steps: int = 100
+    epochs: float = 1.0
+    warmup_ratio: float = 0.1
+    max_length: int = 512
+    seed: int = 0
+
+
+class BootstrapConfig(BaseModel):
+    """The embedded mini world built by `python -m backend bootstrap`."""
+
+    preset: Literal["full", "tiny"] = "full"
+    seed: int = 0
+
+
+class RatingConfig(BaseModel):
+    daily_cap: int = 200
+    gold_fraction: float = 0.1
+    min_gold_accuracy: float = 0.7
+    leaderboard_min_votes: int = 5
+    leaderboard_preliminary_votes: int = 30
+    bootstrap_resamples: int = 1000
+    max_upload_mb: float = 20.0
+    max_upload_seconds: float = 30.0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STUDIO_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    world: Literal["mini", "real"] = "mini"
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    """Any SQLAlchemy URL; empty = SQLite file `<data_dir>/studio.db`."""
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    dpo: DPOSettings = Field(default_factory=DPOSettings)
+    bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+    rating: RatingConfig = Field(default_factory=RatingConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = os.environ.get("STUDIO_CONFIG") or "studio.toml"
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml))
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Settings:
+        self.data_dir = Path(self.data_dir).expanduser().absolute()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'studio.db'}"
+        if self.world == "mini":
+            self.models = mini_models(self.bundle_dir, self.models.judges)
+        return self
+
+    @property
+    def bundle_dir(self) -> Path:
+        """Where the mini world's bundle lives (built by `python -m backend bootstrap`)."""
+        return self.data_dir / "bundle"
+
+    @property
+    def audio_dir(self) -> Path:
+        return self.data_dir / "audio"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.data_dir / "checkpoints"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
+
+    def redacted_json(self) -> str:
+        """Settings as JSON for `config show`; the database password, if any, is masked."""
+        data = self.model_dump(mode="json")
+        url = data["database_url"]
+        if "@" in url and "://" in url:
+            scheme, rest = url.split("://", 1)
+            creds, host = rest.rsplit("@", 1)
+            user = creds.split(":", 1)[0]
+            data["database_url"] = f"{scheme}://{user}:***@{host}"
+        return json.dumps(data, indent=2)
+
+
+def mini_models(bundle: Path, judges: list[JudgeConfig]) -> ModelsConfig:
+    """The mini world's components all load from the bundle directory. Extra (non-mini) judges
+    configured by the user are kept, so a GPT-4o judge can score mini-world samples too."""
+    extra = [j for j in judges if j.kind != "mini"]
+    return ModelsConfig(
+        tokenizer=TokenizerConfig(kind="mini", path=str(bundle / "tokenizer")),
+        unit_lm=UnitLMConfig(kind="mini", path=str(bundle / "unit_lm")),
+        vocoder=VocoderConfig(kind="mini", checkpoint=str(bundle / "vocoder")),
+        asr=ASRConfig(kind="mini", path=str(bundle / "asr")),
+        judges=[JudgeConfig(name="mini-judge", kind="mini", path=str(bundle / "judge")), *extra],
+    )
+
+
+def load_settings(**overrides) -> Settings:
+    return Settings(**overrides)

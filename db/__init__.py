@@ -1,0 +1,1 @@
+"""The store: schema, engine/session factory and Alembic migrations. Imports SQLAlchemy only."""

@@ -1,0 +1,87 @@
+"""Typed configs of the speech components, one per component (slamkit style).
+
+They are pydantic models so that `backend.config.Settings` can nest them and load them from a
+TOML file and environment variables. `kind` picks the implementation in `models.factory`:
+the real-weights one (`hubert`, `hf`, `hifigan`, `whisper`, `openai`, ...) or the embedded mini
+world's (`mini`). `path` is a local path or, where a hub is reachable, a hub name.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Device = Literal["auto", "cpu", "cuda"]
+DType = Literal["float32", "float16", "bfloat16"]
+
+
+class TokenizerConfig(BaseModel):
+    kind: Literal["hubert", "mini"] = "mini"
+    path: str = ""
+    """HuBERT: HF model directory or hub name (e.g. mHuBERT-base-25Hz). Mini: bundle tokenizer dir."""
+    kmeans_path: str = ""
+    """k-means centroids: a joblib/pickle sklearn KMeans (textlesslib) or a .npy array (K, dim)."""
+    layer: int = 11
+    sample_rate: int = 16000
+    device: Device = "auto"
+
+
+class UnitLMConfig(BaseModel):
+    kind: Literal["hf", "mini"] = "mini"
+    path: str = ""
+    """HF causal-LM directory (TWIST is Llama architecture) or hub name."""
+    unit_offset: int = 0
+    """Token id of unit 0 in the LM vocabulary (units occupy offset..offset+K-1)."""
+    n_units: int = 500
+    bos_token_id: int | None = None
+    dtype: DType = "float32"
+    device: Device = "auto"
+    batch_size: int = 64
+
+
+class VocoderConfig(BaseModel):
+    kind: Literal["hifigan", "mini"] = "mini"
+    checkpoint: str = ""
+    """speech-resynthesis style generator checkpoint (.pt with a 'generator' state dict)."""
+    config_path: str = ""
+    """its JSON config (upsample rates, num_embeddings, dur_prediction, ...)."""
+    sample_rate: int = 16000
+    device: Device = "auto"
+
+
+class ASRConfig(BaseModel):
+    kind: Literal["whisper", "hf_whisper", "mini"] = "mini"
+    path: str = ""
+    """openai-whisper checkpoint file (.pt), or an HF Whisper directory for `hf_whisper`."""
+    language: str = "en"
+    batch_size: int = 16
+    device: Device = "auto"
+
+
+class JudgeConfig(BaseModel):
+    name: str = "mini-judge"
+    kind: Literal["openai", "hf", "mini"] = "mini"
+    model: str = "gpt-4o"
+    base_url: str | None = None
+    """OpenAI-compatible endpoint (vLLM, Ollama, ...); None = api.openai.com."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable that holds the key. The key itself never enters config."""
+    path: str = ""
+    """HF instruct model dir for `hf`; mini bundle judge dir for `mini`."""
+    timeout_s: float = 60.0
+    max_retries: int = 4
+    concurrency: int = 4
+    temperature: float = 0.0
+    max_tokens: int = 400
+    cache_dir: str = ""
+    price_per_1k_input: float = 0.0
+    price_per_1k_output: float = 0.0
+
+
+class ModelsConfig(BaseModel):
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    unit_lm: UnitLMConfig = Field(default_factory=UnitLMConfig)
+    vocoder: VocoderConfig = Field(default_factory=VocoderConfig)
+    asr: ASRConfig = Field(default_factory=ASRConfig)
+    judges: list[JudgeConfig] = Field(default_factory=lambda: [JudgeConfig()])

@@ -1,0 +1,106 @@
+"""The small interfaces every speech component implements, in both worlds.
+
+`backend/` only ever talks to these protocols, so it never knows whether it runs on the real
+published weights (mHuBERT + TWIST + HiFi-GAN + Whisper + an LLM judge) or on the embedded mini
+world. Units are plain Python ints 0..K-1; waves are 1-D float32 numpy arrays in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+Units = list[int]
+
+
+def dedup(units: Sequence[int]) -> Units:
+    """Remove consecutive duplicates, as TWIST does before the unit LM."""
+    out: Units = []
+    for u in units:
+        if not out or out[-1] != u:
+            out.append(int(u))
+    return out
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings for continuations (defaults: slamkit's recipe, see PAPER.md)."""
+
+    n: int = 5
+    temperature: float = 0.8
+    top_k: int = 25
+    top_p: float = 1.0
+    max_new_units: int = 150
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LogProb:
+    """Log-likelihood of one unit sequence: summed, and per token (first token excluded)."""
+
+    total: float
+    per_token: list[float] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return self.total / max(1, len(self.per_token))
+
+
+@dataclass(frozen=True)
+class Score:
+    """A judge's verdict. `value` is None when the judge failed: failures are never invented scores."""
+
+    value: float | None
+    rationale: str = ""
+    raw: str = ""
+    judge: str = ""
+    prompt_version: str = ""
+    error: str | None = None
+    cost: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None and self.error is None
+
+
+@runtime_checkable
+class SpeechTokenizer(Protocol):
+    sample_rate: int
+    vocab_size: int
+
+    def encode(self, wave: np.ndarray, sample_rate: int, deduplicate: bool = True) -> Units: ...
+
+
+@runtime_checkable
+class UnitLM(Protocol):
+    vocab_size: int
+
+    def sample(
+        self, prompts: Sequence[Units], params: SamplingParams, adapter: str | None = None
+    ) -> list[list[Units]]:
+        """For each prompt, `params.n` continuations (new units only). Deterministic for a seed."""
+        ...
+
+    def logprob(self, sequences: Sequence[Units], adapter: str | None = None) -> list[LogProb]: ...
+
+
+@runtime_checkable
+class Vocoder(Protocol):
+    sample_rate: int
+
+    def decode(self, units: Units) -> np.ndarray: ...
+
+
+@runtime_checkable
+class ASR(Protocol):
+    def transcribe(self, waves: Sequence[np.ndarray], sample_rate: int) -> list[str]: ...
+
+
+@runtime_checkable
+class Judge(Protocol):
+    name: str
+    prompt_version: str
+
+    def score(self, prompt_text: str, continuation_text: str) -> Score: ...

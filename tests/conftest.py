@@ -1,0 +1,3 @@
+"""Shared fixtures. Area-specific fixtures live in tests/<area>/conftest.py."""
+
+pytest_plugins = ["tests.mini_world"]
