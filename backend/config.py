@@ -80,7 +80,9 @@ class DPOSettings(BaseModel):
     lora_rank: int = 32
     lora_alpha: int = 8
     lora_dropout: float = 0.0
-    lora_targets: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    lora_targets: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
     batch_size: int = 8
     max_steps: int = 100
     epochs: float = 1.0

@@ -6,7 +6,7 @@ Changing this file needs a new Alembic revision in `db/migrations/versions/`.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -43,7 +43,7 @@ PAIR_SOURCES = ("ai", "human", "both")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -72,7 +72,9 @@ class ModelVersion(Base):
     __table_args__ = (
         CheckConstraint(_in("kind", ("baseline", "aligned")), name="kind"),
         CheckConstraint("kind = 'baseline' OR parent_id IS NOT NULL", name="aligned_has_parent"),
-        CheckConstraint("kind = 'baseline' OR adapter_path IS NOT NULL", name="aligned_has_adapter"),
+        CheckConstraint(
+            "kind = 'baseline' OR adapter_path IS NOT NULL", name="aligned_has_adapter"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -19,7 +19,7 @@ DType = Literal["float32", "float16", "bfloat16"]
 class TokenizerConfig(BaseModel):
     kind: Literal["hubert", "mini"] = "mini"
     path: str = ""
-    """HuBERT: HF model directory or hub name (e.g. mHuBERT-base-25Hz). Mini: bundle tokenizer dir."""
+    """HuBERT: HF model dir or hub name (e.g. mHuBERT-base-25Hz). Mini: bundle tokenizer dir."""
     kmeans_path: str = ""
     """k-means centroids: a joblib/pickle sklearn KMeans (textlesslib) or a .npy array (K, dim)."""
     layer: int = 11

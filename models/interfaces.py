@@ -7,8 +7,9 @@ world. Units are plain Python ints 0..K-1; waves are 1-D float32 numpy arrays in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -50,7 +51,7 @@ class LogProb:
 
 @dataclass(frozen=True)
 class Score:
-    """A judge's verdict. `value` is None when the judge failed: failures are never invented scores."""
+    """A judge's verdict. `value` is None when the judge failed (never an invented score)."""
 
     value: float | None
     rationale: str = ""

@@ -1,0 +1,337 @@
+"""Durable jobs: rows in the `jobs` table, run by a worker thread (in the server) or process
+(`python -m backend worker`).
+
+A handler is a plain function `handler(ctx: JobContext) -> dict` registered with `@handler(kind)`.
+It reports progress through `ctx.progress(...)`, which also raises `JobCancelled` when an admin
+asked to cancel. A heartbeat thread keeps `heartbeat_at` fresh while the handler runs; a job
+found `running` with a stale heartbeat (its worker was killed) is requeued when its handler is
+resumable and it has attempts left, else failed with the reason. Nothing stays "running" forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+
+from db.schema import Job, utcnow
+
+if TYPE_CHECKING:
+    from backend.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 2.0
+STALE_AFTER_S = 30.0
+MAX_ATTEMPTS = 3
+LOG_LIMIT = 200_000
+
+
+class JobCancelled(Exception):
+    """Raised inside a handler when cancellation was requested."""
+
+
+class JobError(Exception):
+    """A handler's clean failure: its message is shown to the user as the job's error."""
+
+
+@dataclass
+class HandlerSpec:
+    fn: Callable[[JobContext], dict]
+    resumable: bool = False
+    exclusive: bool = False
+
+
+HANDLERS: dict[str, HandlerSpec] = {}
+
+
+def handler(kind: str, resumable: bool = False, exclusive: bool = False):
+    """Register a job handler. `resumable`: safe to rerun after a crash (it skips finished work).
+    `exclusive`: at most one job of this kind runs at a time (training)."""
+
+    def wrap(fn: Callable[[JobContext], dict]) -> Callable[[JobContext], dict]:
+        HANDLERS[kind] = HandlerSpec(fn, resumable, exclusive)
+        return fn
+
+    return wrap
+
+
+def _load_handlers() -> None:
+    """Import the modules that register handlers (kept here so the worker sees all of them)."""
+    import importlib
+
+    for name in HANDLER_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:  # a pipeline area not built yet
+            if e.name != name:
+                raise
+
+
+HANDLER_MODULES = [
+    "backend.bootstrap",
+    "backend.pipeline",
+    "backend.rounds",
+    "backend.evaluation",
+]
+
+
+@dataclass
+class JobContext:
+    runtime: Runtime
+    job_id: int
+    params: dict[str, Any]
+    _last_write: float = field(default=0.0)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Record progress in 0..1 and check for cancellation."""
+        fraction = min(1.0, max(0.0, float(fraction)))
+        with self.runtime.store.session() as s:
+            job = s.get(Job, self.job_id)
+            job.progress = fraction
+            if message:
+                job.message = message[:500]
+            job.heartbeat_at = utcnow()
+            cancel = job.cancel_requested
+        if cancel:
+            raise JobCancelled("cancelled by request")
+
+    def log(self, line: str) -> None:
+        stamp = utcnow().strftime("%H:%M:%S")
+        with self.runtime.store.session() as s:
+            job = s.get(Job, self.job_id)
+            job.log = (job.log + f"[{stamp}] {line}\n")[-LOG_LIMIT:]
+
+    def set_result(self, **values: Any) -> None:
+        """Merge values into the job's result while it runs (live metrics for the UI)."""
+        with self.runtime.store.session() as s:
+            job = s.get(Job, self.job_id)
+            job.result = {**(job.result or {}), **values}
+
+    def cancelled(self) -> bool:
+        with self.runtime.store.session() as s:
+            return bool(s.get(Job, self.job_id).cancel_requested)
+
+    def check_cancelled(self) -> None:
+        if self.cancelled():
+            raise JobCancelled("cancelled by request")
+
+
+def submit(
+    runtime: Runtime, kind: str, params: dict[str, Any] | None = None, user_id: int | None = None
+) -> int:
+    """Queue a job; returns its id."""
+    _load_handlers()
+    if kind not in HANDLERS:
+        raise ValueError(f"unknown job kind {kind!r}; known: {', '.join(sorted(HANDLERS))}")
+    with runtime.store.session() as s:
+        job = Job(
+            kind=kind,
+            params=params or {},
+            exclusive=HANDLERS[kind].exclusive,
+            created_by=user_id,
+            message="queued",
+        )
+        s.add(job)
+        s.flush()
+        return job.id
+
+
+def cancel(runtime: Runtime, job_id: int) -> str:
+    """Ask a job to stop. A queued job is cancelled at once; a running one at its next progress."""
+    with runtime.store.session() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise ValueError(f"no job {job_id}")
+        if job.status == "queued":
+            job.status, job.finished_at, job.message = "cancelled", utcnow(), "cancelled"
+        elif job.status == "running":
+            job.cancel_requested = True
+        return job.status
+
+
+def get(runtime: Runtime, job_id: int) -> dict[str, Any]:
+    with runtime.store.session() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise ValueError(f"no job {job_id}")
+        return job_dict(job)
+
+
+def list_jobs(runtime: Runtime, limit: int = 50) -> list[dict[str, Any]]:
+    with runtime.store.session() as s:
+        rows = s.scalars(select(Job).order_by(Job.id.desc()).limit(limit)).all()
+        return [job_dict(j) for j in rows]
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    return {
+        c: getattr(job, c)
+        for c in (
+            "id", "kind", "params", "status", "progress", "message", "log", "error", "result",
+            "cancel_requested", "attempts", "created_at", "started_at", "finished_at",
+        )
+    }
+
+
+def claim_next(runtime: Runtime, worker_id: str) -> int | None:
+    """Atomically move the oldest runnable queued job to running; returns its id or None."""
+    _load_handlers()
+    with runtime.store.session() as s:
+        busy = set(
+            s.scalars(select(Job.kind).where(Job.status == "running", Job.exclusive)).all()
+        )
+        queued = s.scalars(
+            select(Job).where(Job.status == "queued").order_by(Job.id).limit(20)
+        ).all()
+        for job in queued:
+            if job.exclusive and job.kind in busy:
+                continue
+            now = utcnow()
+            claimed = s.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.status == "queued")
+                .values(
+                    status="running", worker_id=worker_id, started_at=now, heartbeat_at=now,
+                    attempts=Job.attempts + 1, message="started",
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if claimed.rowcount == 1:
+                return job.id
+    return None
+
+
+def run_job(runtime: Runtime, job_id: int) -> str:
+    """Run one claimed job to its end state; returns that state."""
+    with runtime.store.session() as s:
+        job = s.get(Job, job_id)
+        kind, params = job.kind, dict(job.params or {})
+    spec = HANDLERS.get(kind)
+    ctx = JobContext(runtime, job_id, params)
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(runtime, job_id, stop), daemon=True)
+    beat.start()
+    status, error, result = "done", None, None
+    try:
+        if spec is None:
+            raise JobError(f"no handler for job kind {kind!r}")
+        result = spec.fn(ctx) or {}
+    except JobCancelled:
+        status = "cancelled"
+    except JobError as e:
+        status, error = "failed", str(e)
+    except Exception as e:  # the job fails; the worker lives on
+        status, error = "failed", f"{type(e).__name__}: {e}"
+        log.exception("job %s (%s) failed", job_id, kind)
+        ctx_log = traceback.format_exc(limit=8)
+        try:
+            ctx.log(ctx_log)
+        except Exception:  # noqa: BLE001 - logging the failure must not mask it
+            pass
+    finally:
+        stop.set()
+        beat.join(timeout=5)
+    with runtime.store.session() as s:
+        job = s.get(Job, job_id)
+        job.status, job.error, job.finished_at = status, error, utcnow()
+        if status == "done":
+            job.progress, job.message = 1.0, "done"
+            job.result = {**(job.result or {}), **result}
+        elif status == "cancelled":
+            job.message = "cancelled"
+        else:
+            job.message = "failed"
+    return status
+
+
+def _heartbeat(runtime: Runtime, job_id: int, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_S):
+        try:
+            with runtime.store.session() as s:
+                s.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow()))
+        except Exception:  # noqa: BLE001 - a missed beat is retried next tick
+            log.warning("heartbeat for job %s failed", job_id, exc_info=True)
+
+
+def recover_stale(runtime: Runtime, stale_after_s: float = STALE_AFTER_S) -> list[int]:
+    """Requeue or fail jobs whose worker stopped beating. Returns the ids touched."""
+    _load_handlers()
+    cutoff = utcnow() - timedelta(seconds=stale_after_s)
+    touched = []
+    with runtime.store.session() as s:
+        stale = s.scalars(
+            select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff)
+        ).all()
+        for job in stale:
+            spec = HANDLERS.get(job.kind)
+            reason = f"worker {job.worker_id} lost (no heartbeat since {job.heartbeat_at:%H:%M:%S})"
+            if spec and spec.resumable and job.attempts < MAX_ATTEMPTS and not job.cancel_requested:
+                job.status, job.message = "queued", f"requeued: {reason}"
+                job.log = (job.log or "") + f"[recovery] requeued: {reason}\n"
+            else:
+                job.status, job.finished_at = "failed", utcnow()
+                job.error = f"interrupted: {reason}"
+                job.message = "failed"
+            touched.append(job.id)
+    for job_id in touched:
+        for fn in RECOVERY_HOOKS:
+            fn(runtime, job_id)
+    return touched
+
+
+RECOVERY_HOOKS: list[Callable[[Runtime, int], None]] = []
+"""Called with each recovered job id, e.g. to mark its training round failed."""
+
+
+class Worker:
+    """Claims and runs jobs in a background thread until stopped."""
+
+    def __init__(self, runtime: Runtime, poll_s: float = 0.5, stale_after_s: float = STALE_AFTER_S):
+        self.runtime = runtime
+        self.poll_s = poll_s
+        self.stale_after_s = stale_after_s
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Worker:
+        self._thread = threading.Thread(target=self.run_forever, name="job-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+
+    def run_once(self) -> bool:
+        job_id = claim_next(self.runtime, self.worker_id)
+        if job_id is None:
+            return False
+        run_job(self.runtime, job_id)
+        return True
+
+    def run_forever(self) -> None:
+        last_recovery = 0.0
+        import time
+
+        while not self._stop.is_set():
+            try:
+                now = time.monotonic()
+                if now - last_recovery > self.stale_after_s / 2:
+                    recover_stale(self.runtime, self.stale_after_s)
+                    last_recovery = now
+                if not self.run_once():
+                    self._stop.wait(self.poll_s)
+            except Exception:  # noqa: BLE001 - e.g. DB briefly unavailable; keep serving
+                log.exception("worker loop error")
+                self._stop.wait(self.poll_s * 4)

@@ -1,0 +1,166 @@
+"""Model-version registry: the baseline and the aligned versions derived from it by DPO rounds.
+
+An aligned version owns an adapter directory under `<data_dir>/checkpoints/<name>/`. It is copied
+there atomically (copy to a temp dir, fsync every file, rename) before its row is committed, and
+removed again if the commit fails, so the store never references a half-written adapter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from backend.runtime import Runtime
+from db.schema import ModelVersion
+
+
+class RegistryError(ValueError):
+    pass
+
+
+def version_dict(v: ModelVersion) -> dict[str, Any]:
+    return {
+        "id": v.id, "name": v.name, "kind": v.kind, "parent_id": v.parent_id,
+        "round_index": v.round_index, "base_ref": v.base_ref, "adapter_path": v.adapter_path,
+        "adapter_sha256": v.adapter_sha256, "config": v.config, "created_at": v.created_at,
+    }
+
+
+def create_baseline(rt: Runtime, name: str, base_ref: str, config: dict | None = None) -> dict:
+    """Register a pre-trained model (idempotent for the same name and base_ref)."""
+    with rt.store.session() as s:
+        existing = s.scalar(select(ModelVersion).where(ModelVersion.name == name))
+        if existing:
+            if existing.kind != "baseline" or existing.base_ref != base_ref:
+                raise RegistryError(f"version {name!r} exists with different settings")
+            return version_dict(existing)
+        v = ModelVersion(name=name, kind="baseline", base_ref=base_ref, config=config or {})
+        s.add(v)
+        s.flush()
+        return version_dict(v)
+
+
+def get_version(rt: Runtime, ref: int | str) -> dict:
+    """A version by id or name."""
+    with rt.store.session() as s:
+        if isinstance(ref, int) or str(ref).isdigit():
+            v = s.get(ModelVersion, int(ref))
+        else:
+            v = s.scalar(select(ModelVersion).where(ModelVersion.name == ref))
+        if v is None:
+            raise RegistryError(f"unknown model version {ref!r}")
+        return version_dict(v)
+
+
+def list_versions(rt: Runtime) -> list[dict]:
+    with rt.store.session() as s:
+        return [version_dict(v) for v in s.scalars(select(ModelVersion).order_by(ModelVersion.id))]
+
+
+def baseline(rt: Runtime) -> dict | None:
+    with rt.store.session() as s:
+        v = s.scalar(
+            select(ModelVersion).where(ModelVersion.kind == "baseline").order_by(ModelVersion.id)
+        )
+        return version_dict(v) if v else None
+
+
+def lineage(rt: Runtime, ref: int | str) -> list[dict]:
+    """The version and its ancestors, newest first, ending at the baseline."""
+    chain = [get_version(rt, ref)]
+    while chain[-1]["parent_id"] is not None:
+        chain.append(get_version(rt, chain[-1]["parent_id"]))
+    return chain
+
+
+def adapter_chain(rt: Runtime, ref: int | str) -> list[str]:
+    """Adapter paths to apply on the base, oldest first (an aligned child of an aligned parent
+    stacks on it; rounds here train from the parent with its adapter merged, see training)."""
+    return [v["adapter_path"] for v in reversed(lineage(rt, ref)) if v["adapter_path"]]
+
+
+def derive_aligned(
+    rt: Runtime,
+    parent: int | str,
+    adapter_src: Path,
+    round_index: int,
+    config: dict | None = None,
+    name: str | None = None,
+) -> dict:
+    """Register a new aligned version whose adapter is copied from `adapter_src`."""
+    par = get_version(rt, parent)
+    adapter_src = Path(adapter_src)
+    if not adapter_src.is_dir() or not any(adapter_src.iterdir()):
+        raise RegistryError(f"adapter directory {adapter_src} is missing or empty")
+    name = name or f"{_root_name(rt, par)}-r{round_index}-{uuid.uuid4().hex[:6]}"
+    final = rt.settings.checkpoints_dir / name
+    if final.exists():
+        raise RegistryError(f"checkpoint directory {final} already exists")
+    digest = atomic_copy_dir(adapter_src, final)
+    try:
+        with rt.store.session() as s:
+            v = ModelVersion(
+                name=name, kind="aligned", parent_id=par["id"], round_index=round_index,
+                base_ref=par["base_ref"], adapter_path=str(final), adapter_sha256=digest,
+                config=config or {},
+            )
+            s.add(v)
+            s.flush()
+            return version_dict(v)
+    except Exception:
+        shutil.rmtree(final, ignore_errors=True)
+        raise
+
+
+def _root_name(rt: Runtime, version: dict) -> str:
+    return lineage(rt, version["id"])[-1]["name"]
+
+
+def atomic_copy_dir(src: Path, dst: Path) -> str:
+    """Copy a directory so that `dst` either does not exist or is complete; returns a sha256
+    over its files (names and contents)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".tmp-{dst.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        shutil.copytree(src, tmp)
+        digest = hashlib.sha256()
+        for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            digest.update(str(f.relative_to(tmp)).encode())
+            with open(f, "rb") as fh:
+                digest.update(fh.read())
+                os.fsync(fh.fileno())
+        os.rename(tmp, dst)
+        _fsync_dir(dst.parent)
+        return digest.hexdigest()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def verify_adapter(version: dict) -> bool:
+    """True when the adapter on disk still matches the hash recorded at registration."""
+    path = version.get("adapter_path")
+    if not path:
+        return True
+    p = Path(path)
+    if not p.is_dir():
+        return False
+    digest = hashlib.sha256()
+    for f in sorted(x for x in p.rglob("*") if x.is_file()):
+        digest.update(str(f.relative_to(p)).encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest() == version.get("adapter_sha256")
