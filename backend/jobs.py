@@ -68,7 +68,8 @@ def _load_handlers() -> None:
     """Import the modules that register handlers (kept here so the worker sees all of them)."""
     import importlib
 
-    for name in HANDLER_MODULES:
+    extra = [m for m in os.environ.get("STUDIO_EXTRA_JOB_MODULES", "").split(",") if m]
+    for name in HANDLER_MODULES + extra:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as e:  # a pipeline area not built yet

@@ -1,0 +1,41 @@
+# Two commands for a fresh machine (see README): `make run` and `make test`.
+# Both set themselves up: system packages, a venv at .venv/ with the pinned requirements.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bootstrap bench clean-venv
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first: the pinned CPU build (a later unpinned torch would pull a multi-GB CUDA build)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements.txt
+	touch $(STAMP)
+
+run: $(STAMP)
+	bash scripts/system-deps.sh run
+	$(BIN)/python -m backend bootstrap
+	$(BIN)/python -m app
+
+bootstrap: $(STAMP)
+	bash scripts/system-deps.sh run
+	$(BIN)/python -m backend bootstrap
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP)
+	bash scripts/system-deps.sh test
+	$(BIN)/ruff check .
+	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$(bash scripts/test-postgres.sh)}" \
+		$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,44 @@
+"""Job handlers used by the job-runner tests (loaded via STUDIO_EXTRA_JOB_MODULES in subprocesses)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from backend.jobs import JobError, handler
+
+
+@handler("test_count")
+def count(ctx):
+    n = int(ctx.params.get("n", 5))
+    for i in range(n):
+        ctx.progress(i / n, f"step {i + 1} of {n}")
+        time.sleep(float(ctx.params.get("sleep", 0.0)))
+    ctx.log("counted")
+    return {"counted": n}
+
+
+@handler("test_fail")
+def fail(ctx):
+    raise JobError("the input was bad")
+
+
+@handler("test_crash")
+def crash(ctx):
+    return 1 / 0
+
+
+def _long(ctx):
+    marker = Path(ctx.params["marker"])
+    marker.write_text("started")
+    for i in range(10_000):
+        ctx.progress(min(i / 100, 0.99), "working")
+        time.sleep(0.05)
+    return {}
+
+
+handler("test_long")(_long)
+handler("test_long_resumable", resumable=True)(
+    lambda ctx: {"resumed": True} if Path(ctx.params["marker"]).exists() else _long(ctx)
+)
+handler("test_exclusive", exclusive=True)(lambda ctx: {})

@@ -1,0 +1,126 @@
+"""The job runner: progress, results, failures, cancellation, exclusivity, and recovery after the
+worker process is killed (SIGKILL) in the middle of a job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import tests.backend.job_handlers  # noqa: F401 - registers the test handlers
+from backend import jobs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_job_runs_to_done_with_progress_and_result(runtime):
+    job_id = jobs.submit(runtime, "test_count", {"n": 3})
+    assert jobs.get(runtime, job_id)["status"] == "queued"
+    assert jobs.Worker(runtime).run_once()
+    job = jobs.get(runtime, job_id)
+    assert (job["status"], job["progress"], job["result"]) == ("done", 1.0, {"counted": 3})
+    assert "counted" in job["log"]
+    assert not jobs.Worker(runtime).run_once()  # nothing left
+
+
+def test_clean_failure_and_crash_are_recorded(runtime):
+    bad = jobs.submit(runtime, "test_fail")
+    crash = jobs.submit(runtime, "test_crash")
+    worker = jobs.Worker(runtime)
+    worker.run_once()
+    worker.run_once()
+    assert jobs.get(runtime, bad)["error"] == "the input was bad"
+    crashed = jobs.get(runtime, crash)
+    assert crashed["status"] == "failed"
+    assert crashed["error"].startswith("ZeroDivisionError")
+    assert "Traceback" in crashed["log"]
+
+
+def test_unknown_job_kind_is_refused(runtime):
+    with pytest.raises(ValueError, match="unknown job kind"):
+        jobs.submit(runtime, "no_such_kind")
+
+
+def test_cancel_queued_and_running_jobs(sqlite_runtime):
+    rt = sqlite_runtime
+    queued = jobs.submit(rt, "test_count")
+    assert jobs.cancel(rt, queued) == "cancelled"
+    running = jobs.submit(rt, "test_count", {"n": 400, "sleep": 0.01})
+    worker = jobs.Worker(rt, poll_s=0.05).start()
+    deadline = time.monotonic() + 20
+    while jobs.get(rt, running)["status"] != "running" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert jobs.cancel(rt, running) == "running"
+    while jobs.get(rt, running)["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.stop()
+    job = jobs.get(rt, running)
+    assert job["status"] == "cancelled"
+    assert job["progress"] < 1.0
+
+
+def test_exclusive_jobs_run_one_at_a_time(runtime):
+    first = jobs.submit(runtime, "test_exclusive")
+    second = jobs.submit(runtime, "test_exclusive")
+    assert jobs.claim_next(runtime, "w1") == first
+    assert jobs.claim_next(runtime, "w2") is None  # the second waits for the first
+    jobs.run_job(runtime, first)
+    assert jobs.claim_next(runtime, "w2") == second
+
+
+def test_claim_is_atomic_across_workers(runtime):
+    ids = [jobs.submit(runtime, "test_count", {"n": 1}) for _ in range(6)]
+    claimed = [jobs.claim_next(runtime, f"w{i % 2}") for i in range(8)]
+    assert sorted(c for c in claimed if c) == ids
+    assert claimed[6:] == [None, None]
+
+
+def _worker_process(runtime, tmp_path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "STUDIO_DATA_DIR": str(runtime.settings.data_dir),
+        "STUDIO_DATABASE_URL": runtime.settings.database_url,
+        "STUDIO_EXTRA_JOB_MODULES": "tests.backend.job_handlers",
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "backend", "worker"], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def _wait_for(path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("kind", ["test_long", "test_long_resumable"])
+def test_killed_worker_leaves_no_job_running(runtime, tmp_path, kind):
+    marker = tmp_path / "started"
+    job_id = jobs.submit(runtime, kind, {"marker": str(marker)})
+    proc = _worker_process(runtime, tmp_path)
+    try:
+        _wait_for(marker)
+        assert jobs.get(runtime, job_id)["status"] == "running"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    time.sleep(1.2)
+    assert jobs.recover_stale(runtime, stale_after_s=1.0) == [job_id]
+    job = jobs.get(runtime, job_id)
+    if kind == "test_long":
+        assert job["status"] == "failed"
+        assert job["error"].startswith("interrupted: worker") and "lost" in job["error"]
+    else:
+        assert job["status"] == "queued" and "requeued" in job["log"]
+        jobs.Worker(runtime).run_once()  # a new worker resumes it
+        job = jobs.get(runtime, job_id)
+        assert (job["status"], job["result"]) == ("done", {"resumed": True})
+        assert job["attempts"] == 2
