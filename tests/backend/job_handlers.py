@@ -1,4 +1,4 @@
-"""Job handlers used by the job-runner tests (loaded via STUDIO_EXTRA_JOB_MODULES in subprocesses)."""
+"""Job handlers for the job-runner tests (loaded via STUDIO_EXTRA_JOB_MODULES in workers)."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from backend import registry, users
 from db.schema import User
@@ -74,10 +75,10 @@ def test_failed_registration_leaves_no_checkpoint(runtime, tmp_path):
     registry.derive_aligned(runtime, base["id"], _adapter(tmp_path, "a"), 1, name="taken")
     with pytest.raises(registry.RegistryError, match="already exists"):
         registry.derive_aligned(runtime, base["id"], _adapter(tmp_path, "b"), 1, name="taken")
-    # a commit that fails (unknown parent is caught earlier; force a duplicate row name)
+    # a commit that fails after the copy (duplicate row name) removes the copied adapter
     ckpt = runtime.settings.checkpoints_dir
     (ckpt / "taken").rename(ckpt / "moved")  # directory free, row name still taken
-    with pytest.raises(Exception):
+    with pytest.raises(IntegrityError):
         registry.derive_aligned(runtime, base["id"], _adapter(tmp_path, "c"), 1, name="taken")
     assert not (ckpt / "taken").exists()
     assert sorted(p.name for p in ckpt.iterdir()) == ["moved"]
