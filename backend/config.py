@@ -43,6 +43,8 @@ class ServerConfig(BaseModel):
     login_attempts_per_minute: int = 10
     worker: bool = True
     """Run the job worker thread inside the server process."""
+    poll_seconds: float = 2.0
+    """How often the Admin job monitor refreshes (gr.Timer)."""
 
 
 class GenerationConfig(BaseModel):
@@ -56,6 +58,15 @@ class GenerationConfig(BaseModel):
     max_new_units: int = 150
     prompt_seconds: float = 3.0
     seed: int = 0
+    batch_size: int = 8
+    """Prompts per `UnitLM.sample` call (each yields `n` continuations): batched generation is
+    about 11x faster than one at a time on CPU (STACK.md)."""
+    train_split: str = "train"
+    """Prompts a training round samples and judges."""
+    heldout_split: str = "dev"
+    """Prompts evaluation and the bar tests score (never used for pairs)."""
+    max_prompts: int | None = None
+    """Cap on prompts per round (None = all of `train_split`)."""
 
 
 class SelectionConfig(BaseModel):
@@ -69,6 +80,19 @@ class SelectionConfig(BaseModel):
     min_pairs: int = 8
     human_min_votes: int = 1
     mos_margin: float = 1.0
+    strategy: Literal["ai", "likelihood", "asr"] = "ai"
+    """How AI-side pairs are chosen: the paper's judge scores, or the compared alternatives
+    (transcript likelihood under a smoothed word-bigram LM; share of recognizable words)."""
+    autobleu_on: Literal["words", "units"] = "words"
+    """Repetition filter input: transcript words (units when a sample has no transcript)."""
+    score_max: float = 5.0
+    """Judge scale top; curriculum thresholds are clamped to [1, score_max]."""
+    likelihood_margin: float = 0.0
+    asr_margin: float = 0.0
+    ai_weight: float = 1.0
+    human_weight: float = 1.0
+    """Weights when mixing sources (`both`): a pair found by several sources in opposite
+    directions keeps the direction with the larger summed weight; weight 0 drops a source."""
 
 
 class DPOSettings(BaseModel):
@@ -89,6 +113,26 @@ class DPOSettings(BaseModel):
     warmup_ratio: float = 0.1
     max_length: int = 512
     seed: int = 0
+    gradient_accumulation_steps: int = 1
+    lr_scheduler_type: str = "linear"
+    """Paper: warm-up then linear decay."""
+    gradient_checkpointing: bool = False
+    """TRL defaults it on; off here (CPU, small models). Turn on for TWIST-7B."""
+    precompute_ref_log_probs: bool = False
+    """Compute the reference log-probs once before training (saves a forward per step)."""
+    use_cpu: bool = True
+    """STACK.md: DPOConfig needs use_cpu=True, bf16=False on a CPU-only machine. Set False on GPU
+    (then `bf16` applies)."""
+    bf16: bool = False
+    logging_steps: int = 1
+    mini_overrides: dict[str, float | int | str] = Field(
+        default_factory=lambda: {
+            "learning_rate": 5e-4, "lora_rank": 8, "lora_alpha": 16, "max_steps": 40,
+            "warmup_ratio": 0.0, "beta": 0.1,
+        }
+    )
+    """Applied by `backend.training.effective_dpo` when world == "mini" to every field NOT set
+    explicitly (env/TOML/kwargs win): a tiny LM needs a far larger step than TWIST-7B."""
 
 
 class BootstrapConfig(BaseModel):
@@ -107,6 +151,11 @@ class RatingConfig(BaseModel):
     bootstrap_resamples: int = 1000
     max_upload_mb: float = 20.0
     max_upload_seconds: float = 30.0
+    qc_min_gold: int = 3
+    """Gold/trap answers needed before a rater's gold accuracy can flag them."""
+    min_play_fraction: float = 0.7
+    """A clip counts as played through when its end was reached at least this fraction of its
+    duration after playback started (server clock; 0.5 s slack for network jitter)."""
 
 
 class Settings(BaseSettings):

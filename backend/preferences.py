@@ -1,0 +1,337 @@
+"""Preference-pair selection strategies: small pure functions over plain dataclasses (no DB).
+
+- `select_ai_pairs`: the paper's AI feedback: per prompt, chosen = highest-scored continuation,
+  rejected = lowest, kept when chosen >= chosen_min and rejected <= rejected_max, after a
+  repetition filter dropping continuations whose bigram auto-BLEU > autobleu_max.
+- `curriculum_thresholds`: round r raises both thresholds by (r - 1) * step (paper: 3/1 -> 4/2).
+- alternatives the paper compares against: `select_likelihood_pairs` (transcript likelihood under
+  a smoothed word-bigram LM, or the unit LM's own mean log-prob) and `select_asr_pairs` (share of
+  recognizable words in the transcript).
+- human feedback: `human_ab_pairs` (majority of A/B votes, ties dropped), `human_mos_pairs`
+  (best vs worst MOS per prompt, difference above a margin).
+- `mix_pairs`: combine sources with weights. Every pair keeps its provenance.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One sampled continuation with whatever feedback is known about it."""
+
+    sample_id: int
+    prompt_id: int
+    units: tuple[int, ...] = ()
+    transcript: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    """AI judge name -> score (failed judgments are simply absent)."""
+    logprob: float | None = None
+    """Mean per-unit log-prob under the unit LM, when computed."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    prompt_id: int
+    chosen_id: int
+    rejected_id: int
+    source: str
+    margin: float | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    chosen_min: float = 3.0
+    rejected_max: float = 1.0
+    autobleu_max: float = 0.3
+
+
+@dataclass(frozen=True)
+class ABVote:
+    """A human A/B vote; `choice` in A (sample_a better), B, tie, both_bad."""
+
+    prompt_id: int
+    sample_a: int
+    sample_b: int
+    choice: str
+    rater: str = ""
+
+
+@dataclass(frozen=True)
+class MOSRating:
+    prompt_id: int
+    sample_id: int
+    value: float
+    rater: str = ""
+
+
+# --- repetition filter ----------------------------------------------------------------------
+def tokens_of(c: Candidate, on: str = "words") -> list[str]:
+    if on == "words" and c.transcript is not None:
+        return c.transcript.split()
+    return [str(u) for u in c.units]
+
+
+def auto_bleu(tokens: Sequence[Any], n: int = 2) -> float:
+    """Bigram auto-BLEU (GSLM, Lakhotia et al. 2021): the share of a sequence's n-grams that occur
+    elsewhere in the same sequence. 0 = no repetition, 1 = every n-gram repeats. Sequences
+    shorter than n+1 tokens have no repeated n-gram by definition (0)."""
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    if len(grams) < 2:
+        return 0.0
+    counts = Counter(grams)
+    return sum(1 for g in grams if counts[g] > 1) / len(grams)
+
+
+def repetition_filter(
+    cands: Iterable[Candidate], autobleu_max: float, on: str = "words"
+) -> tuple[list[Candidate], list[Candidate]]:
+    """Split into (kept, dropped) by auto-BLEU <= autobleu_max."""
+    kept, dropped = [], []
+    for c in cands:
+        (kept if auto_bleu(tokens_of(c, on)) <= autobleu_max else dropped).append(c)
+    return kept, dropped
+
+
+# --- thresholds -----------------------------------------------------------------------------
+def curriculum_thresholds(
+    base: Thresholds, round_index: int, step: float = 1.0, score_min: float = 1.0,
+    score_max: float = 5.0,
+) -> Thresholds:
+    """Round 1 uses `base`; each later round raises chosen_min and rejected_max by `step`
+    (paper: 3/1 then 4/2), clamped to the judge's scale."""
+    k = max(0, round_index - 1) * step
+
+    def clamp(x: float) -> float:
+        return min(score_max, max(score_min, x))
+
+    return replace(base, chosen_min=clamp(base.chosen_min + k),
+                   rejected_max=clamp(base.rejected_max + k))
+
+
+# --- generic best-vs-worst per prompt --------------------------------------------------------
+def _by_prompt(cands: Iterable[Candidate]) -> dict[int, list[Candidate]]:
+    groups: dict[int, list[Candidate]] = defaultdict(list)
+    for c in cands:
+        groups[c.prompt_id].append(c)
+    return dict(sorted(groups.items()))
+
+
+def _best_worst(group: list[tuple[float, Candidate]]) -> tuple[tuple[float, Candidate], ...]:
+    # deterministic: ties go to the lower sample id
+    best = max(group, key=lambda x: (x[0], -x[1].sample_id))
+    worst = min(group, key=lambda x: (x[0], x[1].sample_id))
+    return best, worst
+
+
+def mean_score(c: Candidate, judges: Sequence[str] | None = None) -> float | None:
+    vals = [v for k, v in c.scores.items() if judges is None or k in judges]
+    return sum(vals) / len(vals) if vals else None
+
+
+def select_ai_pairs(
+    cands: Iterable[Candidate], th: Thresholds, judges: Sequence[str] | None = None,
+    autobleu_on: str = "words", round_index: int = 1,
+) -> list[Pair]:
+    """The paper's selection. A candidate's score is the mean over the given judges (all when
+    None); candidates without any score are ignored."""
+    kept, dropped = repetition_filter(cands, th.autobleu_max, autobleu_on)
+    pairs = []
+    for pid, group in _by_prompt(kept).items():
+        scored = [(s, c) for c in group if (s := mean_score(c, judges)) is not None]
+        if len(scored) < 2:
+            continue
+        (sc, ch), (sr, rj) = _best_worst(scored)
+        if ch.sample_id == rj.sample_id or sc <= sr:
+            continue
+        if sc >= th.chosen_min and sr <= th.rejected_max:
+            pairs.append(Pair(pid, ch.sample_id, rj.sample_id, "ai", sc - sr, {
+                "strategy": "ai_score", "judges": sorted(judges or ch.scores),
+                "chosen_score": sc, "rejected_score": sr, "round": round_index,
+                "thresholds": {"chosen_min": th.chosen_min, "rejected_max": th.rejected_max,
+                               "autobleu_max": th.autobleu_max},
+                "n_candidates": len(group),
+                "n_dropped_repetitive": sum(1 for d in dropped if d.prompt_id == pid),
+            }))
+    return pairs
+
+
+# --- likelihood-based alternative -------------------------------------------------------------
+class WordBigramLM:
+    """Add-k smoothed word-bigram LM (with <s>/</s>), fitted on whatever transcripts exist."""
+
+    def __init__(self, texts: Iterable[str], k: float = 0.1):
+        self.k = k
+        self.uni: Counter[str] = Counter()
+        self.bi: Counter[tuple[str, str]] = Counter()
+        for t in texts:
+            w = ["<s>", *_words(t), "</s>"]
+            self.uni.update(w[:-1])
+            self.bi.update(zip(w[:-1], w[1:], strict=False))
+        self.vocab = {w for w, _ in self.bi} | {w for _, w in self.bi} | {"<unk>"}
+
+    def logprob(self, a: str, b: str) -> float:
+        v = len(self.vocab)
+        return math.log((self.bi[(a, b)] + self.k) / (self.uni[a] + self.k * v))
+
+    def perplexity(self, text: str) -> float:
+        w = ["<s>", *_words(text), "</s>"]
+        lp = sum(self.logprob(a, b) for a, b in zip(w[:-1], w[1:], strict=False))
+        return math.exp(-lp / (len(w) - 1))
+
+
+def _words(text: str | None) -> list[str]:
+    return re.findall(r"[\w']+", (text or "").lower())
+
+
+def select_likelihood_pairs(
+    cands: Iterable[Candidate], autobleu_max: float = 0.3, margin: float = 0.0,
+    lm: WordBigramLM | None = None, use_unit_logprob: bool = False, autobleu_on: str = "words",
+) -> list[Pair]:
+    """Per prompt: chosen = most likely continuation, rejected = least likely, when their score
+    differs by more than `margin`. Score = -log perplexity of the transcript under `lm` (fitted
+    on the candidates' own transcripts when None), or the unit LM's mean log-prob."""
+    cands = list(cands)
+    kept, _ = repetition_filter(cands, autobleu_max, autobleu_on)
+    if not use_unit_logprob and lm is None:
+        lm = WordBigramLM(c.transcript for c in cands if c.transcript)
+    pairs = []
+    for pid, group in _by_prompt(kept).items():
+        scored = []
+        for c in group:
+            if use_unit_logprob:
+                if c.logprob is not None:
+                    scored.append((c.logprob, c))
+            elif c.transcript and _words(c.transcript):
+                scored.append((-math.log(lm.perplexity(c.transcript)), c))
+        if len(scored) < 2:
+            continue
+        (sc, ch), (sr, rj) = _best_worst(scored)
+        if sc - sr > margin and ch.sample_id != rj.sample_id:
+            pairs.append(Pair(pid, ch.sample_id, rj.sample_id, "ai", sc - sr, {
+                "strategy": "unit_logprob" if use_unit_logprob else "word_bigram_likelihood",
+                "chosen_score": sc, "rejected_score": sr, "margin_min": margin,
+            }))
+    return pairs
+
+
+# --- ASR-based alternative -------------------------------------------------------------------
+def recognizable_share(text: str | None, vocabulary: set[str]) -> float:
+    words = _words(text)
+    return sum(w in vocabulary for w in words) / len(words) if words else 0.0
+
+
+def select_asr_pairs(
+    cands: Iterable[Candidate], vocabulary: set[str], autobleu_max: float = 0.3,
+    margin: float = 0.0, autobleu_on: str = "words",
+) -> list[Pair]:
+    """Per prompt: chosen = highest share of words the recognizer output that are in the
+    vocabulary (e.g. the corpus' words), rejected = lowest; kept when they differ by > margin."""
+    vocab = {w.lower() for w in vocabulary}
+    kept, _ = repetition_filter(cands, autobleu_max, autobleu_on)
+    pairs = []
+    for pid, group in _by_prompt(kept).items():
+        scored = [(recognizable_share(c.transcript, vocab), c) for c in group if c.transcript]
+        if len(scored) < 2:
+            continue
+        (sc, ch), (sr, rj) = _best_worst(scored)
+        if sc - sr > margin and ch.sample_id != rj.sample_id:
+            pairs.append(Pair(pid, ch.sample_id, rj.sample_id, "ai", sc - sr, {
+                "strategy": "asr_recognizable_share", "chosen_score": sc,
+                "rejected_score": sr, "margin_min": margin,
+            }))
+    return pairs
+
+
+# --- human feedback --------------------------------------------------------------------------
+def human_ab_pairs(votes: Iterable[ABVote], min_votes: int = 1) -> list[Pair]:
+    """Majority over the decisive votes (A or B) of each unordered sample pair, with at least
+    `min_votes` decisive votes; ties (equal counts) are dropped, as are tie/both_bad votes."""
+    tally: dict[tuple[int, int], Counter] = defaultdict(Counter)
+    prompt: dict[tuple[int, int], int] = {}
+    for v in votes:
+        if v.choice not in ("A", "B") or v.sample_a == v.sample_b:
+            continue
+        winner, loser = (v.sample_a, v.sample_b) if v.choice == "A" else (v.sample_b, v.sample_a)
+        key = (min(winner, loser), max(winner, loser))
+        tally[key][winner] += 1
+        prompt[key] = v.prompt_id
+    pairs = []
+    for key in sorted(tally):
+        c = tally[key]
+        a, b = key
+        n = c[a] + c[b]
+        if n < min_votes or c[a] == c[b]:
+            continue
+        ch, rj = (a, b) if c[a] > c[b] else (b, a)
+        pairs.append(Pair(prompt[key], ch, rj, "human", (c[ch] - c[rj]) / n, {
+            "strategy": "human_ab_majority", "votes_for": c[ch], "votes_against": c[rj],
+            "min_votes": min_votes,
+        }))
+    return pairs
+
+
+def human_mos_pairs(ratings: Iterable[MOSRating], margin: float = 1.0) -> list[Pair]:
+    """Per prompt: the best vs the worst sample by mean MOS, kept when the difference > margin."""
+    per: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in ratings:
+        per[r.prompt_id][r.sample_id].append(r.value)
+    pairs = []
+    for pid in sorted(per):
+        means = {s: sum(v) / len(v) for s, v in per[pid].items()}
+        if len(means) < 2:
+            continue
+        ch = max(means, key=lambda s: (means[s], -s))
+        rj = min(means, key=lambda s: (means[s], s))
+        if means[ch] - means[rj] > margin:
+            pairs.append(Pair(pid, ch, rj, "human", means[ch] - means[rj], {
+                "strategy": "human_mos", "chosen_mos": means[ch], "rejected_mos": means[rj],
+                "n_ratings": {str(ch): len(per[pid][ch]), str(rj): len(per[pid][rj])},
+                "margin_min": margin,
+            }))
+    return pairs
+
+
+# --- mixing ----------------------------------------------------------------------------------
+def mix_pairs(groups: dict[str, list[Pair]], weights: dict[str, float] | None = None) -> list[Pair]:
+    """Union of several sources' pairs. Weight 0 drops a source. The same two samples found by
+    several sources are merged into one pair whose direction has the larger summed weight
+    (exact tie: dropped); provenance lists every contributing source."""
+    weights = weights or {}
+    by_key: dict[tuple[int, int], list[tuple[str, Pair, float]]] = defaultdict(list)
+    for src, pairs in groups.items():
+        w = float(weights.get(src, 1.0))
+        if w <= 0:
+            continue
+        for p in pairs:
+            key = (min(p.chosen_id, p.rejected_id), max(p.chosen_id, p.rejected_id))
+            by_key[key].append((src, p, w))
+    out = []
+    for key in sorted(by_key):
+        entries = by_key[key]
+        votes: Counter[int] = Counter()
+        for _, p, w in entries:
+            votes[p.chosen_id] += w
+        a, b = key
+        if votes[a] == votes[b]:
+            continue
+        ch = a if votes[a] > votes[b] else b
+        agreeing = [(s, p, w) for s, p, w in entries if p.chosen_id == ch]
+        first = agreeing[0][1]
+        sources = sorted({s for s, _, _ in entries})
+        kinds = {p.source for _, p, _ in entries}
+        out.append(Pair(first.prompt_id, ch, first.rejected_id,
+                        kinds.pop() if len(kinds) == 1 else "both", first.margin, {
+                            "sources": sources,
+                            "weights": {s: w for s, _, w in entries},
+                            "agree": len(agreeing) == len(entries),
+                            "parts": [{"source": s, **p.provenance} for s, p, _ in entries],
+                        }))
+    return out

@@ -1,0 +1,308 @@
+"""DPO rounds: TRL `DPOTrainer` on unit-token strings with a LoRA adapter (peft).
+
+- Data: prompt = the prompt's units as text (`unit_lm.units_to_text`, with the tokenizer's BOS
+  in front when it does not add one itself, as the sampler conditions on it); chosen / rejected =
+  " " + continuation units (the leading space keeps the prompt's tokenization a prefix, STACK.md;
+  TRL appends EOS to completions).
+- Reference model: the trainer gets the parent as a plain model plus `peft_config=LoraConfig`,
+  so the reference is the same weights with the new adapter disabled: no second copy in memory.
+- Parent: the baseline, or an aligned version. For an aligned parent the base is loaded, the
+  parent's adapter merged into it (`merge_and_unload`), and a new adapter trained on top, so the
+  reference of round r is exactly the model of round r-1 (paper's curriculum). The saved adapter
+  of every version is SELF-CONTAINED, relative to the base weights: for an aligned parent it is
+  the rank-concatenation of the parent's adapter and the new delta (peft `add_weighted_adapter`,
+  combination "cat", which is exact), so serving any version is one `load_adapter` on the base.
+- The adapter is written to a temp dir under `<data_dir>/tmp/`, then `registry.derive_aligned`
+  copies it atomically and commits the version row; the temp dir is always removed. A cancelled,
+  failed or killed round leaves no version row and no checkpoint dir.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from sqlalchemy import select
+
+from backend import registry
+from backend.config import DPOSettings, Settings
+from backend.jobs import RECOVERY_HOOKS, JobCancelled
+from backend.runtime import Runtime
+from db.schema import PreferencePair, Prompt, Sample, TrainingRound, utcnow
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+Report = Callable[..., None]
+
+
+def effective_dpo(settings: Settings, overrides: dict | None = None) -> DPOSettings:
+    """settings.dpo, with `mini_overrides` applied in the mini world to fields not set explicitly,
+    then the per-round `overrides` (from the Admin form / CLI) on top."""
+    d = settings.dpo
+    data = d.model_dump()
+    if settings.world == "mini":
+        for k, v in (d.mini_overrides or {}).items():
+            if k in data and k not in d.model_fields_set:
+                data[k] = v
+    for k, v in (overrides or {}).items():
+        if v is None:
+            continue
+        if k not in data:
+            raise ValueError(f"unknown DPO setting {k!r}")
+        data[k] = v
+    return DPOSettings(**data)
+
+
+def tmp_dir(rt: Runtime, tag: str) -> Path:
+    d = rt.settings.data_dir / "tmp" / f"{tag}-{uuid.uuid4().hex[:8]}"
+    d.mkdir(parents=True)
+    return d
+
+
+# --- data ------------------------------------------------------------------------------------
+def unit_text_fns(unit_lm) -> tuple[Callable[[list[int]], str], Any]:
+    tok = unit_lm.hf_tokenizer
+    to_text = getattr(unit_lm, "units_to_text", None) or (
+        lambda units: " ".join(f"<u{int(u)}>" for u in units)
+    )
+    return to_text, tok
+
+
+def make_examples(unit_lm, triples: list[tuple[list[int], list[int], list[int]]]) -> list[dict]:
+    """(prompt units, chosen units, rejected units) -> TRL string examples."""
+    to_text, tok = unit_text_fns(unit_lm)
+    bos = ""
+    if tok.bos_token:
+        probe = tok(to_text([0]))["input_ids"]
+        if not probe or probe[0] != tok.bos_token_id:
+            bos = tok.bos_token + " "
+    return [
+        {"prompt": bos + to_text(p), "chosen": " " + to_text(c), "rejected": " " + to_text(r)}
+        for p, c, r in triples
+    ]
+
+
+# --- model -----------------------------------------------------------------------------------
+def load_parent_model(base_path: str | Path, adapter_paths: list[str]):
+    """The base LM with the given (self-contained) adapter merged in, as a plain HF model."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=torch.float32)
+    if adapter_paths:
+        from peft import PeftModel
+
+        # every stored adapter is self-contained: only the newest applies
+        model = PeftModel.from_pretrained(model, adapter_paths[-1]).merge_and_unload()
+    return model
+
+
+def combine_adapters(base_path: str | Path, parent_adapter: str | Path, delta: Path,
+                     out: Path) -> None:
+    """Write into `out` one adapter equal to parent + delta on the base (rank concatenation)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=torch.float32)
+    m = PeftModel.from_pretrained(base, str(parent_adapter), adapter_name="parent")
+    m.load_adapter(str(delta), adapter_name="delta")
+    m.add_weighted_adapter(["parent", "delta"], [1.0, 1.0], "full", combination_type="cat")
+    m.delete_adapter("parent")
+    m.delete_adapter("delta")
+    stage = out.parent / f"{out.name}-stage"
+    m.save_pretrained(str(stage), selected_adapters=["full"])
+    src = stage / "full" if (stage / "full").is_dir() else stage
+    # saved under the name "full": make it the default adapter of the directory
+    shutil.move(str(src), str(out))
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def _callback(progress: Progress, report: Report, history: list[dict]):
+    from transformers import TrainerCallback
+
+    class _Stream(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not logs:
+                return
+            row = {"step": state.global_step, **{
+                k: float(v) for k, v in logs.items() if isinstance(v, int | float)}}
+            history.append(row)
+            live = {k: row[k] for k in ("loss", "rewards/margins", "rewards/accuracies",
+                                        "rewards/chosen", "rewards/rejected") if k in row}
+            report(train_step=state.global_step, train_max_steps=state.max_steps,
+                   train_metrics=live)
+
+        def on_step_end(self, args, state, control, **kw):
+            last = history[-1] if history else {}
+            msg = f"DPO step {state.global_step}/{state.max_steps}"
+            if "loss" in last:
+                msg += f" loss {last['loss']:.3f}"
+            if "rewards/accuracies" in last:
+                msg += f" acc {last['rewards/accuracies']:.2f}"
+            progress(state.global_step / max(1, state.max_steps), msg)  # raises JobCancelled
+
+    return _Stream()
+
+
+def train_dpo(
+    base_path: str | Path, parent_adapters: list[str], tokenizer, examples: list[dict],
+    cfg: DPOSettings, out_dir: Path, progress: Progress | None = None,
+    report: Report | None = None, work_dir: Path | None = None,
+) -> dict:
+    """Train one DPO adapter from the parent (base + merged adapters) and save it, self-contained
+    relative to the base, into `out_dir`. Returns metrics. `progress` may raise to cancel."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import DPOConfig, DPOTrainer
+
+    progress = progress or (lambda f, m="": None)
+    report = report or (lambda **kw: None)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    work = work_dir or out_dir.parent / f"{out_dir.name}-work"
+    work.mkdir(parents=True, exist_ok=True)
+    model = load_parent_model(base_path, parent_adapters)
+    lora = LoraConfig(
+        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM",
+    )
+    steps = cfg.max_steps if cfg.max_steps and cfg.max_steps > 0 else -1
+    args = DPOConfig(
+        output_dir=str(work / "trainer"), per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate, beta=cfg.beta, max_steps=steps,
+        num_train_epochs=cfg.epochs, lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_ratio if 0 < cfg.warmup_ratio < 1 else 0,
+        max_length=cfg.max_length, seed=cfg.seed, logging_steps=cfg.logging_steps,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        precompute_ref_log_probs=cfg.precompute_ref_log_probs,
+        use_cpu=cfg.use_cpu, bf16=cfg.bf16, report_to="none", save_strategy="no",
+        dataloader_num_workers=0, disable_tqdm=True,
+    )
+    history: list[dict] = []
+    trainer = DPOTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer, peft_config=lora,
+        callbacks=[_callback(progress, report, history)],
+    )
+    t0 = time.monotonic()
+    trainer.train()
+    train_s = time.monotonic() - t0
+    delta = work / "delta"
+    trainer.model.save_pretrained(str(delta))
+    if parent_adapters:
+        combine_adapters(base_path, parent_adapters[-1], delta, out_dir)
+    else:
+        shutil.move(str(delta), str(out_dir))
+    steps_logged = [h for h in history if "rewards/accuracies" in h]
+    head, tail = steps_logged[: max(1, len(steps_logged) // 4)], steps_logged[
+        -max(1, len(steps_logged) // 4):]
+
+    def mean(rows, k):
+        vals = [r[k] for r in rows if k in r and not math.isnan(r[k])]
+        return sum(vals) / len(vals) if vals else None
+
+    metrics = {
+        "steps": trainer.state.global_step, "train_seconds": round(train_s, 2),
+        "n_examples": len(examples),
+        "reward_accuracy_first": mean(head, "rewards/accuracies"),
+        "reward_accuracy_last": mean(tail, "rewards/accuracies"),
+        "reward_margin_first": mean(head, "rewards/margins"),
+        "reward_margin_last": mean(tail, "rewards/margins"),
+        "loss_first": mean(head, "loss"), "loss_last": mean(tail, "loss"),
+        "history": history[-200:],
+    }
+    del trainer, model
+    return metrics
+
+
+# --- a round's training step ----------------------------------------------------------------
+def round_triples(rt: Runtime, round_id: int) -> list[tuple[list[int], list[int], list[int]]]:
+    with rt.store.session() as s:
+        pairs = s.scalars(select(PreferencePair).where(PreferencePair.round_id == round_id)
+                          .order_by(PreferencePair.id)).all()
+        ids = {p.chosen_sample_id for p in pairs} | {p.rejected_sample_id for p in pairs}
+        units = dict(s.execute(select(Sample.id, Sample.units).where(Sample.id.in_(ids))).all())
+        prompt_units = dict(s.execute(select(Prompt.id, Prompt.units).where(
+            Prompt.id.in_({p.prompt_id for p in pairs}))).all())
+        return [(prompt_units[p.prompt_id], units[p.chosen_sample_id],
+                 units[p.rejected_sample_id]) for p in pairs]
+
+
+def _set_round(rt: Runtime, round_id: int, **values: Any) -> None:
+    with rt.store.session() as s:
+        r = s.get(TrainingRound, round_id)
+        for k, v in values.items():
+            setattr(r, k, v)
+
+
+def run_training(
+    rt: Runtime, round_id: int, progress: Progress | None = None, report: Report | None = None,
+) -> dict:
+    """Train the round's stored pairs from its parent and register the aligned version.
+    Sets the round running -> done (with metrics and result version) or failed/cancelled."""
+    with rt.store.session() as s:
+        r = s.get(TrainingRound, round_id)
+        parent_id, round_index, dpo_cfg = r.parent_version_id, r.round_index, dict(r.dpo_config)
+    cfg = DPOSettings(**dpo_cfg)
+    parent = registry.get_version(rt, parent_id)
+    work = tmp_dir(rt, f"round-{round_id}")
+    _set_round(rt, round_id, status="running", error=None)
+    try:
+        triples = round_triples(rt, round_id)
+        examples = make_examples(rt.unit_lm, triples)
+        adapters = [parent["adapter_path"]] if parent["adapter_path"] else []
+        out = work / "adapter"
+        metrics = train_dpo(parent["base_ref"], adapters, rt.unit_lm.hf_tokenizer, examples, cfg,
+                            out, progress, report, work_dir=work)
+        version = registry.derive_aligned(
+            rt, parent["id"], out, round_index,
+            config={"dpo": cfg.model_dump(), "round_id": round_id, "self_contained": True,
+                    "parent": parent["name"]},
+        )
+        summary = {k: v for k, v in metrics.items() if k != "history"}
+        _set_round(rt, round_id, status="done", result_version_id=version["id"],
+                   metrics={**summary, "history": metrics["history"]}, finished_at=utcnow())
+        return {"version": version, "metrics": summary}
+    except (JobCancelled, KeyboardInterrupt) as e:
+        _set_round(rt, round_id, status="cancelled", error=str(e) or "cancelled",
+                   finished_at=utcnow())
+        raise
+    except Exception as e:
+        _set_round(rt, round_id, status="failed", error=f"{type(e).__name__}: {e}",
+                   finished_at=utcnow())
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _recover_round(rt: Runtime, job_id: int) -> None:
+    """RECOVERY_HOOK: a round whose job was lost is failed with the reason; its temp dir goes."""
+    from db.schema import Job
+
+    with rt.store.session() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.status != "failed":
+            return
+        rounds = s.scalars(select(TrainingRound).where(
+            TrainingRound.job_id == job_id, TrainingRound.status.in_(("pending", "running"))
+        )).all()
+        for r in rounds:
+            r.status, r.finished_at = "failed", utcnow()
+            r.error = job.error or "interrupted: job lost"
+        ids = [r.id for r in rounds]
+    for rid in ids:
+        for d in (rt.settings.data_dir / "tmp").glob(f"round-{rid}-*"):
+            shutil.rmtree(d, ignore_errors=True)
+    for d in rt.settings.checkpoints_dir.glob(".tmp-*"):  # a registry copy cut short
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if _recover_round not in RECOVERY_HOOKS:
+    RECOVERY_HOOKS.append(_recover_round)
