@@ -213,7 +213,7 @@ def generate(
         )):
             have.setdefault(pid, set()).add(idx)
         todo = [p for p in pids if len(have.get(p, ())) < params.n]
-        units_of = dict(s.execute(select(Prompt.id, Prompt.units).where(Prompt.id.in_(todo))))
+        units_of = dict(s.execute(select(Prompt.id, Prompt.units).where(Prompt.id.in_(todo))).all())
     bs = max(1, rt.settings.generation.batch_size)
     out_dir = rt.settings.audio_dir / "samples" / ver["name"]
     made = 0

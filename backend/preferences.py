@@ -329,9 +329,11 @@ def mix_pairs(groups: dict[str, list[Pair]], weights: dict[str, float] | None = 
         kinds = {p.source for _, p, _ in entries}
         out.append(Pair(first.prompt_id, ch, first.rejected_id,
                         kinds.pop() if len(kinds) == 1 else "both", first.margin, {
+                            **first.provenance,
                             "sources": sources,
                             "weights": {s: w for s, _, w in entries},
                             "agree": len(agreeing) == len(entries),
-                            "parts": [{"source": s, **p.provenance} for s, p, _ in entries],
+                            **({"parts": [{"source": s, **p.provenance} for s, p, _ in entries]}
+                               if len(entries) > 1 else {}),
                         }))
     return out

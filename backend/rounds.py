@@ -1,4 +1,4 @@
-"""The Align-SLM loop as one job: generate -> transcribe -> judge -> select pairs -> DPO -> evaluate,
+"""The Align-SLM loop as one job: generate -> transcribe -> judge -> pairs -> DPO -> evaluate,
 for one round or K curriculum rounds (each round samples with the newest version and, with
 `curriculum`, raises the selection thresholds by `selection.curriculum_step`; the loop stops early
 when fewer than `selection.min_pairs` pairs pass).
@@ -194,7 +194,7 @@ def run_rounds(
     stopped = None
     for r in range(rounds):
         lo, hi = r / rounds, (r + 1) / rounds
-        step = lambda a, b, name, lo=lo, hi=hi: _span(  # noqa: E731
+        step = lambda a, b, name, lo=lo, hi=hi, r=r: _span(  # noqa: E731
             progress, lo + (hi - lo) * a, lo + (hi - lo) * b, f"round {r + 1}/{rounds} {name}")
         round_index = current["round_index"] + 1
         th = curriculum_thresholds(base_th, round_index if curriculum else 1,

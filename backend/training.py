@@ -136,8 +136,9 @@ def _callback(progress: Progress, report: Report, history: list[dict]):
             history.append(row)
             live = {k: row[k] for k in ("loss", "rewards/margins", "rewards/accuracies",
                                         "rewards/chosen", "rewards/rejected") if k in row}
-            report(train_step=state.global_step, train_max_steps=state.max_steps,
-                   train_metrics=live)
+            if live:
+                report(train_step=state.global_step, train_max_steps=state.max_steps,
+                       train_metrics=live)
 
         def on_step_end(self, args, state, control, **kw):
             last = history[-1] if history else {}
@@ -155,6 +156,7 @@ def train_dpo(
     base_path: str | Path, parent_adapters: list[str], tokenizer, examples: list[dict],
     cfg: DPOSettings, out_dir: Path, progress: Progress | None = None,
     report: Report | None = None, work_dir: Path | None = None,
+    on_trained: Callable[[Any], None] | None = None,
 ) -> dict:
     """Train one DPO adapter from the parent (base + merged adapters) and save it, self-contained
     relative to the base, into `out_dir`. Returns metrics. `progress` may raise to cancel."""
@@ -194,6 +196,8 @@ def train_dpo(
     t0 = time.monotonic()
     trainer.train()
     train_s = time.monotonic() - t0
+    if on_trained is not None:  # tests: look at the in-memory trained model
+        on_trained(trainer.model)
     delta = work / "delta"
     trainer.model.save_pretrained(str(delta))
     if parent_adapters:

@@ -221,6 +221,25 @@ class FlakyJudge(TinyJudge):
         return super().score(prompt_text, continuation_text)
 
 
+def tiny_runtime_class():
+    """A Runtime whose components come from its cache only (no models.factory needed)."""
+    from backend.runtime import Runtime
+
+    class TinyRuntime(Runtime):
+        tokenizer = property(lambda self: self._components["tokenizer"])
+        unit_lm = property(lambda self: self._components["unit_lm"])
+        vocoder = property(lambda self: self._components["vocoder"])
+        asr = property(lambda self: self._components["asr"])
+
+        def judge(self, name=None):
+            name = name or self.settings.models.judges[0].name
+            if f"judge:{name}" not in self._components:
+                raise ValueError(f"unknown judge {name!r}")
+            return self._components[f"judge:{name}"]
+
+    return TinyRuntime
+
+
 def install(rt, lm_dir: Path, judges: Sequence | None = None) -> None:
     """Put the stand-ins into a Runtime's component cache (what models.factory would build)."""
     rt._components["tokenizer"] = TinyTokenizer()

@@ -1,0 +1,128 @@
+"""Measure what the Align-SLM loop buys: mean AI-judge score on held-out prompts, baseline vs the
+aligned version(s), with a paired bootstrap 95% CI over prompts.
+
+    .venv/bin/python bench/loop.py --world mini --data-dir data [--rounds 3]   # built bundle
+    .venv/bin/python bench/loop.py --world tiny                                 # stand-in world
+
+The mini world needs `python -m backend bootstrap` to have built `<data_dir>/bundle`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def heldout_scores(rt, version: str, split: str | None = None, n: int | None = None,
+                   seed: int = 1000) -> dict[int, float]:
+    """Generate on the held-out split with `version`, judge, and return prompt id -> mean score
+    over its continuations (failed judgments excluded)."""
+    from sqlalchemy import select
+
+    from backend import pipeline, registry
+    from db.schema import Judgment, Prompt, Sample
+
+    split = split or rt.settings.generation.heldout_split
+    v = registry.get_version(rt, version)
+    pipeline.generate(rt, v["id"], split=split, n=n, seed=seed)
+    pipeline.judge(rt, version=v["id"])
+    judges = [pipeline.rater_key(rt.judge(j.name)) for j in rt.settings.models.judges]
+    per: dict[int, list[float]] = {}
+    with rt.store.session() as s:
+        rows = s.execute(
+            select(Sample.prompt_id, Judgment.value)
+            .join(Judgment, Judgment.sample_id == Sample.id)
+            .join(Prompt, Prompt.id == Sample.prompt_id)
+            .where(Sample.model_version_id == v["id"], Sample.seed == seed,
+                   Prompt.split == split, Judgment.value.is_not(None),
+                   Judgment.rater.in_(judges))
+        ).all()
+    for pid, val in rows:
+        per.setdefault(pid, []).append(float(val))
+    return {p: statistics.fmean(v) for p, v in per.items()}
+
+
+def paired_bootstrap(base: dict[int, float], new: dict[int, float], resamples: int = 2000,
+                     seed: int = 0) -> dict:
+    """Mean of new - base over prompts both have, with a percentile bootstrap 95% CI."""
+    keys = sorted(set(base) & set(new))
+    d = np.array([new[k] - base[k] for k in keys])
+    if len(d) == 0:
+        return {"n": 0, "mean_diff": float("nan"), "ci": [float("nan")] * 2}
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(1)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return {"n": len(d), "base_mean": float(np.mean([base[k] for k in keys])),
+            "new_mean": float(np.mean([new[k] for k in keys])), "mean_diff": float(d.mean()),
+            "ci": [float(lo), float(hi)]}
+
+
+def measure(rt, rounds: int = 1, curriculum: bool = True, overrides: dict | None = None) -> dict:
+    from backend import pipeline
+    from backend import rounds as rounds_mod
+
+    base = pipeline.ensure_baseline(rt)["name"]
+    t0 = time.monotonic()
+    res = rounds_mod.run_rounds(rt, base, "ai", rounds=rounds, curriculum=curriculum,
+                                overrides=overrides or {}, evaluate=False)
+    loop_s = time.monotonic() - t0
+    base_scores = heldout_scores(rt, base)
+    out = {"loop_seconds": round(loop_s, 1), "stopped_early": res["stopped_early"],
+           "rounds": []}
+    for r in res["rounds"]:
+        cmp = paired_bootstrap(base_scores, heldout_scores(rt, r["version"]))
+        out["rounds"].append({"version": r["version"], "n_pairs": r["n_pairs"],
+                              "reward_accuracy_last": r["metrics"]["reward_accuracy_last"],
+                              **cmp})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--world", choices=["mini", "tiny"], default="mini")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=None)
+    a = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(2)
+    overrides = {"steps": a.steps} if a.steps else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if a.world == "tiny":
+            from tests.loop import tiny
+            from tests.loop.conftest import make_tiny_runtime
+
+            lm = tiny.build_tiny_lm_dir(Path(tmp) / "lm")
+            rt = make_tiny_runtime(Path(tmp) / "data", lm, n_train=24, n_dev=24)
+        else:
+            from backend import pipeline
+            from backend.config import load_settings
+            from backend.runtime import Runtime
+
+            kw = {"world": "mini"}
+            if a.data_dir:
+                kw["data_dir"] = a.data_dir
+            rt = Runtime(load_settings(**kw))
+            pipeline.import_bundle_prompts(rt)
+        res = measure(rt, a.rounds, True, overrides)
+    print(json.dumps(res, indent=2))
+    for i, r in enumerate(res["rounds"], 1):
+        print(f"round {i}: {r['n_pairs']} pairs, held-out judge score {r['base_mean']:.3f} -> "
+              f"{r['new_mean']:.3f} (diff {r['mean_diff']:+.3f}, 95% CI "
+              f"[{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}], {r['n']} prompts)")
+
+
+if __name__ == "__main__":
+    main()
