@@ -79,12 +79,6 @@ def lineage(rt: Runtime, ref: int | str) -> list[dict]:
     return chain
 
 
-def adapter_chain(rt: Runtime, ref: int | str) -> list[str]:
-    """Adapter paths to apply on the base, oldest first (an aligned child of an aligned parent
-    stacks on it; rounds here train from the parent with its adapter merged, see training)."""
-    return [v["adapter_path"] for v in reversed(lineage(rt, ref)) if v["adapter_path"]]
-
-
 def derive_aligned(
     rt: Runtime,
     parent: int | str,

@@ -30,39 +30,34 @@ class Runtime:
                 self._components[key] = build()
             return self._components[key]
 
+    def _built(self, key: str):
+        """A component built by models.factory from its config section, once."""
+        cfg = getattr(self.settings.models, key)
+        return self._component(key, lambda: getattr(_factory(), f"build_{key}")(cfg))
+
     @property
     def tokenizer(self):
-        from models.factory import build_tokenizer
-
-        return self._component("tokenizer", lambda: build_tokenizer(self.settings.models.tokenizer))
+        return self._built("tokenizer")
 
     @property
     def unit_lm(self):
-        from models.factory import build_unit_lm
-
-        return self._component("unit_lm", lambda: build_unit_lm(self.settings.models.unit_lm))
+        return self._built("unit_lm")
 
     @property
     def vocoder(self):
-        from models.factory import build_vocoder
-
-        return self._component("vocoder", lambda: build_vocoder(self.settings.models.vocoder))
+        return self._built("vocoder")
 
     @property
     def asr(self):
-        from models.factory import build_asr
-
-        return self._component("asr", lambda: build_asr(self.settings.models.asr))
+        return self._built("asr")
 
     def judge(self, name: str | None = None):
         """A configured judge by name (default: the first configured)."""
-        from models.factory import build_judge
-
         judges = self.settings.models.judges
         cfg = next((j for j in judges if j.name == name), None) if name else judges[0]
         if cfg is None:
             raise ValueError(f"unknown judge {name!r}; configured: {[j.name for j in judges]}")
-        return self._component(f"judge:{cfg.name}", lambda: build_judge(cfg))
+        return self._component(f"judge:{cfg.name}", lambda: _factory().build_judge(cfg))
 
     @cached_property
     def lm_lock(self) -> threading.Lock:
@@ -76,3 +71,11 @@ class Runtime:
 
     def close(self) -> None:
         self.store.dispose()
+
+
+def _factory():
+    """models.factory, imported on first use (it pulls in torch; the CLI's light commands and
+    tests that hand in their own components don't need it)."""
+    import models.factory
+
+    return models.factory

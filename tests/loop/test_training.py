@@ -168,3 +168,20 @@ def test_killed_round_is_failed_by_recovery(tmp_path, tiny_lm_dir):
         if proc.poll() is None:
             proc.kill()
         rt.close()
+
+
+def test_effective_dpo_and_round_overrides(tmp_path):
+    from backend.config import Settings
+
+    mini = Settings(world="mini", data_dir=tmp_path)
+    assert training.effective_dpo(mini).learning_rate == 5e-4  # mini_overrides
+    explicit = Settings(world="mini", data_dir=tmp_path, dpo={"learning_rate": 1e-6})
+    assert training.effective_dpo(explicit).learning_rate == 1e-6  # explicit setting wins
+    real = Settings(world="real", data_dir=tmp_path)
+    assert training.effective_dpo(real).learning_rate == 5e-5
+    assert training.effective_dpo(real, {"max_steps": 3}).max_steps == 3
+    ov = rounds.split_overrides({"steps": 5, "chosen_min": 4, "n": 2, "dpo": {"beta": 0.2}})
+    assert ov == {"dpo": {"max_steps": 5, "beta": 0.2}, "selection": {"chosen_min": 4},
+                  "generation": {"n": 2}}
+    with pytest.raises(ValueError):
+        rounds.split_overrides({"nonsense": 1})
