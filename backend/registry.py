@@ -119,7 +119,10 @@ def _root_name(rt: Runtime, version: dict) -> str:
 def atomic_copy_dir(src: Path, dst: Path) -> str:
     """Copy a directory so that `dst` either does not exist or is complete; returns a sha256
     over its files (names and contents)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RegistryError(f"cannot create checkpoint directory {dst.parent}: {e}") from e
     tmp = dst.parent / f".tmp-{dst.name}-{uuid.uuid4().hex[:8]}"
     try:
         shutil.copytree(src, tmp)
@@ -132,6 +135,9 @@ def atomic_copy_dir(src: Path, dst: Path) -> str:
         os.rename(tmp, dst)
         _fsync_dir(dst.parent)
         return digest.hexdigest()
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RegistryError(f"could not write checkpoint {dst}: {e.strerror or e}") from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,0 +1,26 @@
+"""Fixtures for fault tests: a really full filesystem (a tiny tmpfs)."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def full_disk(tmp_path) -> Path:
+    """A directory on a 256 KiB tmpfs, already almost full: writes fail with ENOSPC for real."""
+    mnt = tmp_path / f"tiny-{uuid.uuid4().hex[:6]}"
+    mnt.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+    try:
+        (mnt / "filler").write_bytes(b"\0" * (200 * 1024))
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
