@@ -1,0 +1,83 @@
+"""Speech and features of the mini world: espeak-ng synthesis and a 50 Hz log-mel front end.
+
+Why espeak-ng: it is an apt package, fully offline, deterministic, fast (about 70 short
+sentences/s per process here) and has several English voices, which gives the tokenizer, ASR and
+LM some speaker variability to cope with.
+
+The same log-mel function (80 bins, 40 ms window, 20 ms hop = 50 frames/s, 16 kHz) feeds the
+tokenizer (k-means over frames), the vocoder (cluster-centre mel) and the ASR, so the three agree
+on one representation.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from functools import lru_cache
+
+import numpy as np
+import soundfile as sf
+import torch
+
+SR = 16000
+N_FFT = 1024
+WIN = 640
+HOP = 320  # 50 Hz frames
+N_MELS = 80
+LOG_FLOOR = 1e-5
+
+VOICES_FULL = ["en-us", "en-us+f3", "en-gb"]
+VOICES_TINY = ["en-us"]
+SPEEDS = [150, 165, 180]
+
+
+def synthesize(text: str, voice: str = "en-us", speed: int = 165) -> np.ndarray:
+    """One utterance from espeak-ng as float32 mono at 16 kHz."""
+    from scipy.signal import resample_poly
+
+    out = subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text],
+        check=True, capture_output=True,
+    ).stdout
+    wave, sr = sf.read(io.BytesIO(out), dtype="float32")
+    if wave.ndim > 1:
+        wave = wave.mean(axis=1)
+    if sr != SR:
+        g = np.gcd(sr, SR)
+        wave = resample_poly(wave, SR // g, sr // g).astype(np.float32)
+    return np.clip(wave, -1.0, 1.0)
+
+
+def to_16k_mono(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+    from scipy.signal import resample_poly
+
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim > 1:
+        wave = wave.mean(axis=-1) if wave.shape[-1] <= 8 else wave.mean(axis=0)
+    if sample_rate != SR:
+        g = np.gcd(int(sample_rate), SR)
+        wave = resample_poly(wave, SR // g, int(sample_rate) // g).astype(np.float32)
+    return wave
+
+
+@lru_cache(maxsize=1)
+def mel_basis() -> torch.Tensor:
+    import librosa
+
+    return torch.from_numpy(librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=N_MELS)).float()
+
+
+@lru_cache(maxsize=1)
+def _window() -> torch.Tensor:
+    return torch.hann_window(WIN)
+
+
+def log_mel(wave: np.ndarray) -> np.ndarray:
+    """(frames, 80) float32 log-mel power at 50 Hz (frame t centred at t * 20 ms)."""
+    x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
+    if x.numel() < WIN:
+        x = torch.nn.functional.pad(x, (0, WIN - x.numel()))
+    spec = torch.stft(x, N_FFT, HOP, WIN, _window(), center=True, return_complex=True)
+    power = spec.abs() ** 2
+    mel = mel_basis() @ power
+    return torch.log(mel + LOG_FLOOR).T.contiguous().numpy()
