@@ -71,6 +71,9 @@ class JudgeConfig(BaseModel):
     """HF instruct model dir for `hf`; mini bundle judge dir for `mini`."""
     timeout_s: float = 60.0
     max_retries: int = 4
+    retry_backoff_s: float = 1.0
+    """First retry wait; doubles per attempt (a server's Retry-After wins when it sends one)."""
+    max_retry_wait_s: float = 60.0
     concurrency: int = 4
     temperature: float = 0.0
     max_tokens: int = 400

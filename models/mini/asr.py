@@ -29,21 +29,28 @@ def text_to_ids(text: str) -> list[int]:
 
 
 class CTCNet(nn.Module):
+    """Convs (the second with stride 2: the GRU runs at 25 Hz, the slow part on CPU) + BiGRU;
+    each 25 Hz step emits two CTC positions, so the output is back at 50 Hz (espeak speaks up to
+    ~16 characters/s, too close to 25 Hz for CTC's blanks between repeated letters)."""
+
     def __init__(self, n_in: int = audio.N_MELS, conv: int = 192, hidden: int = 160,
-                 layers: int = 2):
+                 layers: int = 1):
         super().__init__()
         self.conv = nn.Sequential(
             nn.Conv1d(n_in, conv, 5, padding=2), nn.GELU(),
-            nn.Conv1d(conv, conv, 5, padding=2), nn.GELU(),
+            nn.Conv1d(conv, conv, 5, stride=2, padding=2), nn.GELU(),
+            nn.Conv1d(conv, conv, 3, padding=1), nn.GELU(),
         )
+        self.norm = nn.LayerNorm(conv)
         self.rnn = nn.GRU(conv, hidden, num_layers=layers, batch_first=True, bidirectional=True)
-        self.out = nn.Linear(2 * hidden, len(CHARS))
+        self.out = nn.Linear(2 * hidden, 2 * len(CHARS))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, frames, n_mels) -> log-probs (batch, frames, chars)."""
-        h = self.conv(x.transpose(1, 2)).transpose(1, 2)
+        """x: (batch, frames, n_mels) -> log-probs (batch, 2 * ceil(frames / 2), chars)."""
+        h = self.norm(self.conv(x.transpose(1, 2)).transpose(1, 2))
         h, _ = self.rnn(h)
-        return self.out(h).log_softmax(-1)
+        y = self.out(h)
+        return y.reshape(y.shape[0], -1, len(CHARS)).log_softmax(-1)
 
 
 def greedy(logp: torch.Tensor, lens: Sequence[int]) -> list[str]:
@@ -139,7 +146,8 @@ def text_to_words(text: str) -> list[str]:
 
 
 def train(feats: list[np.ndarray], texts: list[str], out_dir: Path, lexicon: list[str],
-          steps: int, seed: int, batch_size: int = 24, lr: float = 2e-3,
+          steps: int, seed: int, batch_size: int = 24, lr: float = 5e-3, conv: int = 192,
+          hidden: int = 160,
           progress: Callable[[float], None] | None = None) -> MiniASR:
     """Train with CTC on (log-mel, text) pairs; time grows linearly with `steps`."""
     torch.manual_seed(seed)
@@ -148,7 +156,7 @@ def train(feats: list[np.ndarray], texts: list[str], out_dir: Path, lexicon: lis
     mean, std = allf.mean(0), allf.std(0) + 1e-3
     feats = [((f - mean) / std).astype(np.float32) for f in feats]
     targets = [torch.tensor(text_to_ids(t)) for t in texts]
-    net_cfg = {"conv": 192, "hidden": 160, "layers": 2}
+    net_cfg = {"conv": conv, "hidden": hidden, "layers": 1}
     model = CTCNet(**net_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)

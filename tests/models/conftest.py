@@ -1,0 +1,74 @@
+"""Tiny random-init models saved in the real on-disk formats, built once per test session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+K = 20  # units
+OFFSET = 3  # <pad>=0, <s>=1, </s>=2, then units
+PAD, BOS, EOS = 0, 1, 2
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models on a shared 2-core box: OpenMP spin-waiting across threads made them ~50x
+    slower than one thread. Scoped to these tests; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def save_unit_lm(path: Path, seed: int = 0, with_meta: bool = True, hidden: int = 32) -> Path:
+    """An HF Llama directory (no tokenizer.json: HFUnitLM builds one) + studio_unit_lm.json."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=OFFSET + K, hidden_size=hidden, intermediate_size=2 * hidden,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+        max_position_embeddings=256, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(cfg)
+    with torch.no_grad():  # a peakier distribution than random init, so samples differ by seed
+        model.lm_head.weight.mul_(20)
+    model.save_pretrained(path)
+    if with_meta:
+        (path / "studio_unit_lm.json").write_text(json.dumps(
+            {"n_units": K, "unit_offset": OFFSET, "bos_token_id": BOS, "eos_token_id": EOS,
+             "pad_token_id": PAD}))
+    return path
+
+
+def save_adapter(base_dir: Path, out: Path, seed: int) -> Path:
+    """A random (non-zero) LoRA adapter on the attention projections, saved with peft."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    torch.manual_seed(seed)
+    peft = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                           init_lora_weights=False))
+    with torch.no_grad():
+        for n, p in peft.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    peft.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def lm_dir(tmp_path_factory) -> Path:
+    return save_unit_lm(tmp_path_factory.mktemp("unit_lm"))
+
+
+@pytest.fixture(scope="session")
+def adapter_dirs(lm_dir, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("adapters")
+    return {name: save_adapter(lm_dir, root / name, seed)
+            for name, seed in (("a", 1), ("b", 2))}
