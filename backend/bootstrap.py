@@ -79,13 +79,15 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "full": Preset(
         n_train=16000, n_dev=300, n_test=300, voices=("en-us", "en-us+f3", "en-gb"), k=128,
-        noise=0.3, asr_utts=2000, asr_steps=700, asr_eval=200, asr_size=(192, 160),
-        lm_hidden=160, lm_layers=4, lm_steps=400, lm_batch=16, prompts=(300, 100, 100), bench_dev=200, bench_test=200,
-        cloze_dev=100, cloze_test=50, judge_pairs=200, sample_prompts=48,
+        noise=0.3, asr_utts=1600, asr_steps=600, asr_eval=200, asr_size=(192, 160),
+        lm_hidden=160, lm_layers=4, lm_steps=400, lm_batch=16, prompts=(300, 100, 100),
+        bench_dev=200, bench_test=200, cloze_dev=100, cloze_test=50, judge_pairs=150,
+        sample_prompts=48,
     ),
     "tiny": Preset(
         n_train=600, n_dev=40, n_test=40, voices=("en-us",), k=64, noise=0.3, asr_utts=400,
-        asr_steps=400, asr_eval=40, asr_size=(128, 96), lm_hidden=96, lm_layers=2, lm_steps=120, lm_batch=16,
+        asr_steps=400, asr_eval=40, asr_size=(128, 96), lm_hidden=96, lm_layers=2,
+        lm_steps=120, lm_batch=16,
         prompts=(24, 16, 8), bench_dev=24, bench_test=16, cloze_dev=16, cloze_test=8,
         judge_pairs=40, sample_prompts=8,
     ),
@@ -336,7 +338,8 @@ def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
     tr_feats = vocoded_feats(voc_idx) + [feats[i] for i in sorted(natural)]
     tr_texts = [items[i][0] for i in voc_idx] + [items[i][0] for i in sorted(natural)]
     asr = asr_mod.train(tr_feats, tr_texts, out / "asr", world.lexicon(), P.asr_steps, seed,
-                        conv=P.asr_size[0], hidden=P.asr_size[1], progress=lambda f: st.update(0.3 + 0.65 * f, "training"))
+                        conv=P.asr_size[0], hidden=P.asr_size[1],
+                        progress=lambda f: st.update(0.3 + 0.65 * f, "training"))
     ev_feats = [(f - asr.mean) / asr.std for f in vocoded_feats(asr_eval)]
     refs = [items[i][0] for i in asr_eval]
     hyps = asr.transcribe_features([f.astype(np.float32) for f in ev_feats])

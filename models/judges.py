@@ -69,7 +69,7 @@ def parse_score(text: str) -> tuple[float | None, str, str | None]:
         return None, "", "unparsable: no 'Score: N' line in the answer"
     last = matches[-1]
     value = float(last.group(1))
-    rationale = text[: last.start()].strip()
+    rationale = text[: last.start()].rstrip("*#> \n\t").strip()
     if not 1 <= value <= 5:
         return None, rationale, f"score {last.group(1)} outside 1..5"
     return value, rationale, None

@@ -46,7 +46,8 @@ def load_centroids(path: str | Path) -> np.ndarray:
         try:
             obj = joblib.load(p)
         except Exception as e:  # noqa: BLE001 - re-raised with the file named
-            raise ModelLoadError(f"k-means: {p} is neither .npy nor a joblib/pickle file: {e}") from e
+            raise ModelLoadError(
+                f"k-means: {p} is neither .npy nor a joblib/pickle file: {e}") from e
         c = getattr(obj, "cluster_centers_", obj)
     c = np.asarray(c, dtype=np.float32)
     if c.ndim != 2:

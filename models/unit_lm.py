@@ -124,7 +124,8 @@ class HFUnitLM:
         try:
             model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=self.dtype)
         except Exception as e:  # noqa: BLE001 - re-raised with the file named
-            raise ModelLoadError(f"unit LM: could not load a causal LM from {self.path}: {e}") from e
+            raise ModelLoadError(
+                f"unit LM: could not load a causal LM from {self.path}: {e}") from e
         self.model = model.to(self.device).eval()
         self._lock = threading.RLock()
         self.adapters: dict[str, str] = {}

@@ -68,7 +68,7 @@ def train(frames: np.ndarray, k: int, seed: int, out_dir: Path, niter: int = 25,
     np.save(out_dir / "std.npy", std)
     (out_dir / "config.json").write_text(json.dumps({
         "kind": "mini", "features": "log-mel", "n_mels": audio.N_MELS, "sample_rate": audio.SR,
-        "hop": audio.HOP, "win": audio.WIN, "n_fft": audio.N_FFT, "frame_rate": audio.SR / audio.HOP,
-        "k": k, "seed": seed,
+        "hop": audio.HOP, "win": audio.WIN, "n_fft": audio.N_FFT,
+        "frame_rate": audio.SR / audio.HOP, "k": k, "seed": seed,
     }, indent=2))
     return MiniTokenizer(out_dir)

@@ -73,7 +73,7 @@ class MiniVocoder:
         lens = [len(m) for m in mels]
         if max(lens, default=0) == 0:
             return [np.zeros(0, np.float32) for _ in batch]
-        t = max(lens)
+        t = max(*lens, 8)  # very short inputs: pad with silence (stft needs > n_fft/2 samples)
         floor = float(np.log(audio.LOG_FLOOR))
         x = torch.full((len(mels), t, self.mel.shape[1]), floor)
         for i, m in enumerate(mels):

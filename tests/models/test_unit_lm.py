@@ -12,7 +12,7 @@ from models.factory import ModelLoadError, build_unit_lm
 from models.interfaces import SamplingParams, UnitLM
 from models.unit_lm import HFUnitLM
 
-from .conftest import BOS, EOS, K, OFFSET, PAD, save_unit_lm
+from .conftest import BOS, EOS, OFFSET, PAD, K, save_unit_lm
 
 PROMPTS = [[1, 2, 3, 4], [5, 6], [7, 8, 9, 10, 11, 12], [0]]
 P = SamplingParams(n=3, temperature=0.8, top_k=10, top_p=0.95, max_new_units=12, seed=7)
