@@ -319,7 +319,6 @@ def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
     st.start("asr")
     rng = random.Random(f"asr-{seed}")
     asr_train = sorted(rng.sample(train_idx, min(P.asr_utts, len(train_idx))))
-    asr_set = set(asr_train)
     heldout = sorted({keys[(sent, story_voice[s.id])] for sp in ("dev", "test")
                       for s in stories[sp] for sent in s.sentences} - set(train_idx))
     asr_eval = sorted(rng.sample(heldout, min(P.asr_eval, len(heldout))))
@@ -350,7 +349,6 @@ def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
         "n_eval": len(asr_eval), "n_train": len(asr_train), "steps": P.asr_steps,
         "examples": [{"ref": r, "hyp": h} for r, h in list(zip(refs, hyps, strict=True))[:3]],
     }
-    del asr_set
     st.end()
 
     # unit LM -----------------------------------------------------------------------------------
@@ -546,6 +544,7 @@ def _sampled_quality(lm, prompts, out, tok, voc, asr, judge, k, seed) -> dict:
     import soundfile as sf
 
     from models.interfaces import SamplingParams
+    from models.mini.asr import wer as asr_wer
 
     sp = SamplingParams()
     prompt_units = []
@@ -577,7 +576,7 @@ def _sampled_quality(lm, prompts, out, tok, voc, asr, judge, k, seed) -> dict:
         "prompts_with_pair_3_vs_1": int(((per_prompt >= 3).any(1) & (per_prompt <= 1).any(1))
                                         .sum()),
         "prompts_with_score_spread": int((per_prompt.max(1) > per_prompt.min(1)).sum()),
-        "prompt_asr_wer": None,
+        "prompt_asr_wer": round(asr_wer([r["reference_text"] for r in prompts], prompt_texts), 4),
         "examples": [{"prompt": prompt_texts[i // sp.n], "continuation": texts[i],
                       "score": scores[i]} for i in range(0, min(len(texts), 15), 3)],
     }

@@ -1,0 +1,207 @@
+"""Rate: blind, randomized A/B comparisons (with optional 1-5 MOS of each clip) for signed-in
+raters. The vote buttons unlock only when the server has seen both clips played to the end;
+version names are revealed after the vote. Keys: 1 A better, 2 B better, 3 tie, 4 both bad,
+space plays the next clip."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from app.auth import require
+from app.common import PLAYER, esc
+from backend import media, rating
+from backend.runtime import Runtime
+
+ACR = [(f"{v} {label}", v) for v, label in sorted(rating.ACR_LABELS.items(), reverse=True)]
+CHOICES = {"A": "A better", "B": "B better", "tie": "Tie", "both_bad": "Both bad"}
+
+KEYS_JS = """
+<script>
+(() => {
+  if (window.__studioKeys) return; window.__studioKeys = true;
+  const ids = {"1": "vote-a", "2": "vote-b", "3": "vote-tie", "4": "vote-bad"};
+  document.addEventListener("keydown", (ev) => {
+    const t = ev.target; const tag = (t && t.tagName || "").toLowerCase();
+    if (["input", "textarea", "select"].includes(tag) || (t && t.isContentEditable)) return;
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const panel = document.getElementById("rate-panel");
+    if (!panel || panel.offsetParent === null) return;
+    if (ids[ev.key]) {
+      const b = document.getElementById(ids[ev.key]);
+      if (b && !b.disabled && b.offsetParent !== null) { ev.preventDefault(); b.click(); }
+    } else if (ev.key === " " || ev.code === "Space") {
+      if (tag === "button") return;
+      const clips = ["clip-a", "clip-b"].map((id) => document.querySelector(`#${id} audio`))
+        .filter((a) => a && a.offsetParent !== null);
+      const next = clips.find((a) => !a.ended && a.dataset.done !== "1") || clips[0];
+      if (!next) return;
+      ev.preventDefault();
+      clips.forEach((a) => { if (a !== next) a.pause(); });
+      if (next.paused) next.play(); else next.pause();
+    }
+  });
+  document.addEventListener("ended", (ev) => {
+    if (ev.target && ev.target.tagName === "AUDIO") ev.target.dataset.done = "1";
+  }, true);
+})();
+</script>
+"""
+
+
+def build_rate(rt: Runtime, session: gr.State):
+    """Build the tab; returns (load_fn, outputs) so sign-in can load the first task."""
+    assignment = gr.State(None)
+    signin_hint = gr.Markdown("**Sign in as a rater to rate.** Use the sign-in box above.",
+                              elem_id="rate-signin-hint")
+    with gr.Column(visible=False, elem_id="rate-panel") as panel:
+        prog = gr.Markdown(elem_id="rate-progress")
+        instructions = gr.Markdown(
+            "Listen to the prompt, then to both continuations **to the end**. Which continues "
+            "the prompt better (meaningful, on topic, natural)? Keys: **1** A better, "
+            "**2** B better, **3** tie, **4** both bad, **space** plays the next clip.")
+        prompt_audio = gr.Audio(label="Prompt", interactive=False, type="filepath",
+                                waveform_options=PLAYER, elem_id="rate-prompt")
+        with gr.Row(equal_height=False):
+            with gr.Column(min_width=260):
+                clip_a = gr.Audio(label="Clip A", interactive=False, type="filepath",
+                                  waveform_options=PLAYER, elem_id="clip-a")
+                a_mean = gr.Radio(ACR, label="Clip A meaningfulness (optional)",
+                                  elem_id="mos-a-meaning")
+                a_nat = gr.Radio(ACR, label="Clip A naturalness (optional)",
+                                 elem_id="mos-a-natural")
+            with gr.Column(min_width=260) as col_b:
+                clip_b = gr.Audio(label="Clip B", interactive=False, type="filepath",
+                                  waveform_options=PLAYER, elem_id="clip-b")
+                b_mean = gr.Radio(ACR, label="Clip B meaningfulness (optional)",
+                                  elem_id="mos-b-meaning")
+                b_nat = gr.Radio(ACR, label="Clip B naturalness (optional)",
+                                 elem_id="mos-b-natural")
+        gate = gr.Markdown("Play both clips to the end to unlock the vote.",
+                           elem_id="rate-gate")
+        with gr.Row():
+            vote_btns = {
+                "A": gr.Button("A better (1)", elem_id="vote-a", interactive=False),
+                "B": gr.Button("B better (2)", elem_id="vote-b", interactive=False),
+                "tie": gr.Button("Tie (3)", elem_id="vote-tie", interactive=False),
+                "both_bad": gr.Button("Both bad (4)", elem_id="vote-bad", interactive=False),
+            }
+            submit_mos = gr.Button("Submit rating", elem_id="vote-mos", interactive=False,
+                                   visible=False)
+            skip_btn = gr.Button("Skip", elem_id="rate-skip", variant="secondary")
+        result = gr.Markdown(elem_id="rate-result")
+    radios = [a_mean, a_nat, b_mean, b_nat]
+    buttons = [*vote_btns.values(), submit_mos]
+    task_outputs = [assignment, signin_hint, panel, prog, prompt_audio, clip_a, clip_b, col_b,
+                    gate, *buttons, *radios]
+
+    def _progress_md(user_id: int) -> str:
+        p = rating.progress(rt, user_id)
+        return f"**{p['done_today']} of {p['cap']} today**"
+
+    def _buttons(kind: str, unlocked: bool):
+        ab = kind == "ab"
+        return [gr.Button(interactive=unlocked, visible=ab) for _ in vote_btns] + [
+            gr.Button(interactive=unlocked, visible=not ab)]
+
+    def _task_view(user) -> list:
+        t = rating.next_task(rt, user.id)
+        if t is None:
+            p = rating.progress(rt, user.id)
+            why = ("You reached today's limit. Thank you!" if p["done_today"] >= p["cap"]
+                   else "No tasks left for you right now. Thank you!")
+            return [None, gr.Markdown(visible=False), gr.Column(visible=True), _progress_md(
+                user.id) + f"  \n{why}", None, None, None, gr.Column(visible=False),
+                "", *[gr.Button(interactive=False, visible=False) for _ in buttons],
+                *[gr.Radio(value=None, visible=False) for _ in radios]]
+        status = rating.play_status(rt, user.id, t["assignment_id"])
+        ab = t["kind"] == "ab"
+        return [
+            t["assignment_id"], gr.Markdown(visible=False), gr.Column(visible=True),
+            _progress_md(user.id),
+            media.safe_audio(rt, t["prompt_audio"]),
+            media.safe_audio(rt, t["audio"].get("A")),
+            media.safe_audio(rt, t["audio"].get("B")) if ab else None,
+            gr.Column(visible=ab),
+            _gate_md(status, ab),
+            *_buttons(t["kind"], status["unlocked"]),
+            gr.Radio(value=None, visible=True,
+                     label="Clip A meaningfulness" + (" (optional)" if ab else " (required)")),
+            gr.Radio(value=None, visible=True), gr.Radio(value=None, visible=ab),
+            gr.Radio(value=None, visible=ab),
+        ]
+
+    def load_task(sess):
+        user = require(rt, sess, "rater")
+        return _task_view(user)
+
+    def hidden_view():
+        return [None, gr.Markdown(visible=True), gr.Column(visible=False), "", None, None, None,
+                gr.Column(visible=True), "", *[gr.Button() for _ in buttons],
+                *[gr.Radio() for _ in radios]]
+
+    def play_event(side: str, event: str):
+        def fn(sess, aid):
+            user = require(rt, sess, "rater")
+            if aid is None:
+                raise gr.Error("No task loaded.")
+            try:
+                st = rating.record_play(rt, user.id, aid, side, event)
+            except rating.RatingError as e:
+                raise gr.Error(str(e)) from None
+            kind = "ab" if "B" in st else "mos"
+            return [_gate_md(st, kind == "ab"), *_buttons(kind, st["unlocked"])]
+
+        fn.__name__ = f"play_{side}_{event}"
+        return fn
+
+    def do_vote(sess, aid, choice, am, an, bm, bn):
+        user = require(rt, sess, "rater")
+        if aid is None:
+            raise gr.Error("No task loaded.")
+        mos = {"A.meaningfulness": am, "A.naturalness": an, "B.meaningfulness": bm,
+               "B.naturalness": bn}
+        try:
+            res = rating.vote(rt, user.id, int(aid), choice, mos)
+        except rating.RatingError as e:
+            raise gr.Error(str(e)) from None
+        said = CHOICES.get(res.choice, "your rating") if res.choice else "your rating"
+        reveal = ", ".join(f"{k} was **{esc(v)}**" for k, v in sorted(res.reveal.items()))
+        note = " (already recorded earlier)" if res.replay else ""
+        msg = f"Saved{note}: {said}. {reveal}."
+        return [msg, *_task_view(user)]
+
+    def do_skip(sess, aid):
+        user = require(rt, sess, "rater")
+        if aid is not None:
+            try:
+                rating.skip(rt, user.id, int(aid))
+            except rating.RatingError as e:
+                raise gr.Error(str(e)) from None
+        return ["Skipped.", *_task_view(user)]
+
+    for side, clip in (("A", clip_a), ("B", clip_b)):
+        clip.play(play_event(side, "start"), [session, assignment], [gate, *buttons],
+                  api_name=f"rate_play_{side.lower()}", trigger_mode="multiple")
+        clip.stop(play_event(side, "end"), [session, assignment], [gate, *buttons],
+                  api_name=f"rate_end_{side.lower()}", trigger_mode="multiple")
+    for choice, btn in vote_btns.items():
+        btn.click(lambda s, a, am, an, bm, bn, c=choice: do_vote(s, a, c, am, an, bm, bn),
+                  [session, assignment, *radios], [result, *task_outputs],
+                  api_visibility="private", trigger_mode="once")
+    submit_mos.click(lambda s, a, am, an, bm, bn: do_vote(s, a, None, am, an, bm, bn),
+                     [session, assignment, *radios], [result, *task_outputs],
+                     api_visibility="private")
+    # one documented endpoint for scripted raters / tests: same checks as the buttons
+    api_vote = gr.Textbox(visible=False)
+    api_vote.submit(do_vote, [session, assignment, api_vote, *radios],
+                    [result, *task_outputs], api_name="rate_vote")
+    skip_btn.click(do_skip, [session, assignment], [result, *task_outputs], api_name="rate_skip")
+    return load_task, hidden_view, task_outputs
+
+
+def _gate_md(status: dict, ab: bool) -> str:
+    if status.get("unlocked"):
+        return "Both clips played: vote now." if ab else "Clip played: rate it now."
+    parts = [f"clip {k} {'played' if status.get(k) else 'not played to the end yet'}"
+             for k in ("A", "B") if k in status]
+    return "Play to unlock the vote: " + ", ".join(parts) + "."
