@@ -52,16 +52,17 @@ def build_listen(rt: Runtime) -> None:
         with gr.Column(scale=2, min_width=260):
             own = gr.Audio(label="Or upload your own clip (WAV, FLAC or MP3)", type="filepath",
                            sources=["upload", "microphone"], elem_id="listen-own",
-                           waveform_options=PLAYER)
+                           waveform_options=PLAYER, buttons=["download"])
             own_btn = gr.Button("Continue my clip", size="sm", elem_id="listen-continue")
     status = gr.Markdown(elem_id="listen-status")
     with gr.Row(equal_height=False):
         with gr.Column(min_width=260):
             p_title = gr.Markdown("### Prompt")
             p_audio = gr.Audio(label="Prompt", interactive=False, type="filepath",
-                               waveform_options=PLAYER, elem_id="listen-prompt")
+                               waveform_options=PLAYER, buttons=["download"],
+                               elem_id="listen-prompt")
             p_img = gr.Image(label="Prompt waveform and spectrogram", interactive=False,
-                             show_label=False, height=150, type="filepath")
+                             show_label=False, height=150, type="filepath", buttons=[])
             p_text = gr.Markdown()
     slots = []
     with gr.Row(equal_height=False, elem_classes=["slot-row"]):
@@ -69,10 +70,11 @@ def build_listen(rt: Runtime) -> None:
             with gr.Column(visible=False, min_width=260, elem_classes=["slot"]) as col:
                 head = gr.Markdown()
                 audio = gr.Audio(label=f"Continuation {i + 1}", interactive=False,
-                                 type="filepath", waveform_options=PLAYER,
+                                 type="filepath", waveform_options=PLAYER, buttons=["download"],
                                  elem_id=f"listen-slot-{i}")
                 img = gr.Image(show_label=False, label=f"Continuation {i + 1} picture",
-                               interactive=False, height=150, type="filepath")
+                               interactive=False, height=150, type="filepath",
+                               buttons=[])
                 info = gr.Markdown()
             slots.append((col, head, audio, img, info))
     outputs = [status, p_title, p_audio, p_img, p_text]

@@ -55,23 +55,24 @@ def build_rate(rt: Runtime, session: gr.State):
                               elem_id="rate-signin-hint")
     with gr.Column(visible=False, elem_id="rate-panel") as panel:
         prog = gr.Markdown(elem_id="rate-progress")
-        instructions = gr.Markdown(
+        gr.Markdown(
             "Listen to the prompt, then to both continuations **to the end**. Which continues "
             "the prompt better (meaningful, on topic, natural)? Keys: **1** A better, "
             "**2** B better, **3** tie, **4** both bad, **space** plays the next clip.")
         prompt_audio = gr.Audio(label="Prompt", interactive=False, type="filepath",
-                                waveform_options=PLAYER, elem_id="rate-prompt")
+                                waveform_options=PLAYER, buttons=["download"],
+                                elem_id="rate-prompt")
         with gr.Row(equal_height=False):
             with gr.Column(min_width=260):
                 clip_a = gr.Audio(label="Clip A", interactive=False, type="filepath",
-                                  waveform_options=PLAYER, elem_id="clip-a")
+                                  waveform_options=PLAYER, buttons=["download"], elem_id="clip-a")
                 a_mean = gr.Radio(ACR, label="Clip A meaningfulness (optional)",
                                   elem_id="mos-a-meaning")
                 a_nat = gr.Radio(ACR, label="Clip A naturalness (optional)",
                                  elem_id="mos-a-natural")
             with gr.Column(min_width=260) as col_b:
                 clip_b = gr.Audio(label="Clip B", interactive=False, type="filepath",
-                                  waveform_options=PLAYER, elem_id="clip-b")
+                                  waveform_options=PLAYER, buttons=["download"], elem_id="clip-b")
                 b_mean = gr.Radio(ACR, label="Clip B meaningfulness (optional)",
                                   elem_id="mos-b-meaning")
                 b_nat = gr.Radio(ACR, label="Clip B naturalness (optional)",

@@ -1,0 +1,90 @@
+"""`python -m app [--host H] [--port N] [--root-path /x]`: serve Align-SLM Studio."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home, before gradio
+os.environ.setdefault("GRADIO_RUN_HISTORY", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+log = logging.getLogger("app")
+
+
+def startup(rt) -> dict:
+    """First admin, bundle prompts + baseline (when those services and the bundle exist),
+    rating tasks from stored samples. Returns what happened, for the console."""
+    from app.common import optional
+    from backend import rating, users
+
+    report: dict = {}
+    report["one_time_password"] = users.ensure_first_admin(rt)
+    pipe = optional("backend.pipeline")
+    boot = optional("backend.bootstrap")
+    info = boot.bundle_info(rt.settings) if boot else {"error": "bootstrap not available"}
+    if pipe is not None and "error" not in info and (rt.settings.bundle_dir / "prompts").exists():
+        try:
+            report["prompts"] = pipe.import_bundle_prompts(rt)
+            report["baseline"] = pipe.ensure_baseline(rt)["name"]
+        except Exception as e:  # noqa: BLE001 - serve anyway, say why
+            report["bundle_error"] = f"{type(e).__name__}: {e}"
+    else:
+        report["bundle"] = info.get("error", "not available")
+    try:
+        report["rating_tasks"] = rating.sync_tasks(rt)
+    except Exception as e:  # noqa: BLE001
+        report["rating_tasks_error"] = f"{type(e).__name__}: {e}"
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    ap.add_argument("--host")
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--root-path")
+    ap.add_argument("--no-worker", action="store_true", help="do not run the job worker here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    from backend.config import load_settings
+    from backend.runtime import Runtime
+
+    rt = Runtime(load_settings())  # upgrades the schema
+    report = startup(rt)
+    otp = report.pop("one_time_password", None)
+    if otp:
+        name = os.environ.get("STUDIO_ADMIN_USER", "admin")
+        print(f"First admin created: user {name!r}, one-time password: {otp}", flush=True)
+        print("Change it with `python -m backend users passwd`.", flush=True)
+    print(f"startup: {report}", flush=True)
+
+    worker = None
+    if rt.settings.server.worker and not args.no_worker:
+        from backend.jobs import Worker
+
+        worker = Worker(rt).start()
+
+    from app.main import build_app, launch_kwargs
+
+    s = rt.settings.server
+    demo = build_app(rt)
+    demo.queue(default_concurrency_limit=8)
+    kw = launch_kwargs(rt, args.host or s.host, args.port or s.port,
+                       args.root_path if args.root_path is not None else s.root_path)
+    try:
+        demo.launch(**kw)
+    finally:
+        if worker:
+            worker.stop()
+        rt.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,640 @@
+"""Evaluation of a model version: spoken-LM benchmarks and the judge score of its samples.
+
+Benchmarks (ZeroSpeech 2021 style layout, produced by the mini world's bootstrap and by the
+converters for the real sets):
+
+    <root>/<name>/<split>.item        header with at least `filename id correct`
+    <root>/<name>/<split>/<filename>.wav
+
+Two rows per id; `correct=1` marks the real / grammatical / coherent / on-topic item. Accuracy is
+the share of ids whose correct item gets the higher *summed* log-likelihood under the unit LM
+(TWIST / Align-SLM); ties count half. The length-normalized variant (mean log-likelihood per
+scored token) is reported separately as metric `accuracy_norm`. Intervals: Wilson.
+
+Units of each wav are cached in `<data_dir>/cache/units/` keyed by the file's sha256 and the
+tokenizer's identity (path + modification time), so re-evaluating a version only re-scores.
+
+Judge score: the mean of the stored AI judgments (not failed, not flagged) of the version's samples
+on prompts of the split, per judge, with a 95 % interval from resampling prompts (a prompt's
+samples are correlated); the Student-t interval over judgments is kept in `details`.
+
+Every result row stores its per-item outcomes in `details` (`ids`, `outcomes`), so two versions
+can be compared on the same items with a paired bootstrap (`compare_versions`, CLI `report`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from backend import registry, stats
+from backend.jobs import JobContext, handler
+from backend.runtime import Runtime
+from db.schema import EvalResult, Judgment, ModelVersion, Prompt, Sample
+
+log = logging.getLogger(__name__)
+
+BENCHMARKS = ("swuggy", "sblimp", "ssc", "tsc")
+Progress = Callable[[float, str], None]
+SCORE_BATCH = 64
+ENCODE_BATCH = 32
+
+
+class EvaluationError(ValueError):
+    pass
+
+
+# --- benchmark files ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BenchPair:
+    id: str
+    good: str
+    """filename (no extension) of the correct item"""
+    bad: str
+
+
+def read_item_file(path: str | Path) -> list[BenchPair]:
+    """Pairs of a `.item` file, in file order of their ids."""
+    path = Path(path)
+    try:
+        lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+    except OSError as e:
+        raise EvaluationError(f"cannot read {path}: {e.strerror or e}") from e
+    if not lines:
+        raise EvaluationError(f"{path} is empty")
+    header = lines[0]
+    missing = {"filename", "id", "correct"} - set(header)
+    if missing:
+        raise EvaluationError(f"{path}: header lacks {sorted(missing)} (has {header})")
+    col = {h: i for i, h in enumerate(header)}
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for no, row in enumerate(lines[1:], start=2):
+        if len(row) != len(header):
+            raise EvaluationError(f"{path}:{no}: {len(row)} fields, header has {len(header)}")
+        try:
+            correct = int(float(row[col["correct"]]))
+        except ValueError as e:
+            raise EvaluationError(f"{path}:{no}: correct must be 0 or 1") from e
+        groups.setdefault(row[col["id"]], []).append((row[col["filename"]], correct))
+    pairs = []
+    for id_, rows in groups.items():
+        good = [f for f, c in rows if c == 1]
+        bad = [f for f, c in rows if c == 0]
+        if len(rows) != 2 or len(good) != 1 or len(bad) != 1:
+            raise EvaluationError(
+                f"{path}: id {id_} needs exactly one correct=1 and one correct=0 row, "
+                f"got {[c for _, c in rows]}")
+        pairs.append(BenchPair(id_, good[0], bad[0]))
+    if not pairs:
+        raise EvaluationError(f"{path} has no items")
+    return pairs
+
+
+def benchmark_roots(rt: Runtime) -> list[Path]:
+    """Where benchmark directories are looked up, first match wins: `STUDIO_BENCHMARKS_DIR`,
+    `<data_dir>/benchmarks` (converted real sets), `<bundle>/benchmarks` (mini world)."""
+    roots = []
+    if os.environ.get("STUDIO_BENCHMARKS_DIR"):
+        roots.append(Path(os.environ["STUDIO_BENCHMARKS_DIR"]))
+    roots += [rt.settings.data_dir / "benchmarks", rt.settings.bundle_dir / "benchmarks"]
+    return roots
+
+
+def find_benchmark(rt: Runtime, name: str, split: str, root: Path | None = None) -> Path | None:
+    """The directory `<root>/<name>` holding `<split>.item`, or None."""
+    for r in [Path(root)] if root else benchmark_roots(rt):
+        if (r / name / f"{split}.item").is_file():
+            return r / name
+    return None
+
+
+def available_benchmarks(rt: Runtime, split: str = "dev", root: Path | None = None) -> list[str]:
+    return [b for b in BENCHMARKS if find_benchmark(rt, b, split, root)]
+
+
+# --- units ------------------------------------------------------------------------------------
+def _tokenizer_id(rt: Runtime) -> str:
+    cfg = rt.settings.models.tokenizer
+    path = getattr(cfg, "path", "") or ""
+    try:
+        stamp = str(Path(path).stat().st_mtime_ns) if path else ""
+    except OSError:
+        stamp = ""
+    return f"{getattr(cfg, 'kind', '')}|{Path(path).resolve() if path else ''}|{stamp}"
+
+
+def _file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_wave(path: Path) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    try:
+        wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # noqa: BLE001 - soundfile raises several types
+        raise EvaluationError(f"cannot read audio {path}: {e}") from e
+    return wave.mean(axis=1), int(sr)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def units_for_files(rt: Runtime, paths: Sequence[Path], progress: Progress | None = None
+                    ) -> list[list[int]]:
+    """Deduplicated units of each wav, through `rt.tokenizer`, cached on disk."""
+    cache = rt.settings.data_dir / "cache" / "units"
+    tok_key = hashlib.sha256(_tokenizer_id(rt).encode()).hexdigest()[:16]
+    out: list[list[int] | None] = [None] * len(paths)
+    todo: list[tuple[int, Path]] = []
+    for i, p in enumerate(paths):
+        if not p.is_file():
+            raise EvaluationError(f"benchmark audio missing: {p}")
+        key = f"{_file_sha(p)}-{tok_key}"
+        f = cache / key[:2] / f"{key}.json"
+        if f.is_file():
+            try:
+                out[i] = json.loads(f.read_text())
+                continue
+            except ValueError:
+                pass  # a damaged cache entry is recomputed
+        todo.append((i, f))
+    tokenizer = rt.tokenizer if todo else None
+    for start in range(0, len(todo), ENCODE_BATCH):
+        chunk = todo[start:start + ENCODE_BATCH]
+        waves = [_read_wave(paths[i]) for i, _ in chunk]
+        batch = getattr(tokenizer, "encode_batch", None)
+        srs = {sr for _, sr in waves}
+        if batch is not None and len(srs) == 1:
+            units = batch([w for w, _ in waves], srs.pop())
+        else:
+            units = [tokenizer.encode(w, sr) for w, sr in waves]
+        for (i, f), u in zip(chunk, units, strict=True):
+            u = [int(x) for x in u]
+            out[i] = u
+            _atomic_write_text(f, json.dumps(u))
+        if progress:
+            progress(min(1.0, (start + len(chunk)) / len(todo)), "tokenizing")
+    return [u if u is not None else [] for u in out]
+
+
+# --- adapters and scoring -------------------------------------------------------------------
+def adapter_for(rt: Runtime, version: dict) -> str | None:
+    """Load the version's adapter into the shared unit LM once (name = version name); None for
+    the baseline. Shares the runtime's component cache with backend.pipeline."""
+    if version.get("kind") == "baseline" or not version.get("adapter_path"):
+        return None
+    name = version["name"]
+
+    def load():
+        rt.unit_lm.load_adapter(name, version["adapter_path"])
+        return name
+
+    with rt.lm_lock:
+        return rt._component(f"adapter:{name}", load)
+
+
+def score_sequences(rt: Runtime, seqs: Sequence[list[int]], adapter: str | None,
+                    progress: Progress | None = None, batch_size: int = SCORE_BATCH
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(summed log-likelihood, mean per scored token) of each sequence under the unit LM."""
+    total = np.zeros(len(seqs))
+    mean = np.zeros(len(seqs))
+    lm = rt.unit_lm
+    for start in range(0, len(seqs), batch_size):
+        chunk = list(seqs[start:start + batch_size])
+        with rt.lm_lock:
+            lps = lm.logprob(chunk, adapter=adapter)
+        for k, lp in enumerate(lps):
+            total[start + k] = lp.total
+            mean[start + k] = lp.total / max(1, len(lp.per_token))
+        if progress:
+            progress(min(1.0, (start + len(chunk)) / max(1, len(seqs))), "scoring")
+    return total, mean
+
+
+def pair_outcomes(good: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """1 where the correct item scores higher, 0.5 on an exact tie, else 0."""
+    good, bad = np.asarray(good, float), np.asarray(bad, float)
+    return np.where(good > bad, 1.0, np.where(good == bad, 0.5, 0.0))
+
+
+def _result(benchmark: str, metric: str, values: np.ndarray, ids: list[str], split: str,
+            est: stats.Estimate, **extra: Any) -> dict:
+    return {
+        "benchmark": benchmark, "metric": metric, "value": est.value, "n": est.n,
+        "ci_low": est.low, "ci_high": est.high,
+        "details": {"split": split, "ids": ids, "outcomes": [float(v) for v in values], **extra},
+    }
+
+
+def evaluate_benchmark(rt: Runtime, name: str, split: str, adapter: str | None,
+                       root: Path | None = None, progress: Progress | None = None) -> list[dict]:
+    """Accuracy and length-normalized accuracy of one benchmark split (result dicts)."""
+    bdir = find_benchmark(rt, name, split, root)
+    if bdir is None:
+        raise EvaluationError(f"benchmark {name}/{split}.item not found under "
+                              f"{[str(r) for r in ([root] if root else benchmark_roots(rt))]}")
+    pairs = read_item_file(bdir / f"{split}.item")
+    files = [bdir / split / f"{f}.wav" for p in pairs for f in (p.good, p.bad)]
+    tok_p = (lambda f, m: progress(0.4 * f, m)) if progress else None
+    units = units_for_files(rt, files, tok_p)
+    sc_p = (lambda f, m: progress(0.4 + 0.6 * f, m)) if progress else None
+    total, mean = score_sequences(rt, units, adapter, sc_p)
+    ids = [p.id for p in pairs]
+    out = []
+    for metric, arr in (("accuracy", total), ("accuracy_norm", mean)):
+        good, bad = arr[0::2], arr[1::2]
+        o = pair_outcomes(good, bad)
+        est = stats.wilson(float(o.sum()), len(o))
+        out.append(_result(name, metric, o, ids, split, est,
+                           margins=[round(float(x), 5) for x in good - bad],
+                           ties=int((o == 0.5).sum()), root=str(bdir.parent)))
+    return out
+
+
+# --- judge score ------------------------------------------------------------------------------
+def judge_scores(rt: Runtime, version_id: int, split: str | None = None
+                 ) -> dict[str, list[tuple[int, int, float]]]:
+    """Per judge name: (prompt id, sample id, value) of the stored, valid, unflagged AI
+    judgments of the version's samples (on prompts of `split` when given)."""
+    q = (
+        select(Judgment.judge_name, Judgment.rater, Sample.prompt_id, Sample.id, Judgment.value)
+        .join(Sample, Judgment.sample_id == Sample.id)
+        .where(Judgment.kind == "ai", Judgment.value.is_not(None), Judgment.error.is_(None),
+               Judgment.flagged.is_(False), Sample.model_version_id == version_id)
+    )
+    if split:
+        q = q.join(Prompt, Sample.prompt_id == Prompt.id).where(Prompt.split == split)
+    out: dict[str, list] = {}
+    with rt.store.session() as s:
+        for judge, rater, pid, sid, value in s.execute(q):
+            out.setdefault(judge or rater, []).append((int(pid), int(sid), float(value)))
+    return out
+
+
+def evaluate_judge(rt: Runtime, version_id: int, split: str | None) -> list[dict]:
+    out = []
+    for judge, rows in sorted(judge_scores(rt, version_id, split).items()):
+        pids = np.array([r[0] for r in rows])
+        vals = np.array([r[2] for r in rows])
+        boot = stats.cluster_bootstrap_mean(vals, pids, resamples=2000)
+        t = stats.mean_t(vals)
+        per_prompt = {}
+        for pid, v in zip(pids, vals, strict=True):
+            per_prompt.setdefault(str(pid), []).append(v)
+        ids = sorted(per_prompt, key=int)
+        item_means = np.array([np.mean(per_prompt[i]) for i in ids])
+        out.append(_result(
+            f"judge:{judge}", "mean_score", item_means, ids, split or "", boot,
+            judge=judge, ci_t=[t.low, t.high], n_prompts=len(ids),
+            histogram={str(k): int((np.round(vals) == k).sum()) for k in range(1, 6)},
+            scores=[round(float(v), 4) for v in vals],
+        ))
+    return out
+
+
+# --- store and report -------------------------------------------------------------------------
+def _resolve_version(rt: Runtime, version: int | str | dict) -> dict:
+    if isinstance(version, dict):
+        return version
+    return registry.get_version(rt, version)
+
+
+def store_results(rt: Runtime, version_id: int, results: list[dict], job_id: int | None = None
+                  ) -> None:
+    with rt.store.session() as s:
+        for r in results:
+            s.add(EvalResult(
+                model_version_id=version_id, benchmark=r["benchmark"], metric=r["metric"],
+                value=float(r["value"]) if not math.isnan(r["value"]) else 0.0, n=int(r["n"]),
+                ci_low=r["ci_low"], ci_high=r["ci_high"], details=r["details"], job_id=job_id,
+            ))
+
+
+def _summary(r: dict) -> dict:
+    return {k: r[k] for k in ("benchmark", "metric", "value", "n", "ci_low", "ci_high")}
+
+
+def _fmt_ci(lo, hi, pct: bool) -> str:
+    if lo is None or hi is None:
+        return "-"
+    return f"[{100 * lo:.1f}, {100 * hi:.1f}]" if pct else f"[{lo:.3f}, {hi:.3f}]"
+
+
+def write_report(rt: Runtime, version: dict, results: list[dict], split: str) -> Path:
+    """`<data_dir>/reports/<version>/report.md` plus PNGs (accuracy bars, judge histograms)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = rt.settings.data_dir / "reports" / version["name"]
+    d.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"# Evaluation of `{version['name']}`", "",
+        f"kind {version['kind']}, round {version['round_index']}, split `{split}`, "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}", "",
+        "| benchmark | metric | value | 95% CI | n |", "| --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        pct = r["metric"].startswith("accuracy")
+        val = f"{100 * r['value']:.1f}%" if pct else f"{r['value']:.3f}"
+        lines.append(f"| {r['benchmark']} | {r['metric']} | {val} | "
+                     f"{_fmt_ci(r['ci_low'], r['ci_high'], pct)} | {r['n']} |")
+    lines += ["", "Accuracy: share of pairs where the correct item has the higher summed "
+              "log-likelihood (ties half), Wilson 95% CI; `accuracy_norm` uses the mean per "
+              "token. Judge score: mean of valid AI judgments, 95% CI by resampling prompts.", ""]
+    acc = [r for r in results if r["metric"] == "accuracy"]
+    if acc:
+        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(acc), 3.2))
+        x = np.arange(len(acc))
+        vals = np.array([r["value"] for r in acc])
+        lo = np.array([r["ci_low"] if r["ci_low"] is not None else r["value"] for r in acc])
+        hi = np.array([r["ci_high"] if r["ci_high"] is not None else r["value"] for r in acc])
+        ax.bar(x, vals, color="#4c72b0")
+        ax.errorbar(x, vals, yerr=[vals - lo, hi - vals], fmt="none", ecolor="black", capsize=4)
+        ax.axhline(0.5, color="grey", ls="--", lw=1)
+        ax.set_xticks(x, [r["benchmark"] for r in acc])
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{version['name']} ({split})", fontsize=9)
+        fig.tight_layout()
+        _save_fig(fig, d / "accuracy.png")
+        lines.append("![accuracy](accuracy.png)")
+    for r in results:
+        if r["metric"] != "mean_score":
+            continue
+        fig, ax = plt.subplots(figsize=(4, 3))
+        ax.hist(r["details"]["scores"], bins=np.arange(0.5, 6.0, 0.5), color="#55a868",
+                edgecolor="white")
+        ax.axvline(r["value"], color="black", lw=1.5, label=f"mean {r['value']:.2f}")
+        ax.set_xlabel("judge score")
+        ax.set_ylabel("judgments")
+        ax.set_title(r["benchmark"], fontsize=9)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fname = f"{_safe(r['benchmark'])}.png"
+        _save_fig(fig, d / fname)
+        lines.append(f"![{r['benchmark']}]({fname})")
+    path = d / "report.md"
+    _atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _save_fig(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def evaluate_version(rt: Runtime, version: int | str | dict, benchmarks: Sequence[str] | None = None,
+                     split: str = "dev", progress: Progress | None = None, *,
+                     root: Path | None = None, job_id: int | None = None,
+                     judge: bool = True) -> list[dict]:
+    """Evaluate a version on the benchmarks (default: every one found for `split`) and its judge
+    score; stores eval_results rows, writes the report; returns the rows (without details)."""
+    v = _resolve_version(rt, version)
+    progress = progress or (lambda f, m="": None)
+    names = list(benchmarks) if benchmarks else available_benchmarks(rt, split, root)
+    unknown = [b for b in names if not find_benchmark(rt, b, split, root)]
+    if unknown:
+        raise EvaluationError(f"benchmark(s) {unknown} not found for split {split!r}")
+    results: list[dict] = []
+    adapter = adapter_for(rt, v) if names else None
+    steps = len(names) + (1 if judge else 0)
+    for k, name in enumerate(names):
+        progress(k / max(1, steps), f"{name}: start")
+        sub = (lambda f, m, k=k, name=name: progress((k + f) / max(1, steps), f"{name}: {m}"))
+        results += evaluate_benchmark(rt, name, split, adapter, root, sub)
+    if judge:
+        progress(len(names) / max(1, steps), "judge score")
+        results += evaluate_judge(rt, v["id"], split)
+    store_results(rt, v["id"], results, job_id)
+    write_report(rt, v, results, split)
+    progress(1.0, "done")
+    return [_summary(r) for r in results]
+
+
+# --- comparison across rounds ----------------------------------------------------------------
+def latest_results(rt: Runtime, split: str | None = None) -> dict[tuple[int, str, str], dict]:
+    """The newest eval_results row per (version id, benchmark, metric) for `split`."""
+    out: dict[tuple[int, str, str], dict] = {}
+    with rt.store.session() as s:
+        for r in s.scalars(select(EvalResult).order_by(EvalResult.id)):
+            d = r.details or {}
+            if split is not None and d.get("split", split) != split:
+                continue
+            out[(r.model_version_id, r.benchmark, r.metric)] = {
+                "value": r.value, "n": r.n, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                "details": d, "created_at": r.created_at, "job_id": r.job_id,
+            }
+    return out
+
+
+def compare_versions(rt: Runtime, split: str = "dev", resamples: int = 2000) -> list[dict]:
+    """Baseline vs every aligned version on every metric both have: difference (aligned minus
+    baseline) on the items both were evaluated on, with a paired-bootstrap 95% CI."""
+    base = registry.baseline(rt)
+    if base is None:
+        raise EvaluationError("no baseline version registered")
+    with rt.store.session() as s:
+        aligned = [registry.version_dict(v) for v in s.scalars(
+            select(ModelVersion).where(ModelVersion.kind == "aligned")
+            .order_by(ModelVersion.round_index, ModelVersion.id))]
+    latest = latest_results(rt, split)
+    rows = []
+    for v in aligned:
+        for (vid, bench, metric), r in sorted(latest.items(), key=lambda kv: kv[0][1:]):
+            if vid != v["id"] or (base["id"], bench, metric) not in latest:
+                continue
+            b = latest[(base["id"], bench, metric)]
+            bi = dict(zip(b["details"].get("ids", []), b["details"].get("outcomes", []),
+                          strict=False))
+            ai = dict(zip(r["details"].get("ids", []), r["details"].get("outcomes", []),
+                          strict=False))
+            common = [i for i in bi if i in ai]
+            diff = stats.paired_bootstrap_diff([bi[i] for i in common], [ai[i] for i in common],
+                                               resamples=resamples)
+            rows.append({
+                "version": v["name"], "round": v["round_index"], "benchmark": bench,
+                "metric": metric, "baseline": b["value"], "aligned": r["value"],
+                "diff": diff.value, "ci_low": diff.low, "ci_high": diff.high,
+                "n_paired": diff.n,
+                "significant": diff.low is not None and (diff.low > 0 or diff.high < 0),
+            })
+    return rows
+
+
+def write_comparison(rt: Runtime, rows: list[dict], out: Path | None = None,
+                     split: str = "dev") -> Path:
+    out = Path(out) if out else rt.settings.data_dir / "reports" / "comparison"
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# Baseline vs aligned versions (split `{split}`)", "",
+             "Difference = aligned - baseline on the same items; 95% CI by paired bootstrap.", "",
+             "| version | round | benchmark | metric | baseline | aligned | diff | 95% CI | n |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        mark = " *" if r["significant"] else ""
+        lines.append(
+            f"| {r['version']} | {r['round']} | {r['benchmark']} | {r['metric']} | "
+            f"{r['baseline']:.4f} | {r['aligned']:.4f} | {r['diff']:+.4f}{mark} | "
+            f"{_fmt_ci(r['ci_low'], r['ci_high'], False)} | {r['n_paired']} |")
+    if not rows:
+        lines.append("| (no paired results: evaluate the baseline and an aligned version) |"
+                     + " |" * 8)
+    _atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+    buf = io.StringIO()
+    fields = ["version", "round", "benchmark", "metric", "baseline", "aligned", "diff", "ci_low",
+              "ci_high", "n_paired", "significant"]
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    _atomic_write_text(out / "comparison.csv", buf.getvalue())
+    return out / "report.md"
+
+
+# --- job and CLI -----------------------------------------------------------------------------
+def _bench_list(value) -> list[str] | None:
+    if not value:
+        return None
+    if isinstance(value, str):
+        value = value.split(",")
+    return [b.strip() for b in value if b and b.strip()]
+
+
+@handler("evaluate")
+def evaluate_job(ctx: JobContext) -> dict:
+    p = ctx.params
+    if not p.get("version"):
+        from backend.jobs import JobError
+
+        raise JobError("evaluate: parameter 'version' is required")
+    split = p.get("split") or "dev"
+    res = evaluate_version(ctx.runtime, p["version"], benchmarks=_bench_list(p.get("benchmarks")),
+                           split=split, progress=ctx.progress, job_id=ctx.job_id)
+    for r in res:
+        ctx.log(f"{r['benchmark']} {r['metric']} = {r['value']:.4f} (n={r['n']})")
+    return {"version": str(p["version"]), "split": split, "results": res}
+
+
+def _run_inline(rt: Runtime, job_id: int) -> str:
+    """Run one queued job in this process with a tqdm bar; Ctrl-C asks it to cancel."""
+    import threading
+
+    from sqlalchemy import update
+    from tqdm import tqdm
+
+    from backend import jobs
+    from db.schema import Job, utcnow
+
+    with rt.store.session() as s:
+        now = utcnow()
+        claimed = s.execute(
+            update(Job).where(Job.id == job_id, Job.status == "queued")
+            .values(status="running", worker_id=f"cli:{os.getpid()}", started_at=now,
+                    heartbeat_at=now, attempts=Job.attempts + 1, message="started")
+            .execution_options(synchronize_session=False)).rowcount
+    if claimed != 1:
+        return jobs.get(rt, job_id)["status"]
+    state: dict[str, str] = {}
+    th = threading.Thread(target=lambda: state.update(s=jobs.run_job(rt, job_id)), daemon=True)
+    th.start()
+    with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {elapsed}") as bar:
+        try:
+            while th.is_alive():
+                th.join(0.3)
+                j = jobs.get(rt, job_id)
+                bar.n = int(round(100 * j["progress"]))
+                bar.set_description_str((j["message"] or "")[:40])
+                bar.refresh()
+        except KeyboardInterrupt:
+            jobs.cancel(rt, job_id)
+            th.join()
+    return state.get("s", "failed")
+
+
+def cmd_evaluate(args) -> None:
+    from backend import jobs
+    from backend.cli import CLIError, runtime_from
+
+    rt = runtime_from(args)
+    v = registry.get_version(rt, args.version)
+    benches = _bench_list(args.bench)
+    for b in benches or []:
+        if b not in BENCHMARKS and not find_benchmark(rt, b, args.split):
+            raise CLIError(f"unknown benchmark {b!r}; known: {', '.join(BENCHMARKS)}")
+    params = {"version": v["name"], "split": args.split, "benchmarks": benches}
+    job_id = jobs.submit(rt, "evaluate", params)
+    if not args.wait:
+        print(f"queued evaluate job {job_id}")
+        return
+    status = _run_inline(rt, job_id)
+    j = jobs.get(rt, job_id)
+    if status != "done":
+        raise CLIError(f"evaluate job {job_id} {status}: {j.get('error') or ''}".strip())
+    for r in j["result"].get("results", []):
+        ci = _fmt_ci(r["ci_low"], r["ci_high"], False)
+        print(f"{r['benchmark']:<24} {r['metric']:<14} {r['value']:.4f} {ci} n={r['n']}")
+    print(f"report: {rt.settings.data_dir / 'reports' / v['name'] / 'report.md'}")
+
+
+def cmd_report(args) -> None:
+    from backend.cli import runtime_from
+
+    rt = runtime_from(args)
+    rows = compare_versions(rt, split=args.split)
+    path = write_comparison(rt, rows, Path(args.out) if args.out else None, args.split)
+    for r in rows:
+        ci = _fmt_ci(r["ci_low"], r["ci_high"], False)
+        print(f"{r['version']:<28} {r['benchmark']:<20} {r['metric']:<14} "
+              f"{r['diff']:+.4f} {ci}{' *' if r['significant'] else ''}")
+    print(f"report: {path}")
+
+
+def add_cli(sub) -> None:
+    ev = sub.add_parser("evaluate", help="benchmark accuracies + judge score of a version")
+    ev.add_argument("version", help="model version name or id")
+    ev.add_argument("--bench", default="", help=f"comma list (default: all of {BENCHMARKS})")
+    ev.add_argument("--split", default="dev")
+    g = ev.add_mutually_exclusive_group()
+    g.add_argument("--wait", dest="wait", action="store_true", default=True,
+                   help="run the job here with a progress bar (default)")
+    g.add_argument("--no-wait", dest="wait", action="store_false", help="only queue the job")
+    ev.set_defaults(func=cmd_evaluate)
+    rp = sub.add_parser("report", help="baseline vs aligned versions with paired-bootstrap CIs")
+    rp.add_argument("--out", default="", help="output directory (default: data/reports/comparison)")
+    rp.add_argument("--split", default="dev")
+    rp.set_defaults(func=cmd_report)

@@ -1,0 +1,76 @@
+"""The running server through its HTTP API (gradio_client): roles are enforced on the server for
+every event, whatever the page shows."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.app.conftest import ADMIN_PASSWORD, RATER_PASSWORD
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client.exceptions import AppError  # noqa: E402
+
+
+@pytest.fixture
+def client(server):
+    c = gradio_client.Client(server.url, verbose=False, download_files=False)
+    yield c
+    c.close()
+
+
+def _login(client, name, password):
+    return client.predict(name, password, api_name="/login")
+
+
+def test_anonymous_cannot_vote_or_skip(client):
+    with pytest.raises(AppError, match="Sign in"):
+        client.predict("A", None, None, None, None, api_name="/rate_vote")
+    with pytest.raises(AppError, match="Sign in"):
+        client.predict(api_name="/rate_skip")
+
+
+def test_anonymous_cannot_reach_admin_events(client):
+    with pytest.raises(AppError, match="Sign in"):
+        client.predict("mallory", "password-123", "admin", api_name="/admin_add_user")
+
+
+def test_rater_cannot_reach_admin_events(client, seeded):
+    rt, _ = seeded
+    _login(client, "rater4", RATER_PASSWORD)
+    with pytest.raises(AppError, match="admin role"):
+        client.predict("mallory", "password-123", "admin", api_name="/admin_add_user")
+    with pytest.raises(AppError, match="admin role"):
+        client.predict("generate", None, "", None, "{}", api_name="/admin_start_job")
+    from backend import users
+
+    assert "mallory" not in [u["name"] for u in users.list_users(rt)]
+
+
+def test_rater_cannot_vote_before_playing(client):
+    _login(client, "rater4", RATER_PASSWORD)
+    with pytest.raises(AppError, match="[Pp]lay both clips|No task"):
+        client.predict("A", None, None, None, None, api_name="/rate_vote")
+
+
+def test_wrong_password_is_refused_and_rate_limited(client):
+    for _ in range(10):
+        with pytest.raises(AppError, match="Wrong user name or password"):
+            _login(client, "ratelimited", "not-the-password")
+    with pytest.raises(AppError, match="Too many"):
+        _login(client, "ratelimited", "not-the-password")
+
+
+def test_admin_can_add_user(client, seeded):
+    rt, _ = seeded
+    _login(client, "admin", ADMIN_PASSWORD)
+    client.predict("newrater", "new-rater-pass", "rater", api_name="/admin_add_user")
+    from backend import users
+
+    assert users.find_user(rt, "newrater").role == "rater"
+
+
+def test_admin_event_hidden_from_api_docs(client):
+    info = client.view_api(print_info=False, return_format="dict")
+    names = set(info["named_endpoints"])
+    assert "/login" in names and "/rate_vote" in names
+    assert "/admin_add_user" not in names  # undocumented (still role-checked)
