@@ -80,7 +80,7 @@ PRESETS: dict[str, Preset] = {
     "full": Preset(
         n_train=16000, n_dev=300, n_test=300, voices=("en-us", "en-us+f3", "en-gb"), k=128,
         noise=0.3, asr_utts=1600, asr_steps=600, asr_eval=200, asr_size=(192, 160),
-        lm_hidden=160, lm_layers=4, lm_steps=400, lm_batch=16, prompts=(300, 100, 100),
+        lm_hidden=160, lm_layers=4, lm_steps=480, lm_batch=16, prompts=(300, 100, 100),
         bench_dev=200, bench_test=200, cloze_dev=100, cloze_test=50, judge_pairs=150,
         sample_prompts=48,
     ),
@@ -304,8 +304,7 @@ def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
     train_idx = sorted(train_keys)
     tok = tok_mod.train(np.concatenate([feats[i] for i in train_idx]), P.k, seed,
                         out / "tokenizer")
-    std_feats = [(f - tok.mean) / tok.std for f in feats]
-    frame_units = [tok_mod.assign(f, tok.centroids) for f in std_feats]
+    frame_units = [tok_mod.assign((f - tok.mean) / tok.std, tok.centroids) for f in feats]
     units = [dedup(u.tolist()) for u in frame_units]
     st.end()
 
@@ -515,8 +514,8 @@ def _judge_ranking(held, judge, asr, voc, units, keys, story_voice, n, seed) -> 
         return seq
 
     waves = []
-    for b in range(0, len(pairs), 16):
-        chunk = pairs[b: b + 16]
+    for b in range(0, len(pairs), 8):  # 16 long waves per Griffin-Lim batch bounds memory
+        chunk = pairs[b: b + 8]
         waves += voc.decode_batch([cont_units(x) for pair in chunk for x in pair])
     texts = asr.transcribe(waves, voc.sample_rate)
     res = {"text": [], "asr": []}

@@ -253,6 +253,12 @@ def _result(benchmark: str, metric: str, values: np.ndarray, ids: list[str], spl
     }
 
 
+def _scaled(progress: Progress | None, lo: float, hi: float) -> Progress | None:
+    if progress is None:
+        return None
+    return lambda f, m="": progress(lo + (hi - lo) * f, m)
+
+
 def evaluate_benchmark(rt: Runtime, name: str, split: str, adapter: str | None,
                        root: Path | None = None, progress: Progress | None = None) -> list[dict]:
     """Accuracy and length-normalized accuracy of one benchmark split (result dicts)."""
@@ -262,10 +268,8 @@ def evaluate_benchmark(rt: Runtime, name: str, split: str, adapter: str | None,
                               f"{[str(r) for r in ([root] if root else benchmark_roots(rt))]}")
     pairs = read_item_file(bdir / f"{split}.item")
     files = [bdir / split / f"{f}.wav" for p in pairs for f in (p.good, p.bad)]
-    tok_p = (lambda f, m: progress(0.4 * f, m)) if progress else None
-    units = units_for_files(rt, files, tok_p)
-    sc_p = (lambda f, m: progress(0.4 + 0.6 * f, m)) if progress else None
-    total, mean = score_sequences(rt, units, adapter, sc_p)
+    units = units_for_files(rt, files, _scaled(progress, 0.0, 0.4))
+    total, mean = score_sequences(rt, units, adapter, _scaled(progress, 0.4, 1.0))
     ids = [p.id for p in pairs]
     out = []
     for metric, arr in (("accuracy", total), ("accuracy_norm", mean)):
@@ -420,10 +424,11 @@ def _save_fig(fig, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def evaluate_version(rt: Runtime, version: int | str | dict, benchmarks: Sequence[str] | None = None,
-                     split: str = "dev", progress: Progress | None = None, *,
-                     root: Path | None = None, job_id: int | None = None,
-                     judge: bool = True) -> list[dict]:
+def evaluate_version(
+    rt: Runtime, version: int | str | dict, benchmarks: Sequence[str] | None = None,
+    split: str = "dev", progress: Progress | None = None, *, root: Path | None = None,
+    job_id: int | None = None, judge: bool = True,
+) -> list[dict]:
     """Evaluate a version on the benchmarks (default: every one found for `split`) and its judge
     score; stores eval_results rows, writes the report; returns the rows (without details)."""
     v = _resolve_version(rt, version)
@@ -437,7 +442,9 @@ def evaluate_version(rt: Runtime, version: int | str | dict, benchmarks: Sequenc
     steps = len(names) + (1 if judge else 0)
     for k, name in enumerate(names):
         progress(k / max(1, steps), f"{name}: start")
-        sub = (lambda f, m, k=k, name=name: progress((k + f) / max(1, steps), f"{name}: {m}"))
+        def sub(f, m, k=k, name=name):
+            progress((k + f) / max(1, steps), f"{name}: {m}")
+
         results += evaluate_benchmark(rt, name, split, adapter, root, sub)
     if judge:
         progress(len(names) / max(1, steps), "judge score")

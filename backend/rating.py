@@ -378,12 +378,12 @@ def vote(
     required for A/B tasks. `mos` maps "A.meaningfulness" / "B.naturalness" (side.aspect) to
     1..5; for a MOS task, A.meaningfulness is required. Idempotent: a replay (same or different
     values) returns the stored vote unchanged with `replay=True`."""
-    mos_values = _check_mos(mos or {})
     with rt.store.session() as s:
         _active_user(s, user_id)
         a, task = _assignment(s, user_id, assignment_id)
         if a.status == "done":
             return _existing(s, a, task)
+        mos_values = _check_mos(mos or {})
         if a.status != "assigned":
             raise RatingError("this task was skipped")
         sides = _side_samples(task, a.swapped)

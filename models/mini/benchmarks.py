@@ -9,7 +9,9 @@ one: the LM must give the good item the higher summed log-likelihood.
   a doubled determiner) (syntactic).
 - ssc: story beginning + its true cause-effect sentence vs the same cause with the effect of the
   *other* event of the same topic ("the sun was hot, so she fetched a watering can") (coherence).
-- tsc: story beginning + its true cause-effect sentence vs one from another topic (topic).
+- tsc: story beginning + its true cause-effect sentence vs one from another topic, at that
+  topic's place (topic).
+Context = intro + "saw" sentence, ending = the event: the position events have in training.
 """
 
 from __future__ import annotations
@@ -28,10 +30,6 @@ class Pair:
     kind: str
     voice: str
     word: str = ""
-
-
-def _event_sentence(cause: str, effect: str, pron: str) -> str:
-    return f"{cause[0].upper() + cause[1:]}, so {effect.format(p=pron)}."
 
 
 def swuggy(split: str, n: int, voices: list[str], seed: int) -> list[Pair]:
@@ -73,11 +71,11 @@ def cloze(stories: list[world.Story], n: int, voices: list[str], seed: int, kind
         ctx = world.make_story(rng, "x", "x", st.name, st.topic, st.activity, 2).sentences
         j = rng.randrange(len(t["events"]))
         cause, effect = t["events"][j]
-        good = _event_sentence(cause, effect, pron)
+        good = world.event_sentence(st.topic, cause, effect, pron)
         if kind == "ssc":
-            bad = _event_sentence(cause, t["events"][1 - j][1], pron)
+            bad = world.event_sentence(st.topic, cause, t["events"][1 - j][1], pron)
         else:
-            other = world.TOPICS[rng.choice([x for x in world.TOPICS if x != st.topic])]
-            bad = _event_sentence(*rng.choice(other["events"]), pron)
+            other = rng.choice([x for x in world.TOPICS if x != st.topic])
+            bad = world.event_sentence(other, *rng.choice(world.TOPICS[other]["events"]), pron)
         out.append(Pair(f"{i:05d}", [*ctx, good], [*ctx, bad], kind, rng.choice(voices)))
     return out

@@ -3,10 +3,14 @@
 A story is 3-5 sentences about one character at one place (its *topic*):
 
     1 intro   "Anna went to the garden to plant some seeds."   (the loop's ~3 s prompt)
-    2 see     "She saw a small rose near the wall."            (an object of the topic)
-    3 act     "She picked the rose."                           (what one does with that object)
-    4 event   "The sun was hot, so she drank some water."      (a cause and its effect)
+    2 see     "She saw a small rose in the garden."            (an object of the topic)
+    3 event   "At the garden, the sun was hot, so she sipped some lemonade."  (cause -> effect)
+    4 act     "She picked the rose near the fence."            (what one does with that object)
     5 end     "She was happy and went home."
+
+Sentences 2 and 3 repeat the place: the topic is carried lexically as well as by association, so
+a small unit LM trained for minutes can learn to stay on topic (copying is what small
+transformers learn first), and the topic StoryCloze is learnable.
 
 Why this shape: a continuation's coherence with its prompt is *defined* here, so the judge
 (models/mini/judge.py) checks it with the same tables the generator used: topic words, the
@@ -180,14 +184,16 @@ def body(rng: random.Random, topic: str, gender: str, n: int, name: str) -> list
     p, _ = PRON[gender]
     obj = rng.choice(sorted(t["objects"]))
     subj = _cap(p) if rng.random() < 0.7 else _cap(name)
-    out = [f"{subj} saw a {rng.choice(ADJECTIVES)} {obj} {t['where']}.",
-           f"{_cap(p)} {t['objects'][obj]} the {obj}."]
-    if n >= 3:
-        cause, effect = rng.choice(t["events"])
-        out.append(f"{_cap(cause)}, so {effect.format(p=p)}.")
-    if n >= 4:
-        out.append(rng.choice(ENDINGS).format(P=_cap(p)))
+    cause, effect = rng.choice(t["events"])
+    out = [f"{subj} saw a {rng.choice(ADJECTIVES)} {obj} in the {t['place']}.",
+           event_sentence(topic, cause, effect, p),
+           f"{_cap(p)} {t['objects'][obj]} the {obj} {t['where']}.",
+           rng.choice(ENDINGS).format(P=_cap(p))]
     return out[:n]
+
+
+def event_sentence(topic: str, cause: str, effect: str, pron: str) -> str:
+    return f"At the {TOPICS[topic]['place']}, {cause}, so {effect.format(p=pron)}."
 
 
 def make_story(rng: random.Random, sid: str, split: str, name: str, topic: str, activity: str,
@@ -207,9 +213,9 @@ def make_story(rng: random.Random, sid: str, split: str, name: str, topic: str, 
         other = rng.choice([x for x in TOPICS if x != topic])
         cause, _ = rng.choice(TOPICS[topic]["events"])
         _, effect = rng.choice(TOPICS[other]["events"])
-        bad = f"{_cap(cause)}, so {effect.format(p=PRON[gender][0])}."
+        bad = event_sentence(topic, cause, effect, PRON[gender][0])
         if len(sents) >= 3:
-            sents[min(3, len(sents) - 1)] = bad
+            sents[2] = bad
         else:
             sents.append(bad)
     else:
@@ -251,7 +257,7 @@ def generate(n_train: int, n_dev: int, n_test: int, seed: int, noise_frac: float
             if split == "train" and rng.random() < noise_frac:
                 noise = rng.choice(kinds)
             stories.append(make_story(rng, f"{split}-{i:05d}", split, name, activity_topic(act),
-                                      act, rng.choice([3, 4, 5]), noise))
+                                      act, rng.choice([3, 3, 4, 5]), noise))
         out[split] = stories
     return out
 

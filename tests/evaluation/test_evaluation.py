@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import numpy as np
 import pytest
 from sqlalchemy import select
 
 from backend import evaluation, jobs, registry
-from db.schema import EvalResult, Judgment, Prompt, Sample, User
+from db.schema import EvalResult, Judgment, Prompt, Sample
 
 
 def _aligned(rt, tmp_path, bias):
@@ -62,12 +63,9 @@ def test_units_cached_per_file_and_tokenizer(eval_rt):
 
 def _judgments(rt, version_id, values, split="dev", extra=()):
     with rt.store.session() as s:
-        user = User(name=f"u{version_id}", password_hash="x", role="rater")
-        s.add(user)
-        s.flush()
-        for i, v in enumerate(values):
-            p = Prompt(audio_path=f"/p{version_id}-{i}.wav", audio_sha256=f"{version_id}-{i}",
-                       duration_s=1.0, split=split)
+        for v in values:
+            key = uuid.uuid4().hex
+            p = Prompt(audio_path=f"/{key}.wav", audio_sha256=key, duration_s=1.0, split=split)
             s.add(p)
             s.flush()
             smp = Sample(prompt_id=p.id, model_version_id=version_id, seed=0, units=[1, 2])

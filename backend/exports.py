@@ -1,0 +1,236 @@
+"""Exports of judgments and preference pairs: CSV, JSONL, or a Hugging Face `datasets` directory
+(`save_to_disk`) that TRL's `DPOTrainer` reads directly (columns `prompt`, `chosen`, `rejected`).
+
+The DPO text form is exactly the training one (`backend.training.make_examples`): units as
+`<u{k}>` tokens joined by spaces, the prompt with the tokenizer's BOS where the tokenizer does not
+add it, and completions starting with a space (STACK.md's token-merge gotcha). Unit lists are
+exported too, so any other text form can be rebuilt.
+
+Files land under `<data_dir>/exports/` (or `out`), written to a temporary name and renamed, so a
+reader never sees half an export. Flagged judgments are left out unless asked for.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import aliased
+
+from backend.runtime import Runtime
+from db.schema import Judgment, PreferencePair, Prompt, Sample, TrainingRound
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("csv", "jsonl", "hf")
+JUDGMENT_FIELDS = [
+    "id", "kind", "aspect", "rater", "task_key", "task_id", "user_id", "judge_name",
+    "prompt_version", "sample_id", "sample_b_id", "prompt_id", "version_a", "version_b", "value",
+    "choice", "shown_swapped", "rationale", "error", "flagged", "created_at",
+]
+PAIR_FIELDS = [
+    "prompt", "chosen", "rejected", "pair_id", "round_id", "round_index", "prompt_id",
+    "chosen_sample_id", "rejected_sample_id", "chosen_version", "rejected_version", "source",
+    "margin", "prompt_units", "chosen_units", "rejected_units",
+]
+
+
+class ExportError(ValueError):
+    pass
+
+
+# --- rows -------------------------------------------------------------------------------------
+def judgment_rows(rt: Runtime, include_flagged: bool = False) -> list[dict[str, Any]]:
+    from db.schema import ModelVersion
+
+    sa, sb = aliased(Sample), aliased(Sample)
+    va, vb = aliased(ModelVersion), aliased(ModelVersion)
+    q = (select(Judgment, sa.prompt_id, va.name, vb.name)
+         .join(sa, Judgment.sample_id == sa.id).join(va, sa.model_version_id == va.id)
+         .outerjoin(sb, Judgment.sample_b_id == sb.id)
+         .outerjoin(vb, sb.model_version_id == vb.id)
+         .order_by(Judgment.id))
+    if not include_flagged:
+        q = q.where(Judgment.flagged.is_(False))
+    rows = []
+    with rt.store.session() as s:
+        for j, prompt_id, name_a, name_b in s.execute(q):
+            d = {f: getattr(j, f, None) for f in JUDGMENT_FIELDS}
+            d.update(prompt_id=prompt_id, version_a=name_a, version_b=name_b,
+                     created_at=j.created_at.isoformat() if j.created_at else None)
+            rows.append(d)
+    return rows
+
+
+def _text_fn(rt: Runtime, required: bool):
+    """make_examples bound to the runtime's unit LM (None if it cannot load and not required)."""
+    try:
+        from backend.training import make_examples
+
+        lm = rt.unit_lm
+        return lambda triples: make_examples(lm, triples)
+    except Exception as e:  # noqa: BLE001 - the LM may be absent for a CSV export
+        if required:
+            raise ExportError(f"the unit LM is needed for the DPO text form: {e}") from e
+        log.warning("unit LM unavailable (%s); exporting units with a plain text form", e)
+
+        def plain(triples):
+            txt = lambda u: " ".join(f"<u{int(x)}>" for x in u)  # noqa: E731
+            return [{"prompt": txt(p), "chosen": " " + txt(c), "rejected": " " + txt(r)}
+                    for p, c, r in triples]
+
+        return plain
+
+
+def pair_rows(rt: Runtime, round_id: int | None = None, require_lm: bool = False
+              ) -> list[dict[str, Any]]:
+    """Preference pairs (all rounds, or training round `round_id`) with DPO text columns."""
+    from db.schema import ModelVersion
+
+    sc, sr = aliased(Sample), aliased(Sample)
+    vc, vr = aliased(ModelVersion), aliased(ModelVersion)
+    q = (select(PreferencePair, TrainingRound.round_index, Prompt.units, sc.units, sr.units,
+                vc.name, vr.name)
+         .join(TrainingRound, PreferencePair.round_id == TrainingRound.id)
+         .join(Prompt, PreferencePair.prompt_id == Prompt.id)
+         .join(sc, PreferencePair.chosen_sample_id == sc.id)
+         .join(sr, PreferencePair.rejected_sample_id == sr.id)
+         .join(vc, sc.model_version_id == vc.id).join(vr, sr.model_version_id == vr.id)
+         .order_by(PreferencePair.id))
+    if round_id is not None:
+        with rt.store.session() as s:
+            if s.get(TrainingRound, round_id) is None:
+                raise ExportError(f"no training round with id {round_id}")
+        q = q.where(PreferencePair.round_id == round_id)
+    with rt.store.session() as s:
+        raw = list(s.execute(q))
+    if not raw:
+        return []
+    texts = _text_fn(rt, require_lm)([(pu or [], cu or [], ru or [])
+                                      for _pp, _ri, pu, cu, ru, _cn, _rn in raw])
+    rows = []
+    for (pp, ridx, pu, cu, ru, cname, rname), t in zip(raw, texts, strict=True):
+        rows.append({
+            **t, "pair_id": pp.id, "round_id": pp.round_id, "round_index": ridx,
+            "prompt_id": pp.prompt_id, "chosen_sample_id": pp.chosen_sample_id,
+            "rejected_sample_id": pp.rejected_sample_id, "chosen_version": cname,
+            "rejected_version": rname, "source": pp.source,
+            "margin": None if pp.margin is None else float(pp.margin),
+            "prompt_units": list(pu or []), "chosen_units": list(cu or []),
+            "rejected_units": list(ru or []),
+        })
+    return rows
+
+
+# --- writers ----------------------------------------------------------------------------------
+def _fsync_write(path: Path, data: str) -> None:
+    with open(path, "w", newline="") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _cell(v: Any) -> Any:
+    return json.dumps(v) if isinstance(v, (list, dict)) else v
+
+
+def write_rows(rows: list[dict], fields: list[str], fmt: str, dest: Path) -> Path:
+    """Write rows atomically to `dest` (a file for csv/jsonl, a directory for hf)."""
+    if fmt not in FORMATS:
+        raise ExportError(f"format must be one of {FORMATS}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".tmp-{dest.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        if fmt == "csv":
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: _cell(r.get(k)) for k in fields})
+            _fsync_write(tmp, buf.getvalue())
+        elif fmt == "jsonl":
+            _fsync_write(tmp, "".join(json.dumps({k: r.get(k) for k in fields}, default=str)
+                                      + "\n" for r in rows))
+        else:
+            from datasets import Dataset
+
+            cols = {k: [r.get(k) for r in rows] for k in fields}
+            Dataset.from_dict(cols).save_to_disk(str(tmp))
+        os.replace(tmp, dest)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def _dest(rt: Runtime, stem: str, fmt: str, out: Path | None) -> Path:
+    if out is not None:
+        out = Path(out)
+        if out.exists():
+            raise ExportError(f"{out} already exists")
+        return out
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    suffix = {"csv": ".csv", "jsonl": ".jsonl", "hf": "-hf"}[fmt]
+    base = rt.settings.exports_dir / f"{stem}-{stamp}{suffix}"
+    k = 2
+    while base.exists():
+        base = rt.settings.exports_dir / f"{stem}-{stamp}-{k}{suffix}"
+        k += 1
+    return base
+
+
+def export_judgments(rt: Runtime, fmt: str = "csv", out: Path | None = None,
+                     include_flagged: bool = False) -> Path:
+    rows = judgment_rows(rt, include_flagged)
+    return write_rows(rows, JUDGMENT_FIELDS, fmt, _dest(rt, "judgments", fmt, out))
+
+
+def export_pairs(rt: Runtime, fmt: str = "hf", round_id: int | None = None,
+                 out: Path | None = None) -> Path:
+    """Preference pairs; `hf` gives a DPOTrainer-ready dataset (prompt/chosen/rejected first)."""
+    rows = pair_rows(rt, round_id, require_lm=fmt == "hf")
+    if not rows:
+        raise ExportError("no preference pairs" + (f" in round {round_id}" if round_id else ""))
+    stem = f"pairs-round{round_id}" if round_id is not None else "pairs"
+    return write_rows(rows, PAIR_FIELDS, fmt, _dest(rt, stem, fmt, out))
+
+
+# --- CLI --------------------------------------------------------------------------------------
+def cmd_export(args) -> None:
+    from backend.cli import CLIError, runtime_from
+
+    rt = runtime_from(args)
+    out = Path(args.out) if args.out else None
+    try:
+        if args.what == "judgments":
+            if args.round is not None:
+                raise ExportError("--round applies to pairs only")
+            path = export_judgments(rt, args.format, out, args.include_flagged)
+        else:
+            path = export_pairs(rt, args.format, args.round, out)
+    except ExportError as e:
+        raise CLIError(str(e)) from e
+    print(f"exported {args.what} ({args.format}) to {path}")
+
+
+def add_cli(sub) -> None:
+    ex = sub.add_parser("export", help="export judgments or preference pairs")
+    ex.add_argument("what", choices=["judgments", "pairs"])
+    ex.add_argument("--format", choices=FORMATS, default="csv")
+    ex.add_argument("--round", type=int, default=None, help="training round id (pairs only)")
+    ex.add_argument("--out", default="", help="output path (default: data/exports/...)")
+    ex.add_argument("--include-flagged", action="store_true",
+                    help="also export judgments of raters who failed quality control")
+    ex.set_defaults(func=cmd_export)

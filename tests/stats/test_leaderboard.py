@@ -1,0 +1,191 @@
+"""backend.leaderboard on a real SQLite store filled through the SQLAlchemy models."""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import numpy as np
+import pytest
+
+from backend import leaderboard, registry
+from backend.config import RatingConfig, Settings
+from backend.runtime import Runtime
+from db.schema import EvalResult, Judgment, Prompt, Sample, User
+
+
+@pytest.fixture
+def rt(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data",
+                        rating=RatingConfig(leaderboard_min_votes=5,
+                                            leaderboard_preliminary_votes=30,
+                                            bootstrap_resamples=300))
+    r = Runtime(settings)
+    yield r
+    r.close()
+
+
+class World:
+    def __init__(self, rt, tmp_path):
+        self.rt = rt
+        self.base = registry.create_baseline(rt, "base", "ref")
+        src = tmp_path / "ad"
+        src.mkdir()
+        (src / "adapter_config.json").write_text("{}")
+        self.a1 = registry.derive_aligned(rt, "base", src, 1, name="a1")
+        self.a2 = registry.derive_aligned(rt, "a1", src, 2, name="a2")
+        self.users = []
+        with rt.store.session() as s:
+            for k in range(3):
+                u = User(name=f"r{k}", password_hash="x", role="rater")
+                s.add(u)
+                s.flush()
+                self.users.append(u.id)
+        self._k = 0
+
+    def prompt(self):
+        key = uuid.uuid4().hex
+        with self.rt.store.session() as s:
+            p = Prompt(audio_path=f"/{key}.wav", audio_sha256=key, duration_s=1.0, split="dev")
+            s.add(p)
+            s.flush()
+            return p.id
+
+    def sample(self, version, prompt):
+        self._k += 1
+        with self.rt.store.session() as s:
+            smp = Sample(prompt_id=prompt, model_version_id=version["id"], seed=self._k,
+                         units=[1, 2, 3])
+            s.add(smp)
+            s.flush()
+            return smp.id
+
+    def ab(self, sa, sb, choice, user=0, flagged=False):
+        self._k += 1
+        with self.rt.store.session() as s:
+            s.add(Judgment(kind="ab", rater=f"user:{self.users[user]}", task_key=f"t{self._k}",
+                           sample_id=sa, sample_b_id=sb, choice=choice,
+                           user_id=self.users[user], flagged=flagged))
+
+    def mos(self, sid, value, user=0, aspect="meaningfulness", flagged=False):
+        self._k += 1
+        with self.rt.store.session() as s:
+            s.add(Judgment(kind="mos", aspect=aspect, rater=f"user:{self.users[user]}",
+                           task_key=f"m{self._k}", sample_id=sid, value=value,
+                           user_id=self.users[user], flagged=flagged))
+
+    def ai(self, sid, value, judge="j1", error=None):
+        self._k += 1
+        with self.rt.store.session() as s:
+            s.add(Judgment(kind="ai", rater=f"ai:{judge}@v1", task_key=f"a{self._k}",
+                           sample_id=sid, judge_name=judge, value=value, error=error))
+
+
+def test_win_rate_bt_and_listing_from_human_votes(rt, tmp_path):
+    w = World(rt, tmp_path)
+    # a1 vs base: 12 wins, 4 losses, 4 ties, 3 both_bad; half stored with base as sample A
+    for k in range(23):
+        p = w.prompt()
+        sb, s1 = w.sample(w.base, p), w.sample(w.a1, p)
+        outcome = ["win"] * 12 + ["loss"] * 4 + ["tie"] * 4 + ["both_bad"] * 3
+        o = outcome[k]
+        if k % 2:  # a1 stored as A
+            w.ab(s1, sb, {"win": "A", "loss": "B", "tie": "tie", "both_bad": "both_bad"}[o])
+        else:
+            w.ab(sb, s1, {"win": "B", "loss": "A", "tie": "tie", "both_bad": "both_bad"}[o])
+        # flagged votes (always for base) must not count anywhere
+        w.ab(sb, s1, "A", user=1, flagged=True)
+    # a2 has only 2 votes: not listed
+    p = w.prompt()
+    w.ab(w.sample(w.base, p), w.sample(w.a2, p), "B")
+    w.ab(w.sample(w.base, p), w.sample(w.a2, p), "B")
+
+    lb = leaderboard.leaderboard(rt, "human")
+    names = [r["version"] for r in lb["rows"]]
+    assert names == ["a1", "base"]
+    assert lb["unlisted"] == [{"version": "a2", "n_judgments": 2}]
+    a1 = lb["rows"][0]
+    wr = a1["win_rate"]
+    assert (wr["wins"], wr["losses"], wr["ties"]) == (12, 4, 4)
+    assert wr["value"] == pytest.approx(14 / 20)
+    assert wr["low"] < 0.7 < wr["high"]
+    assert a1["both_bad"] == 3 and a1["n_judgments"] == 23 and a1["preliminary"]
+    # BT with baseline pinned at 0: a1 - base ~ log(14/6) (ridge 0.01 shrinks it a hair;
+    # a2's two wins over base barely move the base)
+    assert a1["bt"]["value"] == pytest.approx(math.log(14 / 6), abs=0.02)
+    assert a1["bt"]["low"] < a1["bt"]["value"] < a1["bt"]["high"]
+    assert lb["rows"][1]["bt"]["value"] == 0.0
+
+
+def test_ai_source_comparisons_mos_and_flagged(rt, tmp_path):
+    w = World(rt, tmp_path)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        p = w.prompt()
+        for v, mu in ((w.base, 2.0), (w.a1, 3.0), (w.a2, 4.0)):
+            for _ in range(2):
+                sid = w.sample(v, p)
+                w.ai(sid, float(np.clip(np.round(mu + rng.normal(0, 0.7)), 1, 5)))
+    # failed AI judgments and another judge
+    w.ai(w.sample(w.a2, w.prompt()), None, error="timeout")
+    sid = w.sample(w.base, w.prompt())
+    w.ai(sid, 5.0, judge="j2")
+    w.mos(sid, 4.0)
+    w.mos(sid, 1.0, user=1, flagged=True)
+
+    lb = leaderboard.leaderboard(rt, "j1")
+    assert [r["version"] for r in lb["rows"]] == ["a2", "a1", "base"]
+    a2 = lb["rows"][0]
+    assert a2["ai_score"]["n"] == 80 and 3.5 < a2["ai_score"]["value"] < 4.5
+    assert a2["win_rate"]["n"] == 40 and a2["win_rate"]["value"] > 0.8
+    assert lb["n_ai"] == 240
+    assert not a2["preliminary"]
+
+    all_ = leaderboard.leaderboard(rt, "all")
+    base = next(r for r in all_["rows"] if r["version"] == "base")
+    assert base["mos"]["meaningfulness"]["value"] == 4.0  # flagged 1.0 excluded
+    assert base["mos"]["meaningfulness"]["n"] == 1
+    with pytest.raises(ValueError, match="unknown source"):
+        leaderboard.leaderboard(rt, "nobody")
+
+
+def test_ai_comparisons_one_per_prompt_and_pair():
+    rows = [("j", 3.0, 1, 10, 100), ("j", 5.0, 1, 10, 101), ("j", 4.0, 2, 10, 102),
+            ("j", 2.0, 1, 11, 103), ("j", 2.0, 2, 11, 104)]
+    assert sorted(leaderboard.ai_comparisons(rows)) == [(1, 2, 0.5), (1, 2, 0.5)]
+
+
+def test_agreement_ai_vs_human_and_inter_rater(rt, tmp_path):
+    w = World(rt, tmp_path)
+    vals = [1, 2, 3, 4, 5, 2, 3, 4]
+    for v in vals:
+        sid = w.sample(w.base, w.prompt())
+        w.ai(sid, float(v))
+        w.mos(sid, float(v), user=0)
+        w.mos(sid, float(v), user=1)
+    s1, s2 = w.sample(w.a1, w.prompt()), w.sample(w.base, w.prompt())
+    w.ab(s1, s2, "A", user=0)
+    w.ab(s2, s1, "B", user=1)  # the same preference, stored the other way round
+    res = leaderboard.agreement(rt)
+    (row,) = res["ai_vs_human"]
+    assert row["judge"] == "j1" and row["n_samples"] == 8
+    assert row["cohen_kappa"] == pytest.approx(1.0) and row["spearman"] == pytest.approx(1.0)
+    mos = next(x for x in res["inter_rater"] if x["what"] == "mos:meaningfulness")
+    assert mos["alpha_ordinal"] == pytest.approx(1.0) and mos["units_with_2plus"] == 8
+    ab = next(x for x in res["inter_rater"] if x["what"] == "ab")
+    assert ab["units_with_2plus"] == 1
+
+
+def test_round_curves_write_pngs(rt, tmp_path):
+    w = World(rt, tmp_path)
+    with rt.store.session() as s:
+        for v, acc, js in ((w.base, 0.6, 2.5), (w.a1, 0.65, 3.0), (w.a2, 0.7, 3.4)):
+            s.add(EvalResult(model_version_id=v["id"], benchmark="sblimp", metric="accuracy",
+                             value=acc, n=100, ci_low=acc - 0.1, ci_high=acc + 0.1,
+                             details={"split": "dev"}))
+            s.add(EvalResult(model_version_id=v["id"], benchmark="judge:j1",
+                             metric="mean_score", value=js, n=50, ci_low=js - 0.2,
+                             ci_high=js + 0.2, details={"split": "dev"}))
+    paths = leaderboard.round_curves(rt, tmp_path / "curves")
+    assert [p.name for p in paths] == ["judge_score.png", "accuracy.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
