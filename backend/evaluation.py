@@ -600,9 +600,11 @@ def cmd_evaluate(args) -> None:
     rt = runtime_from(args)
     v = registry.get_version(rt, args.version)
     benches = _bench_list(args.bench)
+    roots = ", ".join(str(r) for r in benchmark_roots(rt))
     for b in benches or []:
-        if b not in BENCHMARKS and not find_benchmark(rt, b, args.split):
-            raise CLIError(f"unknown benchmark {b!r}; known: {', '.join(BENCHMARKS)}")
+        if not find_benchmark(rt, b, args.split):
+            raise CLIError(f"benchmark {b}/{args.split}.item not found under {roots} "
+                           f"(known names: {', '.join(BENCHMARKS)})")
     params = {"version": v["name"], "split": args.split, "benchmarks": benches}
     job_id = jobs.submit(rt, "evaluate", params)
     if not args.wait:
