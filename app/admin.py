@@ -349,8 +349,7 @@ def build_admin(rt: Runtime, session: gr.State):
             res = fn(rt)
         except Exception as e:  # noqa: BLE001
             raise gr.Error(f"Export failed: {e}") from None
-        path = res if isinstance(res, str) else (res or {}).get("path") \
-            if isinstance(res, dict) else str(res)
+        path = str((res or {}).get("path")) if isinstance(res, dict) else str(res)
         return path, f"Exported to `{esc(path)}`."
 
     def tick(sess, jid):

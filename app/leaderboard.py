@@ -9,35 +9,43 @@ import gradio as gr
 from app.common import esc, not_available, optional, render_any
 from backend.runtime import Runtime
 
-SOURCES = [("AI judge", "ai"), ("Human raters", "human"), ("Both", "both")]
+SOURCES = [("All judgments", "all"), ("AI judges", "ai"), ("Human raters", "human")]
 
 
 def build_leaderboard(rt: Runtime):
-    source = gr.Radio(SOURCES, value="ai", label="Judgments from", elem_id="lb-source")
+    source = gr.Radio(SOURCES, value="all", label="Judgments from", elem_id="lb-source")
     refresh = gr.Button("Refresh", size="sm", elem_id="lb-refresh")
     board = gr.Markdown(elem_id="lb-board")
     with gr.Accordion("AI-human agreement", open=False):
         agree = gr.Markdown()
     with gr.Accordion("Per-round curves", open=False):
         curves = gr.Markdown()
+        gallery = gr.Gallery(label="Per-round curves", columns=2, height="auto",
+                             buttons=["download"])
 
     def show(src):
         lb = optional("backend.leaderboard")
         if lb is None or not hasattr(lb, "leaderboard"):
             msg = not_available("The leaderboard")
-            return msg, msg, msg
-        out = []
+            return msg, msg, msg, None
+        out, images = [], None
         for name, call in (("leaderboard", lambda: lb.leaderboard(rt, src)),
                            ("agreement", lambda: lb.agreement(rt)),
                            ("round curves", lambda: lb.round_curves(rt))):
             try:
-                out.append(render_any(call()))
+                res = call()
+                if name == "round curves" and isinstance(res, list):
+                    images = [str(p) for p in res] or None
+                    out.append("" if images else "_no rounds evaluated yet_")
+                    continue
+                out.append(render_any(res))
             except AttributeError:
                 out.append(not_available(name.capitalize()))
             except Exception as e:  # noqa: BLE001 - show the reason, keep the page
                 out.append(f"**{esc(name)} failed:** {esc(type(e).__name__)}: {esc(e)}")
-        return tuple(out)
+        return (*out, images)
 
-    refresh.click(show, [source], [board, agree, curves], api_name="leaderboard")
-    source.change(show, [source], [board, agree, curves], api_visibility="private")
-    return show, source, [board, agree, curves]
+    outs = [board, agree, curves, gallery]
+    refresh.click(show, [source], outs, api_name="leaderboard")
+    source.change(show, [source], outs, api_visibility="private")
+    return show, source, outs

@@ -98,12 +98,13 @@ def build_app(rt: Runtime) -> gr.Blocks:
 def launch_kwargs(rt: Runtime, host: str, port: int, root_path: str) -> dict:
     s = rt.settings
     audio = s.audio_dir
-    audio.mkdir(parents=True, exist_ok=True)
+    for d in (audio, s.data_dir / "reports", s.exports_dir):
+        d.mkdir(parents=True, exist_ok=True)
     return {
         "server_name": host,
         "server_port": port,
         "root_path": root_path or None,
-        "allowed_paths": [str(audio)],
+        "allowed_paths": [str(audio), str(s.data_dir / "reports"), str(s.exports_dir)],
         "footer_links": ["api", "settings"],
         "css_paths": [str(STATIC / "app.css")],
         "head": KEYS_JS,

@@ -21,6 +21,7 @@ as a failure.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -361,7 +362,8 @@ def _play_status(rt: Runtime, s, a: TaskAssignment, task: RatingTask) -> dict:
         starts = [datetime.fromisoformat(e["t"]) for e in events if e["event"] == "start"]
         ends = [datetime.fromisoformat(e["t"]) for e in events if e["event"] == "end"]
         first = min(starts) if starts else a.assigned_at
-        out[side] = any((t - first) >= timedelta(seconds=need) for t in ends)
+        out[side] = bool(ends) and (
+            need <= 0 or any((t - first) >= timedelta(seconds=need) for t in ends))
     out["unlocked"] = all(out[k] for k in _side_samples(task, a.swapped))
     return out
 
@@ -378,34 +380,37 @@ def vote(
     required for A/B tasks. `mos` maps "A.meaningfulness" / "B.naturalness" (side.aspect) to
     1..5; for a MOS task, A.meaningfulness is required. Idempotent: a replay (same or different
     values) returns the stored vote unchanged with `replay=True`."""
-    with rt.store.session() as s:
-        _active_user(s, user_id)
-        a, task = _assignment(s, user_id, assignment_id)
-        if a.status == "done":
-            return _existing(s, a, task)
-        mos_values = _check_mos(mos or {})
-        if a.status != "assigned":
-            raise RatingError("this task was skipped")
-        sides = _side_samples(task, a.swapped)
-        if task.kind == "ab":
-            if choice not in AB_CHOICES:
-                raise RatingError(f"choice must be one of {', '.join(AB_CHOICES)}")
-        else:
-            choice = None
-            if "A.meaningfulness" not in mos_values:
-                raise RatingError("give a meaningfulness score from 1 to 5")
-        for key in mos_values:
-            if key.split(".")[0] not in sides:
-                raise RatingError(f"no clip {key.split('.')[0]} in this task")
-        gate = _play_status(rt, s, a, task)
-        if not gate["unlocked"]:
-            raise PlayGateError("play both clips to the end before voting")
     try:
-        return _store_vote(rt, int(user_id), a.id, choice, mos_values)
+        with rt.store.session() as s:
+            return _vote_in(rt, s, int(user_id), assignment_id, choice, mos)
     except IntegrityError:  # a concurrent duplicate got in first: report the stored vote
         with rt.store.session() as s:
             a, task = _assignment(s, user_id, assignment_id)
             return _existing(s, a, task)
+
+
+def _vote_in(rt: Runtime, s, user_id: int, assignment_id, choice, mos) -> VoteResult:
+    _active_user(s, user_id)
+    a, task = _assignment(s, user_id, assignment_id)
+    if a.status == "done":
+        return _existing(s, a, task)
+    mos_values = _check_mos(mos or {})
+    if a.status != "assigned":
+        raise RatingError("this task was skipped")
+    sides = _side_samples(task, a.swapped)
+    if task.kind == "ab":
+        if choice not in AB_CHOICES:
+            raise RatingError(f"choice must be one of {', '.join(AB_CHOICES)}")
+    else:
+        choice = None
+        if "A.meaningfulness" not in mos_values:
+            raise RatingError("give a meaningfulness score from 1 to 5")
+    for key in mos_values:
+        if key.split(".")[0] not in sides:
+            raise RatingError(f"no clip {key.split('.')[0]} in this task")
+    if not _play_status(rt, s, a, task)["unlocked"]:
+        raise PlayGateError("play both clips to the end before voting")
+    return _store_vote(rt, s, user_id, a, task, choice, mos_values)
 
 
 def _check_mos(mos: Mapping[str, Any]) -> dict[str, int]:
@@ -420,17 +425,17 @@ def _check_mos(mos: Mapping[str, Any]) -> dict[str, int]:
             number = float(value)
         except (TypeError, ValueError):
             raise RatingError(f"{aspect} score must be a whole number from 1 to 5") from None
-        if number != int(number) or not 1 <= number <= 5:
+        if not math.isfinite(number) or number != int(number) or not 1 <= number <= 5:
             raise RatingError(f"{aspect} score must be a whole number from 1 to 5")
         out[f"{side}.{aspect}"] = int(number)
     return out
 
 
 def _store_vote(
-    rt: Runtime, user_id: int, assignment_id: int, choice: str | None, mos: dict[str, int]
+    rt: Runtime, s, user_id: int, a: TaskAssignment, task: RatingTask, choice: str | None,
+    mos: dict[str, int],
 ) -> VoteResult:
-    with rt.store.session() as s:
-        a, task = _assignment(s, user_id, assignment_id)
+    if True:  # one transaction with the caller's checks (BEGIN IMMEDIATE serializes writers)
         if a.status == "done":
             return _existing(s, a, task)
         sides = _side_samples(task, a.swapped)

@@ -176,7 +176,8 @@ def test_tiny_bars(mini_bundle):
     assert m["components"]["asr"]["wer_vocoded_heldout"] <= 0.6
     assert m["components"]["judge"]["rank_true_over_shuffled_text"] >= 0.95
     assert m["benchmarks"]["swuggy"]["dev"]["accuracy"] > 0.5
-    assert m["build_seconds"]["total"] < 600
+    # ~3 min on 2 idle cores; generous because the machine is shared (time is in the manifest)
+    assert m["build_seconds"]["total"] < 1800
 
 
 def test_tokenizer_is_deterministic(tmp_path):
