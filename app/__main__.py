@@ -30,6 +30,7 @@ def startup(rt) -> dict:
         try:
             report["prompts"] = pipe.import_bundle_prompts(rt)
             report["baseline"] = pipe.ensure_baseline(rt)["name"]
+            report["seeding_jobs"] = queue_first_samples(rt, report["baseline"])
         except Exception as e:  # noqa: BLE001 - serve anyway, say why
             report["bundle_error"] = f"{type(e).__name__}: {e}"
     else:
@@ -39,6 +40,22 @@ def startup(rt) -> dict:
     except Exception as e:  # noqa: BLE001
         report["rating_tasks_error"] = f"{type(e).__name__}: {e}"
     return report
+
+
+def queue_first_samples(rt, baseline: str) -> list[int]:
+    """On a fresh world, queue baseline continuations of a few held-out prompts and their AI
+    judging (run by the worker), so Listen and Leaderboard show real output from the start."""
+    from backend import jobs, prompts
+
+    n = rt.settings.server.seed_samples
+    if n <= 0 or prompts.count_samples(rt) > 0:
+        return []
+    if any(j["kind"] in ("generate", "judge") for j in jobs.list_jobs(rt, limit=200)):
+        return []
+    return [
+        jobs.submit(rt, "generate", {"version": baseline, "split": "test", "limit": n}),
+        jobs.submit(rt, "judge", {"version": baseline}),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,9 @@ class ServerConfig(BaseModel):
     login_attempts_per_minute: int = 10
     worker: bool = True
     """Run the job worker thread inside the server process."""
+    seed_samples: int = 16
+    """On a start with a built world and no samples yet, queue generation + AI judging of the
+    baseline for this many held-out prompts, so Listen has something to play (0 = off)."""
     poll_seconds: float = 2.0
     """How often the Admin job monitor refreshes (gr.Timer)."""
 

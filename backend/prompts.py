@@ -187,6 +187,11 @@ def count_prompts(rt: Runtime) -> int:
         return int(s.scalar(select(func.count()).select_from(Prompt)) or 0)
 
 
+def count_samples(rt: Runtime) -> int:
+    with rt.store.session() as s:
+        return int(s.scalar(select(func.count()).select_from(Sample)) or 0)
+
+
 def search_prompts(rt: Runtime, query: str = "", limit: int = 50) -> list[dict]:
     """Prompts whose id, transcript or reference text matches `query` (all when empty)."""
     q = (query or "").strip()
