@@ -204,21 +204,6 @@ def units_for_files(rt: Runtime, paths: Sequence[Path], progress: Progress | Non
 
 
 # --- adapters and scoring -------------------------------------------------------------------
-def adapter_for(rt: Runtime, version: dict) -> str | None:
-    """Load the version's adapter into the shared unit LM once (name = version name); None for
-    the baseline. Shares the runtime's component cache with backend.pipeline."""
-    if version.get("kind") == "baseline" or not version.get("adapter_path"):
-        return None
-    name = version["name"]
-
-    def load():
-        rt.unit_lm.load_adapter(name, version["adapter_path"])
-        return name
-
-    with rt.lm_lock:
-        return rt._component(f"adapter:{name}", load)
-
-
 def score_sequences(rt: Runtime, seqs: Sequence[list[int]], adapter: str | None,
                     progress: Progress | None = None, batch_size: int = SCORE_BATCH
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -438,7 +423,7 @@ def evaluate_version(
     if unknown:
         raise EvaluationError(f"benchmark(s) {unknown} not found for split {split!r}")
     results: list[dict] = []
-    adapter = adapter_for(rt, v) if names else None
+    adapter = rt.adapter(v) if names else None
     steps = len(names) + (1 if judge else 0)
     for k, name in enumerate(names):
         progress(k / max(1, steps), f"{name}: start")

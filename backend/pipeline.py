@@ -154,21 +154,6 @@ def ensure_baseline(rt: Runtime) -> dict:
     return registry.create_baseline(rt, name, base_ref, config=cfg.model_dump(mode="json"))
 
 
-def adapter_name(rt: Runtime, version: dict) -> str | None:
-    """Load the version's adapter into the shared unit LM once; None for a baseline. Each
-    aligned version's adapter applies directly on the base weights (see backend.training)."""
-    if version["kind"] == "baseline" or not version.get("adapter_path"):
-        return None
-    name = version["name"]
-
-    def load():
-        rt.unit_lm.load_adapter(name, version["adapter_path"])
-        return name
-
-    with rt.lm_lock:
-        return rt._component(f"adapter:{name}", load)
-
-
 # --- generate --------------------------------------------------------------------------------
 def sampling_params(rt: Runtime, **overrides: Any) -> SamplingParams:
     g = rt.settings.generation
@@ -218,7 +203,7 @@ def generate(
     out_dir = rt.settings.audio_dir / "samples" / ver["name"]
     made = 0
     progress(0.0, f"{len(todo)} of {len(pids)} prompts to sample")
-    adapter = adapter_name(rt, ver)
+    adapter = rt.adapter(ver)
     vocoder = rt.vocoder if todo else None
     for b in range(0, len(todo), bs):
         batch = todo[b : b + bs]

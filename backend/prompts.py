@@ -285,7 +285,7 @@ def continue_clip(rt: Runtime, data: bytes, max_versions: int = 4) -> dict:
         prompt_text = ""
     for v in base + aligned:
         try:
-            adapter = pipeline.adapter_name(rt, v)
+            adapter = rt.adapter(v)
             with rt.lm_lock:
                 cont = rt.unit_lm.sample([units], params, adapter=adapter)[0][0]
             audio = vocoder.decode(list(cont))

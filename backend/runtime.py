@@ -59,6 +59,21 @@ class Runtime:
             raise ValueError(f"unknown judge {name!r}; configured: {[j.name for j in judges]}")
         return self._component(f"judge:{cfg.name}", lambda: _factory().build_judge(cfg))
 
+    def adapter(self, version: dict) -> str | None:
+        """The adapter name to pass to the unit LM for a model version, loading it into the
+        shared LM once (name = version name); None for the baseline. Each aligned version's
+        adapter applies directly on the base weights (see backend.training)."""
+        if version.get("kind") == "baseline" or not version.get("adapter_path"):
+            return None
+        name = version["name"]
+
+        def load():
+            self.unit_lm.load_adapter(name, version["adapter_path"])
+            return name
+
+        with self.lm_lock:
+            return self._component(f"adapter:{name}", load)
+
     @cached_property
     def lm_lock(self) -> threading.Lock:
         """Serializes use of the unit LM (adapter switching is not thread-safe)."""
