@@ -14,6 +14,10 @@ from backend.config import Settings, load_settings
 from db.session import Store
 
 
+class AdapterCorruptError(RuntimeError):
+    """A registered adapter on disk no longer matches its recorded hash."""
+
+
 class Runtime:
     def __init__(self, settings: Settings | None = None, upgrade: bool = True):
         self.settings = settings or load_settings()
@@ -68,6 +72,12 @@ class Runtime:
         name = version["name"]
 
         def load():
+            from backend.registry import verify_adapter  # registry imports this module
+
+            if not verify_adapter(version):
+                raise AdapterCorruptError(
+                    f"adapter of {name} at {version['adapter_path']} is missing or differs from "
+                    f"the hash recorded at registration; it is not loaded")
             self.unit_lm.load_adapter(name, version["adapter_path"])
             return name
 
