@@ -37,7 +37,12 @@ def wav_bytes(wave: np.ndarray, sr: int = SR, fmt: str = "WAV") -> bytes:
 
 
 def seed(rt, n_prompts: int = 4, seconds: float = 0.6, raters=("rater1", "rater2"),
-         password: str = "rater-pass-1") -> dict:
+         password: str = "rater-pass-1", samples_per_version: int = 2, split: str = "train",
+         per_prompt_pairs: int = 2) -> dict:
+    """`n_prompts` prompts of `split`, each with `samples_per_version` clips of `seconds` per
+    version; A/B tasks pair same-index clips, up to `per_prompt_pairs` per prompt. Load tests
+    use a split of their own ("bench") so a real DPO round or generation job never picks these
+    fake-unit prompts up."""
     for name in raters:
         try:
             users.add_user(rt, name, password, "rater")
@@ -57,11 +62,11 @@ def seed(rt, n_prompts: int = 4, seconds: float = 0.6, raters=("rater1", "rater2
     for i in range(n_prompts):
         p = prompts.upload_prompt(rt, wav_bytes(tone(220 + 40 * i, seconds)),
                                   reference_text=f"seed prompt number {i}",
-                                  tokenizer=FakeTokenizer(), split="train")
+                                  tokenizer=FakeTokenizer(), split=split)
         pids.append(p["id"])
         with rt.store.session() as s:
             for v in (base, aligned):
-                for k in range(2):
+                for k in range(samples_per_version):
                     path = out / f"{p['id']}_{v['id']}_{k}.wav"
                     sf.write(path, tone(300 + 50 * k + 30 * v["id"], seconds), SR)
                     exists = s.query(Sample).filter_by(prompt_id=p["id"],
@@ -71,5 +76,5 @@ def seed(rt, n_prompts: int = 4, seconds: float = 0.6, raters=("rater1", "rater2
                         s.add(Sample(prompt_id=p["id"], model_version_id=v["id"], seed=0,
                                      index=k, audio_path=str(path),
                                      transcript=f"{v['name']} continuation {k}", units=[1, 2]))
-    created = rating.sync_tasks(rt, per_prompt_pairs=2)
+    created = rating.sync_tasks(rt, per_prompt_pairs=per_prompt_pairs)
     return {"prompts": pids, "base": base, "aligned": aligned, "tasks": created}
