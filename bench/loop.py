@@ -53,22 +53,27 @@ def heldout_scores(rt, version: str, split: str | None = None, n: int | None = N
     return {p: statistics.fmean(v) for p, v in per.items()}
 
 
-def paired_bootstrap(base: dict[int, float], new: dict[int, float], resamples: int = 2000,
-                     seed: int = 0) -> dict:
-    """Mean of new - base over prompts both have, with a percentile bootstrap 95% CI."""
+def paired_bootstrap(base: dict[int, float], new: dict[int, float]) -> dict:
+    """Mean of new - base over the prompts both have, with a paired-bootstrap 95% CI."""
+    from backend.stats import paired_bootstrap_diff
+
     keys = sorted(set(base) & set(new))
-    d = np.array([new[k] - base[k] for k in keys])
-    if len(d) == 0:
-        return {"n": 0, "mean_diff": float("nan"), "ci": [float("nan")] * 2}
-    rng = np.random.default_rng(seed)
-    boots = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return {"n": len(d), "base_mean": float(np.mean([base[k] for k in keys])),
-            "new_mean": float(np.mean([new[k] for k in keys])), "mean_diff": float(d.mean()),
-            "ci": [float(lo), float(hi)]}
+    est = paired_bootstrap_diff([base[k] for k in keys], [new[k] for k in keys])
+    return {"n": len(keys), "base_mean": float(np.mean([base[k] for k in keys])) if keys else None,
+            "new_mean": float(np.mean([new[k] for k in keys])) if keys else None,
+            "mean_diff": est.value, "ci": [est.low, est.high]}
 
 
-def measure(rt, rounds: int = 1, curriculum: bool = True, overrides: dict | None = None) -> dict:
+def benchmark_accuracy(rt, version: str, names=("swuggy", "sblimp")) -> dict[str, float]:
+    """Dev accuracy of a version on the benchmarks the bar protects (no judge score)."""
+    from backend.evaluation import evaluate_version
+
+    rows = evaluate_version(rt, version, benchmarks=list(names), split="dev", judge=False)
+    return {r["benchmark"]: r["value"] for r in rows}
+
+
+def measure(rt, rounds: int = 1, curriculum: bool = True, overrides: dict | None = None,
+            benchmarks: bool = False) -> dict:
     from backend import pipeline
     from backend import rounds as rounds_mod
 
@@ -80,11 +85,21 @@ def measure(rt, rounds: int = 1, curriculum: bool = True, overrides: dict | None
     base_scores = heldout_scores(rt, base)
     out = {"loop_seconds": round(loop_s, 1), "stopped_early": res["stopped_early"],
            "rounds": []}
+    if benchmarks:
+        out["baseline_benchmarks"] = base_bench = benchmark_accuracy(rt, base)
+    seconds = {r["id"]: (r["finished_at"] - r["created_at"]).total_seconds()
+               for r in rounds_mod.list_rounds(rt) if r["finished_at"] and r["created_at"]}
     for r in res["rounds"]:
         cmp = paired_bootstrap(base_scores, heldout_scores(rt, r["version"]))
-        out["rounds"].append({"version": r["version"], "n_pairs": r["n_pairs"],
-                              "reward_accuracy_last": r["metrics"]["reward_accuracy_last"],
-                              **cmp})
+        row = {"version": r["version"], "n_pairs": r["n_pairs"],
+               "round_seconds": seconds.get(r["round_id"]),
+               "reward_accuracy_last": r["metrics"]["reward_accuracy_last"], **cmp}
+        if benchmarks:
+            acc = benchmark_accuracy(rt, r["version"])
+            row["benchmarks"] = acc
+            row["benchmark_change_points"] = {
+                k: round(100 * (acc[k] - base_bench[k]), 2) for k in acc if k in base_bench}
+        out["rounds"].append(row)
     return out
 
 
@@ -94,11 +109,15 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch CPU threads (1 is faster when the machine is shared)")
+    ap.add_argument("--max-prompts", type=int, default=None,
+                    help="training prompts sampled per round (default: the config's)")
     a = ap.parse_args()
     import torch
 
-    torch.set_num_threads(2)
-    overrides = {"steps": a.steps} if a.steps else {}
+    torch.set_num_threads(a.threads)
+    overrides = {k: v for k, v in (("steps", a.steps), ("max_prompts", a.max_prompts)) if v}
     with tempfile.TemporaryDirectory() as tmp:
         if a.world == "tiny":
             from tests.loop import tiny
@@ -116,7 +135,7 @@ def main() -> None:
                 kw["data_dir"] = a.data_dir
             rt = Runtime(load_settings(**kw))
             pipeline.import_bundle_prompts(rt)
-        res = measure(rt, a.rounds, True, overrides)
+        res = measure(rt, a.rounds, True, overrides, benchmarks=a.world == "mini")
     print(json.dumps(res, indent=2))
     for i, r in enumerate(res["rounds"], 1):
         print(f"round {i}: {r['n_pairs']} pairs, held-out judge score {r['base_mean']:.3f} -> "

@@ -6,11 +6,9 @@ with STUDIO_SLOW=1, and the end-to-end test (< 3 min) once the mini bundle fixtu
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from bench.loop import heldout_scores, measure, paired_bootstrap
+from bench.loop import measure, paired_bootstrap
 from tests.loop.conftest import make_tiny_runtime, slow
 
 
@@ -44,18 +42,18 @@ def _mini_runtime(request, tmp_path):
 
 
 def test_end_to_end_on_mini_bundle(request, tmp_path):
-    """generate -> transcribe -> judge -> pairs -> DPO -> evaluate, one round, < 3 minutes."""
+    """generate -> transcribe -> judge -> pairs -> DPO -> evaluate, one round on the tiny bundle.
+    Its wall time is a benchmark figure (bench/loop.py prints it), not asserted here."""
     from backend import rounds
 
     rt = _mini_runtime(request, tmp_path)
-    t0 = time.monotonic()
     res = rounds.run_rounds(rt, None, "ai", rounds=1, overrides={"steps": 10, "max_prompts": 32},
                             evaluate=True)
-    elapsed = time.monotonic() - t0
     assert res["rounds"], res["stopped_early"]
     assert res["rounds"][0]["n_pairs"] >= rt.settings.selection.min_pairs
     assert "error" not in res["rounds"][0]["evaluation"], res["rounds"][0]["evaluation"]
-    assert elapsed < 180, elapsed
+    measured = {r["benchmark"] for r in res["rounds"][0]["evaluation"]["results"]}
+    assert {"swuggy", "sblimp", "ssc", "tsc"} <= measured, measured
     rt.close()
 
 
@@ -74,5 +72,4 @@ def test_mini_three_curriculum_rounds_beat_baseline(request, tmp_path):
     final = res["rounds"][-1]
     assert len(res["rounds"]) == 3, res["stopped_early"]
     assert final["mean_diff"] > 0 and final["ci"][0] > 0, final
-    assert heldout_scores  # imported for bench use
     rt.close()
