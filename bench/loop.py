@@ -69,7 +69,7 @@ def benchmark_accuracy(rt, version: str, names=("swuggy", "sblimp")) -> dict[str
     from backend.evaluation import evaluate_version
 
     rows = evaluate_version(rt, version, benchmarks=list(names), split="dev", judge=False)
-    return {r["benchmark"]: r["value"] for r in rows}
+    return {r["benchmark"]: r["value"] for r in rows if r["metric"] == "accuracy"}
 
 
 def measure(rt, rounds: int = 1, curriculum: bool = True, overrides: dict | None = None,
