@@ -16,25 +16,23 @@ log = logging.getLogger("app")
 
 
 def startup(rt) -> dict:
-    """First admin, bundle prompts + baseline (when those services and the bundle exist),
-    rating tasks from stored samples. Returns what happened, for the console."""
-    from app.common import optional
-    from backend import rating, users
+    """First admin, bundle prompts + baseline (when the bundle is built), rating tasks from
+    stored samples. Returns what happened, for the console; a broken bundle is reported, not
+    fatal, so an operator can still sign in and see why."""
+    from backend import bootstrap, pipeline, rating, users
 
     report: dict = {}
     report["one_time_password"] = users.ensure_first_admin(rt)
-    pipe = optional("backend.pipeline")
-    boot = optional("backend.bootstrap")
-    info = boot.bundle_info(rt.settings) if boot else {"error": "bootstrap not available"}
-    if pipe is not None and "error" not in info and (rt.settings.bundle_dir / "prompts").exists():
+    info = bootstrap.bundle_info(rt.settings)
+    if "error" not in info and (rt.settings.bundle_dir / "prompts").exists():
         try:
-            report["prompts"] = pipe.import_bundle_prompts(rt)
-            report["baseline"] = pipe.ensure_baseline(rt)["name"]
+            report["prompts"] = pipeline.import_bundle_prompts(rt)
+            report["baseline"] = pipeline.ensure_baseline(rt)["name"]
             report["seeding_jobs"] = queue_first_samples(rt, report["baseline"])
         except Exception as e:  # noqa: BLE001 - serve anyway, say why
             report["bundle_error"] = f"{type(e).__name__}: {e}"
     else:
-        report["bundle"] = info.get("error", "not available")
+        report["bundle"] = info.get("error", "no prompts in the bundle")
     try:
         report["rating_tasks"] = rating.sync_tasks(rt)
     except Exception as e:  # noqa: BLE001

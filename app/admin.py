@@ -9,12 +9,28 @@ import json
 import gradio as gr
 
 from app.auth import guarded
-from app.common import esc, md_table, not_available, optional, render_any
-from backend import jobs, prompts, rating, registry, users
+from app.common import esc, md_table, render_any
+from backend import (
+    bootstrap,
+    exports,
+    jobs,
+    pipeline,
+    prompts,
+    rating,
+    registry,
+    rounds,
+    traps,
+    users,
+)
 from backend.runtime import Runtime
 
 JOB_KINDS = ("generate", "transcribe", "judge", "evaluate", "import_prompts")
 PRIVATE = {"api_visibility": "private"}
+
+
+def _whole(value) -> int | None:
+    """A form number as an int; empty (or 0) means "use the configured default"."""
+    return int(value) if value not in (None, "", 0) else None
 
 
 def _versions(rt: Runtime) -> list[tuple[str, str]]:
@@ -118,7 +134,14 @@ def build_admin(rt: Runtime, session: gr.State):
                 qc_ans = gr.Textbox(label="Answer")
                 qc_trap = gr.Checkbox(False, label="Trap")
             qc_btn = gr.Button("Add QC task", size="sm")
-            tasks_result = gr.Markdown()
+            gr.Markdown("Trap clips: a spoken instruction (\"This is an attention check. "
+                        "Please answer: both bad.\") paired with a real continuation; a rater "
+                        "who answers otherwise gets all their votes flagged.")
+            with gr.Row():
+                trap_n = gr.Number(4, label="Trap tasks to add", precision=0, minimum=1,
+                                   maximum=500, elem_id="admin-trap-n")
+                trap_btn = gr.Button("Add trap clips", size="sm", elem_id="admin-add-traps")
+            tasks_result = gr.Markdown(elem_id="admin-tasks-result")
         # --- jobs ----------------------------------------------------------------------------
         with gr.Tab("Jobs"):
             with gr.Row():
@@ -132,34 +155,46 @@ def build_admin(rt: Runtime, session: gr.State):
             job_started = gr.Markdown()
         # --- DPO round -----------------------------------------------------------------------
         with gr.Tab("DPO round"):
-            rounds_mod = optional("backend.rounds")
             with gr.Row():
                 r_parent = gr.Dropdown([], label="Parent version", elem_id="round-parent")
                 r_source = gr.Radio([("AI judge", "ai"), ("Human votes", "human"),
                                      ("Both", "both")], value="ai", label="Pairs from")
                 r_rounds = gr.Number(1, label="Rounds", precision=0, minimum=1, maximum=10)
                 r_curr = gr.Checkbox(True, label="Curriculum (raise thresholds each round)")
-            sel, dpo = rt.settings.selection, rt.settings.dpo
+            # the effective values (the mini world's DPO overrides included): what is shown is
+            # sent back as an explicit setting, so it must be what the round would use anyway
+            opts = rounds.round_options(rt)
+            sel, dpo, gen = opts["selection"], opts["dpo"], opts["generation"]
             with gr.Row():
-                r_chosen = gr.Number(sel.chosen_min, label="Chosen if score ≥")
-                r_rejected = gr.Number(sel.rejected_max, label="Rejected if score ≤")
-                r_beta = gr.Number(dpo.beta, label="DPO beta")
-                r_rank = gr.Number(dpo.lora_rank, label="LoRA rank", precision=0)
-                r_steps = gr.Number(dpo.max_steps, label="Steps", precision=0)
-            r_start = gr.Button("Start DPO round", variant="primary", elem_id="round-start",
-                                interactive=rounds_mod is not None)
-            r_result = gr.Markdown(None if rounds_mod else not_available("Training rounds"),
-                                   elem_id="round-result")
+                r_chosen = gr.Number(sel["chosen_min"], label="Chosen if score ≥")
+                r_rejected = gr.Number(sel["rejected_max"], label="Rejected if score ≤")
+                r_beta = gr.Number(dpo["beta"], label="DPO beta")
+                r_rank = gr.Number(dpo["lora_rank"], label="LoRA rank", precision=0)
+                r_steps = gr.Number(dpo["max_steps"], label="Steps", precision=0,
+                                    elem_id="round-steps")
+            with gr.Row():
+                r_prompts = gr.Number(gen["max_prompts"] or 0, label="Prompts per round (0 = all)",
+                                      precision=0, minimum=0, elem_id="round-prompts")
+                r_n = gr.Number(gen["n"], label="Continuations per prompt", precision=0,
+                                minimum=2, maximum=20, elem_id="round-n")
+            r_start = gr.Button("Start DPO round", variant="primary", elem_id="round-start")
+            r_result = gr.Markdown(elem_id="round-result")
             rounds_md = gr.Markdown()
         # --- versions ------------------------------------------------------------------------
         with gr.Tab("Versions"):
             versions_md = gr.Markdown(elem_id="admin-versions")
         # --- exports -------------------------------------------------------------------------
         with gr.Tab("Exports"):
-            exp_kind = gr.Dropdown([], label="Export")
-            exp_btn = gr.Button("Export", size="sm")
-            exp_file = gr.File(label="Download", interactive=False)
-            exp_md = gr.Markdown()
+            with gr.Row():
+                exp_what = gr.Radio([("Judgments", "judgments"), ("Preference pairs", "pairs")],
+                                    value="judgments", label="Export", elem_id="export-what")
+                exp_fmt = gr.Radio([("CSV", "csv"), ("JSONL", "jsonl"),
+                                    ("HF datasets, zipped (for TRL)", "hf")], value="csv",
+                                   label="Format", elem_id="export-format")
+                exp_flagged = gr.Checkbox(False, label="Include flagged votes (judgments)")
+            exp_btn = gr.Button("Export", size="sm", elem_id="export-btn")
+            exp_file = gr.File(label="Download", interactive=False, elem_id="export-file")
+            exp_md = gr.Markdown(elem_id="export-result")
 
     gr.Markdown("### Job monitor")
     with gr.Row():
@@ -168,13 +203,13 @@ def build_admin(rt: Runtime, session: gr.State):
     job_head = gr.Markdown(elem_id="admin-job-head")
     with gr.Accordion("Live metrics", open=True):
         job_metrics = gr.Markdown(elem_id="admin-job-metrics")
-    job_log = gr.Code(label="Log", language=None, lines=8, interactive=False)
+    job_log = gr.Code(label="Log", language=None, lines=8, interactive=False,
+                      elem_id="admin-job-log")
     jobs_md = gr.Markdown(elem_id="admin-jobs")
 
     # --- handlers ----------------------------------------------------------------------------
     def world_status() -> tuple[str, dict]:
-        boot = optional("backend.bootstrap")
-        info = boot.bundle_info(rt.settings) if boot else {"error": "bootstrap not available"}
+        info = bootstrap.bundle_info(rt.settings)
         counts = rating.task_counts(rt)
         n_prompts = prompts.count_prompts(rt)
         built = bool(info.get("complete", "error" not in info))
@@ -194,19 +229,13 @@ def build_admin(rt: Runtime, session: gr.State):
         vchoices = _versions(rt)
         names = [v for _, v in vchoices]
         base = registry.baseline(rt)
-        rounds_rows = rounds_mod.list_rounds(rt, 20) if rounds_mod else []
-        exp = optional("backend.exports")
-        exp_choices = _export_choices(exp)
         return (wmd, info, md_table(users.list_users(rt)), md_table(rating.rater_report(rt)),
                 _tasks_md(), gr.Dropdown(choices=vchoices, value=names[-1] if names else None),
                 gr.Dropdown(choices=vchoices, value=(base or {}).get("name")),
-                md_table(rounds_rows, ["id", "status", "pair_source", "round_index", "n_pairs",
-                                       "parent_version_id", "result_version_id", "job_id",
-                                       "error"]) if rounds_mod else not_available("Rounds"),
-                md_table(_lineage_rows(rt)), _jobs_table(rt),
-                gr.Dropdown(choices=exp_choices,
-                            value=exp_choices[0] if exp_choices else None),
-                "" if exp else not_available("Exports"))
+                md_table(rounds.list_rounds(rt, 20),
+                         ["id", "status", "pair_source", "round_index", "n_pairs",
+                          "parent_version_id", "result_version_id", "job_id", "error"]),
+                md_table(_lineage_rows(rt)), _jobs_table(rt))
 
     def _tasks_md() -> str:
         c = rating.task_counts(rt)
@@ -214,18 +243,15 @@ def build_admin(rt: Runtime, session: gr.State):
                 f"**{c['ab_votes']}** A/B votes.")
 
     refresh_outputs = [world_md, manifest, users_md, qc_md, tasks_md, job_version, r_parent,
-                       rounds_md, versions_md, jobs_md, exp_kind, exp_md]
+                       rounds_md, versions_md, jobs_md]
 
     @admin
     def do_import(sess, *, user=None):
-        pipe = optional("backend.pipeline")
-        if pipe is None:
-            raise gr.Error("The pipeline is not available yet.")
         if not rt.settings.bundle_dir.exists():
             raise gr.Error("The world is not built: run `python -m backend bootstrap`.")
         jid = jobs.submit(rt, "import_prompts", {}, user_id=user.id)
         try:
-            pipe.ensure_baseline(rt)
+            pipeline.ensure_baseline(rt)
         except Exception as e:  # noqa: BLE001
             raise gr.Error(f"Registering the baseline failed: {e}") from None
         return jid, f"Import queued as job {jid}."
@@ -281,14 +307,22 @@ def build_admin(rt: Runtime, session: gr.State):
 
     @admin
     def do_qc(sess, a, b, ans, trap, *, user=None):
-        if a in (None, ""):
+        if _whole(a) is None:  # an empty number box arrives as 0
             return "**Give sample A.**", _tasks_md()
         try:
-            tid = rating.add_qc_task(rt, int(a), int(b) if b not in (None, "") else None,
-                                     ans, bool(trap))
+            tid = rating.add_qc_task(rt, _whole(a), _whole(b), ans, bool(trap))
         except rating.RatingError as e:
             return f"**Refused:** {esc(e)}", _tasks_md()
         return f"Added QC task {tid}.", _tasks_md()
+
+    @admin
+    def do_traps(sess, n, *, user=None):
+        try:
+            made = traps.add_traps(rt, int(n or 4))
+        except rating.RatingError as e:
+            return f"**Refused:** {esc(e)}", _tasks_md()
+        return (f"Added {len(made)} trap task(s):\n\n"
+                + md_table(made, ["task_id", "trap", "answer", "prompt_id"])), _tasks_md()
 
     @admin
     def do_job(sess, kind, version, split, limit, extra, *, user=None):
@@ -313,16 +347,14 @@ def build_admin(rt: Runtime, session: gr.State):
         return jid, f"Queued **{esc(kind)}** as job {jid}."
 
     @admin
-    def do_round(sess, parent, source, n, curr, chosen, rejected, beta, rank, steps, *,
-                 user=None):
-        if rounds_mod is None:
-            raise gr.Error("Training rounds are not available yet.")
+    def do_round(sess, parent, source, n, curr, chosen, rejected, beta, rank, steps,
+                 max_prompts, per_prompt, *, user=None):
         overrides = {"chosen_min": chosen, "rejected_max": rejected, "beta": beta,
-                     "lora_rank": int(rank) if rank else None,
-                     "max_steps": int(steps) if steps else None}
+                     "lora_rank": _whole(rank), "max_steps": _whole(steps),
+                     "max_prompts": _whole(max_prompts), "n": _whole(per_prompt)}
         try:
-            jid = rounds_mod.start_round(rt, parent or None, source, int(n or 1), bool(curr),
-                                         overrides, user_id=user.id)
+            jid = rounds.start_round(rt, parent or None, source, int(n or 1), bool(curr),
+                                     overrides, user_id=user.id)
         except Exception as e:  # noqa: BLE001 - validation errors are shown as they are
             raise gr.Error(f"Cannot start the round: {e}") from None
         return jid, f"DPO round queued as job **{jid}**; watching it below."
@@ -338,19 +370,12 @@ def build_admin(rt: Runtime, session: gr.State):
         return f"Cancel requested (job is {st})."
 
     @admin
-    def do_export(sess, kind, *, user=None):
-        exp = optional("backend.exports")
-        if exp is None:
-            raise gr.Error("Exports are not available yet.")
-        fn = getattr(exp, kind, None) if kind in _export_choices(exp) else None
-        if fn is None:
-            raise gr.Error("Choose an export.")
+    def do_export(sess, what, fmt, flagged, *, user=None):
         try:
-            res = fn(rt)
-        except Exception as e:  # noqa: BLE001
+            path = exports.export_file(rt, what, fmt, bool(flagged))
+        except Exception as e:  # noqa: BLE001 - e.g. no pairs yet: say so
             raise gr.Error(f"Export failed: {e}") from None
-        path = str((res or {}).get("path")) if isinstance(res, dict) else str(res)
-        return path, f"Exported to `{esc(path)}`."
+        return str(path), f"Exported {esc(what)} ({esc(fmt)}) to `{esc(path)}`."
 
     def tick(sess, jid):
         """Timer: refresh the monitor for admins; nothing (and no data) for anyone else."""
@@ -381,14 +406,17 @@ def build_admin(rt: Runtime, session: gr.State):
                    **PRIVATE)
     qc_btn.click(do_qc, [session, qc_a, qc_b, qc_ans, qc_trap], [tasks_result, tasks_md],
                  **PRIVATE)
+    trap_btn.click(do_traps, [session, trap_n], [tasks_result, tasks_md], **PRIVATE)
     job_start.click(do_job, [session, job_kind, job_version, job_split, job_limit, job_params],
                     [watch_id, job_started], api_name="admin_start_job",
                     api_visibility="undocumented")
     r_start.click(do_round, [session, r_parent, r_source, r_rounds, r_curr, r_chosen,
-                             r_rejected, r_beta, r_rank, r_steps], [watch_id, r_result],
+                             r_rejected, r_beta, r_rank, r_steps, r_prompts, r_n],
+                  [watch_id, r_result],
                   **PRIVATE)
     cancel_btn.click(do_cancel, [session, watch_id], [job_head], **PRIVATE)
-    exp_btn.click(do_export, [session, exp_kind], [exp_file, exp_md], **PRIVATE)
+    exp_btn.click(do_export, [session, exp_what, exp_fmt, exp_flagged], [exp_file, exp_md],
+                  **PRIVATE)
     watch_id.change(watch, [session, watch_id], [job_head, job_log, job_metrics], **PRIVATE)
 
     timer = gr.Timer(rt.settings.server.poll_seconds, active=False)
@@ -396,11 +424,3 @@ def build_admin(rt: Runtime, session: gr.State):
                **PRIVATE, show_progress="hidden")
     return refresh_all, refresh_outputs, timer
 
-
-def _export_choices(exp) -> list[str]:
-    if exp is None:
-        return []
-    names = getattr(exp, "EXPORTS", None)
-    if isinstance(names, dict | list | tuple):
-        return [n for n in names if callable(getattr(exp, n, None))]
-    return [n for n in dir(exp) if n.startswith("export_") and callable(getattr(exp, n))]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import importlib
 from typing import Any
 
 import gradio as gr
@@ -11,20 +10,6 @@ import gradio as gr
 PLAYER = gr.WaveformOptions(show_recording_waveform=False)
 """The browser's own audio player: accessible, keyboard-friendly, and its `<audio>` element is in
 the page (the waveform player hides it)."""
-
-
-def optional(module: str):
-    """Import a backend module that another area may not have written yet; None if missing."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
-    except Exception:  # noqa: BLE001 - a broken module is "not available" to the UI
-        return None
-
-
-def not_available(what: str) -> str:
-    return f"**{what} is not available yet** (its backend service is not installed in this build)."
 
 
 def esc(value: Any) -> str:

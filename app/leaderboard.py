@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app.common import esc, not_available, optional, render_any
+from app.common import esc, render_any
+from backend import leaderboard as lb
 from backend.runtime import Runtime
 
 SOURCES = [("All judgments", "all"), ("AI judges", "ai"), ("Human raters", "human")]
@@ -24,23 +25,18 @@ def build_leaderboard(rt: Runtime):
                              buttons=["download"])
 
     def show(src):
-        lb = optional("backend.leaderboard")
-        if lb is None or not hasattr(lb, "leaderboard"):
-            msg = not_available("The leaderboard")
-            return msg, msg, msg, None
+        """Each part on its own, so one failing computation still leaves the others shown."""
         out, images = [], None
         for name, call in (("leaderboard", lambda: lb.leaderboard(rt, src)),
                            ("agreement", lambda: lb.agreement(rt)),
                            ("round curves", lambda: lb.round_curves(rt))):
             try:
                 res = call()
-                if name == "round curves" and isinstance(res, list):
+                if name == "round curves":
                     images = [str(p) for p in res] or None
                     out.append("" if images else "_no rounds evaluated yet_")
                     continue
                 out.append(render_any(res))
-            except AttributeError:
-                out.append(not_available(name.capitalize()))
             except Exception as e:  # noqa: BLE001 - show the reason, keep the page
                 out.append(f"**{esc(name)} failed:** {esc(type(e).__name__)}: {esc(e)}")
         return (*out, images)

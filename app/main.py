@@ -8,19 +8,18 @@ import gradio as gr
 
 from app import auth
 from app.admin import build_admin
-from app.common import esc, optional
+from app.common import esc
 from app.leaderboard import build_leaderboard
 from app.listen import build_listen
 from app.rate import KEYS_JS, build_rate
+from backend import bootstrap
 from backend.runtime import Runtime
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 def world_banner(rt: Runtime) -> str:
-    boot = optional("backend.bootstrap")
-    info = boot.bundle_info(rt.settings) if boot else None
-    if rt.settings.world == "mini" and (info is None or "error" in info):
+    if rt.settings.world == "mini" and "error" in bootstrap.bundle_info(rt.settings):
         return ("**The mini world is not built yet**, so nothing can be generated or judged "
                 "here. An operator runs `python -m backend bootstrap`; stored prompts, samples "
                 "and ratings still work.")

@@ -48,6 +48,20 @@ KEYS_JS = """
 """
 
 
+def _clip_column(side: str):
+    """One clip with its two optional ACR scales; A and B are built alike so the page and the
+    keyboard script see the same ids (clip-a, mos-a-meaning, ...) on both sides."""
+    low = side.lower()
+    with gr.Column(min_width=260) as col:
+        clip = gr.Audio(label=f"Clip {side}", interactive=False, type="filepath",
+                        waveform_options=PLAYER, buttons=["download"], elem_id=f"clip-{low}")
+        meaning = gr.Radio(ACR, label=f"Clip {side} meaningfulness (optional)",
+                           elem_id=f"mos-{low}-meaning")
+        natural = gr.Radio(ACR, label=f"Clip {side} naturalness (optional)",
+                           elem_id=f"mos-{low}-natural")
+    return col, clip, meaning, natural
+
+
 def build_rate(rt: Runtime, session: gr.State):
     """Build the tab; returns (load_fn, outputs) so sign-in can load the first task."""
     assignment = gr.State(None)
@@ -63,20 +77,8 @@ def build_rate(rt: Runtime, session: gr.State):
                                 waveform_options=PLAYER, buttons=["download"],
                                 elem_id="rate-prompt")
         with gr.Row(equal_height=False):
-            with gr.Column(min_width=260):
-                clip_a = gr.Audio(label="Clip A", interactive=False, type="filepath",
-                                  waveform_options=PLAYER, buttons=["download"], elem_id="clip-a")
-                a_mean = gr.Radio(ACR, label="Clip A meaningfulness (optional)",
-                                  elem_id="mos-a-meaning")
-                a_nat = gr.Radio(ACR, label="Clip A naturalness (optional)",
-                                 elem_id="mos-a-natural")
-            with gr.Column(min_width=260) as col_b:
-                clip_b = gr.Audio(label="Clip B", interactive=False, type="filepath",
-                                  waveform_options=PLAYER, buttons=["download"], elem_id="clip-b")
-                b_mean = gr.Radio(ACR, label="Clip B meaningfulness (optional)",
-                                  elem_id="mos-b-meaning")
-                b_nat = gr.Radio(ACR, label="Clip B naturalness (optional)",
-                                 elem_id="mos-b-natural")
+            _, clip_a, a_mean, a_nat = _clip_column("A")
+            col_b, clip_b, b_mean, b_nat = _clip_column("B")
         gate = gr.Markdown("Play both clips to the end to unlock the vote.",
                            elem_id="rate-gate")
         with gr.Row():

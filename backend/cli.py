@@ -21,6 +21,7 @@ CLI_MODULES = [
     "backend.rounds",
     "backend.evaluation",
     "backend.exports",
+    "backend.traps",
 ]
 
 

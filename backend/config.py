@@ -70,6 +70,10 @@ class GenerationConfig(BaseModel):
     """Prompts evaluation and the bar tests score (never used for pairs)."""
     max_prompts: int | None = None
     """Cap on prompts per round (None = all of `train_split`)."""
+    heldout_n: int = 2
+    """Continuations per held-out prompt that a round's evaluation samples and judges for the
+    judge score and the Leaderboard. Its interval resamples prompts, so more prompts help more
+    than more continuations of each."""
 
 
 class SelectionConfig(BaseModel):

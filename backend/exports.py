@@ -207,6 +207,28 @@ def export_pairs(rt: Runtime, fmt: str = "hf", round_id: int | None = None,
     return write_rows(rows, PAIR_FIELDS, fmt, _dest(rt, stem, fmt, out))
 
 
+def export_file(rt: Runtime, what: str, fmt: str, include_flagged: bool = False) -> Path:
+    """An export as one downloadable file (the Admin tab): CSV and JSONL as written; the HF
+    dataset directory zipped beside itself, since a browser downloads files, not folders."""
+    if what == "judgments":
+        path = export_judgments(rt, fmt, include_flagged=include_flagged)
+    elif what == "pairs":
+        path = export_pairs(rt, fmt)
+    else:
+        raise ExportError("export judgments or pairs")
+    if not path.is_dir():
+        return path
+    zipped = path.with_name(path.name + ".zip")
+    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        made = Path(shutil.make_archive(str(tmp), "zip", root_dir=path.parent,
+                                        base_dir=path.name))
+        os.replace(made, zipped)
+    finally:
+        Path(str(tmp) + ".zip").unlink(missing_ok=True)
+    return zipped
+
+
 # --- CLI --------------------------------------------------------------------------------------
 def cmd_export(args) -> None:
     from backend.cli import CLIError, runtime_from

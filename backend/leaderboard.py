@@ -33,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from backend import stats
+from backend.rating import not_trap_answer, rater_report
 from backend.runtime import Runtime
 from db.schema import Judgment, ModelVersion, Sample
 
@@ -55,7 +56,7 @@ def _ab_votes(rt: Runtime) -> list[tuple]:
     q = (select(Judgment.choice, sa.model_version_id, sb.model_version_id, Judgment.user_id,
                 Judgment.sample_id, Judgment.sample_b_id)
          .join(sa, Judgment.sample_id == sa.id).join(sb, Judgment.sample_b_id == sb.id)
-         .where(Judgment.kind == "ab", Judgment.flagged.is_(False)))
+         .where(Judgment.kind == "ab", Judgment.flagged.is_(False), not_trap_answer()))
     with rt.store.session() as s:
         return list(s.execute(q).all())
 
@@ -64,7 +65,8 @@ def _mos(rt: Runtime) -> list[tuple]:
     q = (select(Judgment.aspect, Judgment.value, Sample.model_version_id, Judgment.user_id,
                 Judgment.sample_id)
          .join(Sample, Judgment.sample_id == Sample.id)
-         .where(Judgment.kind == "mos", Judgment.flagged.is_(False), Judgment.value.is_not(None)))
+         .where(Judgment.kind == "mos", Judgment.flagged.is_(False), Judgment.value.is_not(None),
+                not_trap_answer()))
     with rt.store.session() as s:
         return list(s.execute(q).all())
 
@@ -74,7 +76,7 @@ def _ai(rt: Runtime, judge: str | None = None) -> list[tuple]:
                 Judgment.sample_id)
          .join(Sample, Judgment.sample_id == Sample.id)
          .where(Judgment.kind == "ai", Judgment.flagged.is_(False), Judgment.value.is_not(None),
-                Judgment.error.is_(None)))
+                Judgment.error.is_(None), Sample.is_trap.is_(False)))
     if judge:
         q = q.where(Judgment.judge_name == judge)
     with rt.store.session() as s:
@@ -315,10 +317,6 @@ def agreement(rt: Runtime) -> dict[str, Any]:
 
 def rater_quality(rt: Runtime) -> list[dict]:
     """Per rater: gold-task accuracy with a Wilson 95% CI (from backend.rating's QC record)."""
-    try:
-        from backend.rating import rater_report
-    except ImportError:  # rating not available
-        return []
     out = []
     for r in rater_report(rt):
         ok, n = (int(x) for x in str(r.get("gold", "0/0")).split("/"))

@@ -245,7 +245,7 @@ def transcribe(
     vid = registry.get_version(rt, version)["id"] if version is not None else None
     with rt.store.session() as s:
         q = select(Sample.id, Sample.audio_path).where(
-            Sample.transcript.is_(None), Sample.audio_path.is_not(None)
+            Sample.transcript.is_(None), Sample.audio_path.is_not(None), Sample.is_trap.is_(False)
         )
         if sample_ids is not None:
             q = q.where(Sample.id.in_(list(sample_ids)))
@@ -297,7 +297,7 @@ def judge(
         rater = rater_key(jd)
         with rt.store.session() as s:
             q = select(Sample.id, Prompt.transcript, Prompt.reference_text, Sample.transcript) \
-                .join(Prompt, Sample.prompt_id == Prompt.id)
+                .join(Prompt, Sample.prompt_id == Prompt.id).where(Sample.is_trap.is_(False))
             if sample_ids is not None:
                 q = q.where(Sample.id.in_(list(sample_ids)))
             if vid is not None:

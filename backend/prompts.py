@@ -230,7 +230,7 @@ def prompt_view(rt: Runtime, prompt_id: int, per_version: int = 2) -> dict | Non
         rows = s.execute(
             select(Sample, ModelVersion.name, ModelVersion.kind, ModelVersion.round_index)
             .join(ModelVersion, Sample.model_version_id == ModelVersion.id)
-            .where(Sample.prompt_id == p.id)
+            .where(Sample.prompt_id == p.id, Sample.is_trap.is_(False))
             .order_by(ModelVersion.kind != "baseline", ModelVersion.id, Sample.index, Sample.id)
         ).all()
         versions: dict[str, dict] = {}

@@ -135,7 +135,7 @@ def sync_tasks(rt: Runtime, per_prompt_pairs: int = 2, mos: bool = False) -> dic
     with rt.store.session() as s:
         rows = s.execute(
             select(Sample.id, Sample.prompt_id, Sample.model_version_id, Sample.index)
-            .where(Sample.audio_path.is_not(None))
+            .where(Sample.audio_path.is_not(None), Sample.is_trap.is_(False))
             .order_by(Sample.prompt_id, Sample.model_version_id, Sample.index, Sample.id)
         ).all()
         existing_ab = {
@@ -198,6 +198,14 @@ def add_qc_task(
         s.add(t)
         s.flush()
         return t.id
+
+
+def not_trap_answer():
+    """SQL condition: the judgment is not an answer to a trap task. A trap's clip is an
+    instruction, not model output, so its answers feed QC only, never statistics or pairs
+    (gold tasks compare real clips and do count)."""
+    return or_(Judgment.task_id.is_(None),
+               Judgment.task_id.not_in(select(RatingTask.id).where(RatingTask.is_trap)))
 
 
 def _mos_range(answer: str | None) -> tuple[int, int] | None:
@@ -498,10 +506,10 @@ def _reveal(s, sides: dict[str, int]) -> dict[str, str]:
     out = {}
     for side, sid in sides.items():
         row = s.execute(
-            select(ModelVersion.name).join(Sample, Sample.model_version_id == ModelVersion.id)
-            .where(Sample.id == sid)
+            select(ModelVersion.name, Sample.is_trap)
+            .join(Sample, Sample.model_version_id == ModelVersion.id).where(Sample.id == sid)
         ).first()
-        out[side] = row[0] if row else "?"
+        out[side] = ("an attention check" if row[1] else row[0]) if row else "?"
     return out
 
 
@@ -655,13 +663,14 @@ def sample_ratings(rt: Runtime, sample_ids: list[int]) -> dict[int, dict]:
             out[sid]["ai"], out[sid]["ai_n"] = float(mean), int(n)
         for sid, aspect, mean, n in s.execute(
             select(Judgment.sample_id, Judgment.aspect, func.avg(Judgment.value), func.count())
-            .where(Judgment.kind == "mos", ~Judgment.flagged, Judgment.sample_id.in_(ids))
+            .where(Judgment.kind == "mos", ~Judgment.flagged, Judgment.sample_id.in_(ids),
+                   not_trap_answer())
             .group_by(Judgment.sample_id, Judgment.aspect)
         ):
             out[sid]["mos"][aspect] = (float(mean), int(n))
         for sa, sb, choice in s.execute(
             select(Judgment.sample_id, Judgment.sample_b_id, Judgment.choice).where(
-                Judgment.kind == "ab", ~Judgment.flagged,
+                Judgment.kind == "ab", ~Judgment.flagged, not_trap_answer(),
                 or_(Judgment.sample_id.in_(ids), Judgment.sample_b_id.in_(ids)),
             )
         ):

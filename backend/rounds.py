@@ -34,6 +34,7 @@ from backend.preferences import (
     select_asr_pairs,
     select_likelihood_pairs,
 )
+from backend.rating import not_trap_answer
 from backend.runtime import Runtime
 from db.schema import Judgment, PreferencePair, Prompt, Sample, TrainingRound, utcnow
 
@@ -91,7 +92,8 @@ def ai_candidates(rt: Runtime, version_id: int, split: str, judges: list[str]) -
         rows = s.execute(
             select(Sample.id, Sample.prompt_id, Sample.units, Sample.transcript)
             .join(Prompt, Sample.prompt_id == Prompt.id)
-            .where(Sample.model_version_id == version_id, Prompt.split == split)
+            .where(Sample.model_version_id == version_id, Prompt.split == split,
+                   Sample.is_trap.is_(False))
             .order_by(Sample.id)
         ).all()
         ids = [r[0] for r in rows]
@@ -111,7 +113,7 @@ def human_feedback(rt: Runtime, split: str) -> tuple[list[ABVote], list[MOSRatin
     with rt.store.session() as s:
         base = (select(Judgment, Sample.prompt_id).join(Sample, Judgment.sample_id == Sample.id)
                 .join(Prompt, Sample.prompt_id == Prompt.id)
-                .where(Prompt.split == split, Judgment.flagged.is_(False)))
+                .where(Prompt.split == split, Judgment.flagged.is_(False), not_trap_answer()))
         votes = [ABVote(pid, j.sample_id, j.sample_b_id, j.choice, j.rater)
                  for j, pid in s.execute(base.where(Judgment.kind == "ab"))]
         mos = [MOSRating(pid, j.sample_id, float(j.value), j.rater)
@@ -157,13 +159,37 @@ def _span(progress: Progress, lo: float, hi: float, prefix: str) -> Progress:
     return lambda f, m="": progress(lo + (hi - lo) * min(1.0, max(0.0, f)), f"{prefix}: {m}")
 
 
-def _evaluate(rt: Runtime, version: dict, split: str, progress: Progress) -> dict:
+def _sample_and_judge(rt: Runtime, version: dict, split: str, gen: GenerationConfig,
+                      progress: Progress, n: int | None = None) -> None:
+    """`n` (default `gen.n`) continuations of `split` by `version` with the round's sampling
+    settings, transcribed and AI-judged. Resumable: what exists is kept."""
+    pipeline.generate(
+        rt, version["id"], split=split, n=n or gen.n, seed=gen.seed, limit=gen.max_prompts,
+        progress=_span(progress, 0.0, 0.6, "generate"), temperature=gen.temperature,
+        top_k=gen.top_k, top_p=gen.top_p, max_new_units=gen.max_new_units,
+    )
+    pipeline.transcribe(rt, version=version["id"], progress=_span(progress, 0.6, 0.7,
+                                                                     "transcribe"))
+    pipeline.judge(rt, version=version["id"], progress=_span(progress, 0.7, 1.0, "judge"))
+
+
+def _evaluate(rt: Runtime, version: dict, parent: dict, gen: GenerationConfig,
+              progress: Progress) -> dict:
+    """Held-out continuations of the new version and its parent, AI-judged, then the
+    benchmarks and the judge score. Without those samples the evaluation had no judge score
+    (the paper's measure) and the Leaderboard nothing to compare the new version by. The
+    parent's are made once (resumable), so each later round samples one version."""
+    from backend.evaluation import evaluate_version
+
+    split = gen.heldout_split
     try:
-        from backend.evaluation import evaluate_version
-    except ImportError:
-        return {"skipped": "backend.evaluation not available"}
-    try:
-        res = evaluate_version(rt, version["name"], split=split, progress=progress)
+        if pipeline.select_prompts(rt, split=split):
+            for k, v in enumerate((parent, version)):
+                _sample_and_judge(rt, v, split, gen, _span(progress, 0.25 * k, 0.25 * (k + 1),
+                                                           f"{split} samples of {v['name']}"),
+                                  n=gen.heldout_n)
+        res = evaluate_version(rt, version["name"], split=split,
+                               progress=_span(progress, 0.5, 1.0, "benchmarks"))
         return {"results": res}
     except JobCancelled:
         raise
@@ -200,14 +226,7 @@ def run_rounds(
         th = curriculum_thresholds(base_th, round_index if curriculum else 1,
                                    sel.curriculum_step, 1.0, sel.score_max)
         if source in ("ai", "both"):
-            pipeline.generate(
-                rt, current["id"], split=gen.train_split, n=gen.n, seed=gen.seed,
-                limit=gen.max_prompts, progress=step(0.0, 0.3, "generate"),
-                temperature=gen.temperature, top_k=gen.top_k, top_p=gen.top_p,
-                max_new_units=gen.max_new_units,
-            )
-            pipeline.transcribe(rt, version=current["id"], progress=step(0.3, 0.35, "transcribe"))
-            pipeline.judge(rt, version=current["id"], progress=step(0.35, 0.5, "judge"))
+            _sample_and_judge(rt, current, gen.train_split, gen, step(0.0, 0.4, "samples"))
         pairs = select_pairs(rt, source, current["id"], sel, th, round_index, gen.train_split)
         selection = {**sel.model_dump(), "chosen_min": th.chosen_min,
                      "rejected_max": th.rejected_max, "curriculum": curriculum}
@@ -234,9 +253,9 @@ def run_rounds(
                 rr = s.get(TrainingRound, round_id)
                 rr.status, rr.error, rr.finished_at = "failed", f"stopped: {stopped}", utcnow()
             break
-        res = training.run_training(rt, round_id, progress=step(0.5, 0.9, "DPO"), report=report)
+        res = training.run_training(rt, round_id, progress=step(0.4, 0.7, "DPO"), report=report)
         version = res["version"]
-        ev = _evaluate(rt, version, gen.heldout_split, step(0.9, 1.0, "evaluate")) \
+        ev = _evaluate(rt, version, current, gen, step(0.7, 1.0, "evaluate")) \
             if evaluate else {"skipped": "disabled"}
         with rt.store.session() as s:
             rr = s.get(TrainingRound, round_id)
@@ -249,12 +268,28 @@ def run_rounds(
     return {"rounds": done, "final_version": current["name"], "stopped_early": stopped}
 
 
+def _logged(ctx: JobContext) -> Progress:
+    """ctx.progress that also writes a log line at each new stage ("round 1/2 DPO", ...), so
+    the Admin job log tells the round's course while it runs, not only its failure."""
+    last = None
+
+    def progress(fraction: float, message: str = "") -> None:
+        nonlocal last
+        stage = message.rsplit(":", 1)[0]
+        if message and stage != last:
+            last = stage
+            ctx.log(message)
+        ctx.progress(fraction, message)
+
+    return progress
+
+
 @handler("round", resumable=False, exclusive=True)
 def _job_round(ctx: JobContext) -> dict:
     p = ctx.params
     res = run_rounds(
         ctx.runtime, p.get("parent"), p.get("source", "ai"), int(p.get("rounds", 1)),
-        bool(p.get("curriculum", False)), p.get("overrides") or {}, progress=ctx.progress,
+        bool(p.get("curriculum", False)), p.get("overrides") or {}, progress=_logged(ctx),
         report=ctx.set_result, job_id=ctx.job_id, evaluate=bool(p.get("evaluate", True)),
     )
     if not res["rounds"]:

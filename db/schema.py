@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -126,6 +127,9 @@ class Sample(Base):
     units: Mapped[list[int]] = mapped_column(JSON, default=list)
     audio_path: Mapped[str | None] = mapped_column(String(1024))
     transcript: Mapped[str | None] = mapped_column(Text)
+    is_trap: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A trap clip (a spoken QC instruction, `backend.traps`), not model output: kept out of
+    judging, pairs, Listen and statistics."""
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     prompt: Mapped[Prompt] = relationship()

@@ -148,13 +148,69 @@ def test_admin_uploads_prompt(page, server, tmp_path):
     assert "Stored prompt" in text or "speech tokenizer is not available" in text
 
 
-def test_phone_width(browser, server):
+def test_admin_adds_trap_clips_that_play(page, server, seeded):
+    """Admin > Rating tasks > Add trap clips: trap tasks with their answers, and each spoken
+    instruction is served by the app and plays to its end in the browser."""
+    from backend import rating
+    from db.schema import RatingTask, Sample
+
+    rt, _ = seeded
+    before = rating.task_counts(rt)["qc_tasks"]
+    open_app(page, server)
+    login(page, "admin", ADMIN_PASSWORD)
+    goto_tab(page, "Admin")
+    page.get_by_role("tab", name="Rating tasks").click()
+    page.locator("#admin-trap-n input").fill("2")
+    page.locator("#admin-add-traps").click()
+    page.wait_for_selector("#admin-tasks-result :text('Added 2 trap task(s)')")
+    shot(page, "admin-traps")
+    assert rating.task_counts(rt)["qc_tasks"] == before + 2
+    with rt.store.session() as s:
+        clips = {s.get(Sample, t.sample_a_id).audio_path: t.gold_answer
+                 for t in s.query(RatingTask).filter(RatingTask.is_trap)}
+    assert set(clips.values()) <= {"A", "tie", "both_bad"}
+    for path in clips:
+        seconds = page.evaluate("""async (url) => {
+            const a = new Audio(url); a.muted = true;
+            const ended = new Promise((ok, bad) => { a.onended = ok; a.onerror = bad; });
+            await a.play(); await ended; return a.duration; }""",
+                                f"{server.url}/gradio_api/file={path}")
+        assert 2.0 < seconds < 10.0
+
+
+def _phone(browser, server):
     ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     pg = ctx.new_page()
+    pg.set_default_timeout(20_000)
     open_app(pg, server)
+    return ctx, pg
+
+
+def _page_width(pg) -> int:
+    return pg.evaluate("() => document.documentElement.scrollWidth")
+
+
+def test_phone_width(browser, server):
+    ctx, pg = _phone(browser, server)
     pg.locator("#listen-random").click()
     pg.wait_for_selector(":text('test-base')")
-    width = pg.evaluate("() => document.documentElement.scrollWidth")
+    width = _page_width(pg)
     shot(pg, "listen-phone")
+    ctx.close()
+    assert width <= 400
+
+
+def test_phone_width_rate(browser, server):
+    """Raters may rate on a phone: the A/B panel fits a 390 px screen."""
+    ctx, pg = _phone(browser, server)
+    login(pg, "rater4", RATER_PASSWORD)
+    goto_tab(pg, "Rate")
+    pg.wait_for_selector("#rate-progress :text('0 of')")
+    pg.wait_for_timeout(500)  # sign-in and the tab both load the task: let the second land
+    pg.wait_for_function("() => !document.body.innerText.includes('processing |') && "
+                         "['#clip-a audio', '#clip-b audio'].every((q) => { "
+                         "const a = document.querySelector(q); return a && a.readyState >= 1; })")
+    width = _page_width(pg)
+    shot(pg, "rate-phone")
     ctx.close()
     assert width <= 400
