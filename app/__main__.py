@@ -19,16 +19,22 @@ def startup(rt) -> dict:
     """First admin, bundle prompts + baseline (when the bundle is built), rating tasks from
     stored samples. Returns what happened, for the console; a broken bundle is reported, not
     fatal, so an operator can still sign in and see why."""
-    from backend import bootstrap, pipeline, rating, users
+    from backend import bootstrap, health, pipeline, rating, users
 
     report: dict = {}
     report["one_time_password"] = users.ensure_first_admin(rt)
     info = bootstrap.bundle_info(rt.settings)
-    if "error" not in info and (rt.settings.bundle_dir / "prompts").exists():
+    built = "error" not in info
+    problems = health.check(rt) if built or rt.settings.world != "mini" else []
+    if problems:
+        report["problems"] = problems
+        log.error("unusable model files (the app serves anyway):\n%s", health.describe(problems))
+    if built and (rt.settings.bundle_dir / "prompts").exists():
         try:
             report["prompts"] = pipeline.import_bundle_prompts(rt)
             report["baseline"] = pipeline.ensure_baseline(rt)["name"]
-            report["seeding_jobs"] = queue_first_samples(rt, report["baseline"])
+            if not problems:
+                report["seeding_jobs"] = queue_first_samples(rt, report["baseline"])
         except Exception as e:  # noqa: BLE001 - serve anyway, say why
             report["bundle_error"] = f"{type(e).__name__}: {e}"
     else:

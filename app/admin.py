@@ -13,6 +13,7 @@ from app.common import esc, md_table, render_any
 from backend import (
     bootstrap,
     exports,
+    health,
     jobs,
     pipeline,
     prompts,
@@ -221,6 +222,11 @@ def build_admin(rt: Runtime, session: gr.State):
             f"**Rating tasks:** {counts['tasks']} ({counts['qc_tasks']} QC) · "
             f"**A/B votes:** {counts['ab_votes']}",
         ]
+        if built or rt.settings.world != "mini":
+            problems = health.check(rt)
+            if problems:
+                lines.append("**Unusable model files:**  \n" + esc(health.describe(problems))
+                             .replace("\n", "  \n"))
         return "  \n".join(lines), info
 
     @admin

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from backend.runtime import Runtime
 from db.schema import (
@@ -53,6 +53,10 @@ PLAY_SLACK_S = 0.5
 
 class RatingError(ValueError):
     """A refused rating request (unknown user or task, bad value...). Message is user-facing."""
+
+
+BUSY = ("The server is busy and could not save your vote. Please press it again: a vote is "
+        "never counted twice.")
 
 
 class PlayGateError(RatingError):
@@ -395,6 +399,8 @@ def vote(
         with rt.store.session() as s:
             a, task = _assignment(s, user_id, assignment_id)
             return _existing(s, a, task)
+    except OperationalError as e:  # e.g. SQLite still locked after the busy timeout
+        raise RatingError(BUSY) from e
 
 
 def _vote_in(rt: Runtime, s, user_id: int, assignment_id, choice, mos) -> VoteResult:

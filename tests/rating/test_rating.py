@@ -364,3 +364,29 @@ def test_concurrent_writers_lose_nothing(rt, world):
         open_left = s.scalar(select(func.count()).select_from(TaskAssignment)
                              .where(TaskAssignment.status != "done"))
     assert open_left == 0
+
+
+def test_vote_on_a_locked_database_says_retry_and_the_retry_counts_once(rt, world, monkeypatch):
+    """Another writer holds SQLite past the busy timeout: the rater gets a clear message (not
+    the driver's text), nothing half-stored, and pressing again stores exactly one vote."""
+    import sqlite3
+
+    from db import session as db_session
+
+    u = uid(rt, "r1")
+    t = rating.next_task(rt, u)
+    play(rt, u, t)
+    monkeypatch.setattr(db_session, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    rt.store.dispose()
+    rt.store = db_session.Store(rt.settings.database_url)
+    holder = sqlite3.connect(rt.settings.database_url.removeprefix("sqlite:///"))
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(rating.RatingError, match="press it again"):
+            rating.vote(rt, u, t["assignment_id"], "A")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert n_judgments(rt, kind="ab", user_id=u) == 0
+    res = rating.vote(rt, u, t["assignment_id"], "A")
+    assert not res.replay and n_judgments(rt, kind="ab", user_id=u) == 1

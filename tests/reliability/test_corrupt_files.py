@@ -77,3 +77,23 @@ def test_corrupt_adapter_is_reported_refused_and_parent_still_works(bundle_copy,
     assert rt.adapter(good) == good["name"]  # siblings and the parent are unaffected
     assert rt.adapter(base) is None
     rt.close()
+
+
+def test_server_starts_on_a_corrupt_bundle_and_names_the_file(bundle_copy):
+    """The app serves (raters can still vote) and the console names the bad file and the fix."""
+    import urllib.request
+
+    from tests.app.conftest import Server
+
+    bad = bundle_copy / "bundle" / "unit_lm" / "model.safetensors"
+    bad.write_bytes(bad.read_bytes()[:1000])
+    srv = Server(bundle_copy, extra_env={"STUDIO_SERVER__SEED_SAMPLES": "4"})
+    try:
+        with urllib.request.urlopen(srv.url + "/", timeout=10) as r:
+            assert r.status == 200
+        log = srv.log()
+        assert "unit_lm" in log and str(bad.parent) in log, log
+        assert "bootstrap --force" in log, log
+        assert "seeding_jobs" not in log  # no jobs queued that would only fail
+    finally:
+        srv.stop()
