@@ -649,7 +649,7 @@ def cmd_bootstrap(args) -> None:
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("bootstrap", help="build the embedded mini world (offline, CPU)")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="full (the product, ~15 min) or tiny (tests, ~1-2 min)")
+                   help="full (the product; build times in docs/results.md) or tiny (tests)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--force", action="store_true", help="rebuild even if a bundle exists")
     p.add_argument("--info", action="store_true", help="print the bundle's manifest")
