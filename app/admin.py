@@ -39,7 +39,8 @@ def _versions(rt: Runtime) -> list[tuple[str, str]]:
             for v in registry.list_versions(rt)]
 
 
-def _lineage_rows(rt: Runtime) -> list[dict]:
+def _lineage_rows(rt: Runtime, bad_adapters: set[str]) -> list[dict]:
+    """Registry rows; `bad_adapters` = adapter paths the health check found unusable."""
     rows = []
     for v in registry.list_versions(rt):
         try:
@@ -48,7 +49,8 @@ def _lineage_rows(rt: Runtime) -> list[dict]:
             chain = "?"
         rows.append({"id": v["id"], "name": v["name"], "kind": v["kind"],
                      "round": v["round_index"], "lineage": chain,
-                     "adapter ok": registry.verify_adapter(v) if v["adapter_path"] else "",
+                     "adapter ok": v["adapter_path"] not in bad_adapters
+                     if v["adapter_path"] else "",
                      "created": str(v["created_at"])[:19]})
     return rows
 
@@ -209,7 +211,7 @@ def build_admin(rt: Runtime, session: gr.State):
     jobs_md = gr.Markdown(elem_id="admin-jobs")
 
     # --- handlers ----------------------------------------------------------------------------
-    def world_status() -> tuple[str, dict]:
+    def world_status(adapter_problems: list[dict]) -> tuple[str, dict]:
         info = bootstrap.bundle_info(rt.settings)
         counts = rating.task_counts(rt)
         n_prompts = prompts.count_prompts(rt)
@@ -223,7 +225,7 @@ def build_admin(rt: Runtime, session: gr.State):
             f"**A/B votes:** {counts['ab_votes']}",
         ]
         if built or rt.settings.world != "mini":
-            problems = health.check(rt)
+            problems = health.check_components(rt) + adapter_problems
             if problems:
                 lines.append("**Unusable model files:**  \n" + esc(health.describe(problems))
                              .replace("\n", "  \n"))
@@ -231,7 +233,8 @@ def build_admin(rt: Runtime, session: gr.State):
 
     @admin
     def refresh_all(sess, *, user=None):
-        wmd, info = world_status()
+        adapter_problems = health.check_adapters(rt)  # hashes each adapter once per refresh
+        wmd, info = world_status(adapter_problems)
         vchoices = _versions(rt)
         names = [v for _, v in vchoices]
         base = registry.baseline(rt)
@@ -241,7 +244,8 @@ def build_admin(rt: Runtime, session: gr.State):
                 md_table(rounds.list_rounds(rt, 20),
                          ["id", "status", "pair_source", "round_index", "n_pairs",
                           "parent_version_id", "result_version_id", "job_id", "error"]),
-                md_table(_lineage_rows(rt)), _jobs_table(rt))
+                md_table(_lineage_rows(rt, {p["path"] for p in adapter_problems})),
+                _jobs_table(rt))
 
     def _tasks_md() -> str:
         c = rating.task_counts(rt)
