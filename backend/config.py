@@ -48,6 +48,13 @@ class ServerConfig(BaseModel):
     baseline for this many held-out prompts, so Listen has something to play (0 = off)."""
     poll_seconds: float = 2.0
     """How often the Admin job monitor refreshes (gr.Timer)."""
+    torch_threads: int | None = None
+    """Threads torch may use in the server process (its job worker). None = one fewer than the
+    CPU count (at least 1): on a 2-core machine a job on both cores made votes wait seconds
+    (docs/results.md, docs/reliability.md)."""
+
+    def effective_torch_threads(self) -> int:
+        return self.torch_threads or max(1, (os.cpu_count() or 1) - 1)
 
 
 class GenerationConfig(BaseModel):
@@ -132,6 +139,10 @@ class DPOSettings(BaseModel):
     (then `bf16` applies)."""
     bf16: bool = False
     logging_steps: int = 1
+    loss_type: list[str] = Field(default_factory=lambda: ["sigmoid"])
+    """TRL's DPO losses; the paper's is "sigmoid". ["sigmoid", "sft"] adds the chosen
+    continuations' NLL (RPO, Pang et al. 2024), weighted by `loss_weights`."""
+    loss_weights: list[float] | None = None
     mini_overrides: dict[str, float | int | str] = Field(
         default_factory=lambda: {
             "learning_rate": 5e-4, "lora_rank": 8, "lora_alpha": 16, "max_steps": 40,

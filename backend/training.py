@@ -185,7 +185,8 @@ def train_dpo(
         gradient_checkpointing=cfg.gradient_checkpointing,
         precompute_ref_log_probs=cfg.precompute_ref_log_probs,
         use_cpu=cfg.use_cpu, bf16=cfg.bf16, report_to="none", save_strategy="no",
-        dataloader_num_workers=0, disable_tqdm=True,
+        dataloader_num_workers=0, disable_tqdm=True, loss_type=list(cfg.loss_type),
+        loss_weights=list(cfg.loss_weights) if cfg.loss_weights else None,
     )
     history: list[dict] = []
     trainer = DPOTrainer(

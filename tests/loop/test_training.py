@@ -185,3 +185,35 @@ def test_effective_dpo_and_round_overrides(tmp_path):
                   "generation": {"n": 2}}
     with pytest.raises(ValueError):
         rounds.split_overrides({"nonsense": 1})
+
+
+def test_loss_type_setting_reaches_trl(tiny_rt, tmp_path):
+    """`dpo.loss_type = ["sft"]` trains on the chosen continuations' NLL (RPO's extra term):
+    its loss starts near the random model's per-unit NLL, not DPO's ln 2, and the chosen
+    sequences become likelier."""
+    import math
+
+    rt = tiny_rt
+    lm = rt.unit_lm
+    base = pipeline.ensure_baseline(rt)
+    triples = synthetic_triples()
+    cfg = DPOSettings(learning_rate=5e-3, lora_rank=8, lora_alpha=16, max_steps=12,
+                      batch_size=8, warmup_ratio=0.0, loss_type=["sft"])
+
+    def chosen_logprob(model) -> float:
+        total = 0.0
+        with torch.no_grad():
+            for prompt, chosen, _ in triples[:8]:
+                ids = torch.tensor([lm._ids(prompt + chosen)])
+                lp = model(input_ids=ids).logits[0, :-1].log_softmax(-1)
+                total += float(lp.gather(-1, ids[0, 1:, None]).sum())
+        return total
+
+    before = chosen_logprob(lm.model)
+    seen = {}
+    m = training.train_dpo(base["base_ref"], [], lm.hf_tokenizer,
+                           training.make_examples(lm, triples), cfg, tmp_path / "adapter",
+                           on_trained=lambda model: seen.update(after=chosen_logprob(model.eval())))
+    assert m["loss_first"] > math.log(2) + 1.0  # an NLL over ~K units, not the sigmoid loss
+    assert m["loss_last"] < m["loss_first"]
+    assert seen["after"] > before + 5.0
