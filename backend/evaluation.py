@@ -281,7 +281,7 @@ def judge_scores(rt: Runtime, version_id: int, split: str | None = None
     if split:
         q = q.join(Prompt, Sample.prompt_id == Prompt.id).where(Prompt.split == split)
     out: dict[str, list] = {}
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         for judge, rater, pid, sid, value in s.execute(q):
             out.setdefault(judge or rater, []).append((int(pid), int(sid), float(value)))
     return out
@@ -444,7 +444,7 @@ def evaluate_version(
 def latest_results(rt: Runtime, split: str | None = None) -> dict[tuple[int, str, str], dict]:
     """The newest eval_results row per (version id, benchmark, metric) for `split`."""
     out: dict[tuple[int, str, str], dict] = {}
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         for r in s.scalars(select(EvalResult).order_by(EvalResult.id)):
             d = r.details or {}
             if split is not None and d.get("split", split) != split:
@@ -462,7 +462,7 @@ def compare_versions(rt: Runtime, split: str = "dev", resamples: int = 2000) -> 
     base = registry.baseline(rt)
     if base is None:
         raise EvaluationError("no baseline version registered")
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         aligned = [registry.version_dict(v) for v in s.scalars(
             select(ModelVersion).where(ModelVersion.kind == "aligned")
             .order_by(ModelVersion.round_index, ModelVersion.id))]

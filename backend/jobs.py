@@ -118,7 +118,7 @@ class JobContext:
             job.result = {**(job.result or {}), **values}
 
     def cancelled(self) -> bool:
-        with self.runtime.store.session() as s:
+        with self.runtime.store.read() as s:
             return bool(s.get(Job, self.job_id).cancel_requested)
 
     def check_cancelled(self) -> None:
@@ -160,7 +160,7 @@ def cancel(runtime: Runtime, job_id: int) -> str:
 
 
 def get(runtime: Runtime, job_id: int) -> dict[str, Any]:
-    with runtime.store.session() as s:
+    with runtime.store.read() as s:
         job = s.get(Job, job_id)
         if job is None:
             raise ValueError(f"no job {job_id}")
@@ -168,7 +168,7 @@ def get(runtime: Runtime, job_id: int) -> dict[str, Any]:
 
 
 def list_jobs(runtime: Runtime, limit: int = 50) -> list[dict[str, Any]]:
-    with runtime.store.session() as s:
+    with runtime.store.read() as s:
         rows = s.scalars(select(Job).order_by(Job.id.desc()).limit(limit)).all()
         return [job_dict(j) for j in rows]
 

@@ -45,7 +45,7 @@ MOS_ASPECTS = ("meaningfulness", "naturalness", "overall")
 
 # --- loading ----------------------------------------------------------------------------------
 def _versions(rt: Runtime) -> list[dict]:
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         return [{"id": v.id, "name": v.name, "kind": v.kind, "round_index": v.round_index,
                  "parent_id": v.parent_id}
                 for v in s.scalars(select(ModelVersion).order_by(ModelVersion.id))]
@@ -57,7 +57,7 @@ def _ab_votes(rt: Runtime) -> list[tuple]:
                 Judgment.sample_id, Judgment.sample_b_id)
          .join(sa, Judgment.sample_id == sa.id).join(sb, Judgment.sample_b_id == sb.id)
          .where(Judgment.kind == "ab", Judgment.flagged.is_(False), not_trap_answer()))
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         return list(s.execute(q).all())
 
 
@@ -67,7 +67,7 @@ def _mos(rt: Runtime) -> list[tuple]:
          .join(Sample, Judgment.sample_id == Sample.id)
          .where(Judgment.kind == "mos", Judgment.flagged.is_(False), Judgment.value.is_not(None),
                 not_trap_answer()))
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         return list(s.execute(q).all())
 
 
@@ -79,12 +79,12 @@ def _ai(rt: Runtime, judge: str | None = None) -> list[tuple]:
                 Judgment.error.is_(None), Sample.is_trap.is_(False)))
     if judge:
         q = q.where(Judgment.judge_name == judge)
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         return list(s.execute(q).all())
 
 
 def judge_names(rt: Runtime) -> list[str]:
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         return sorted(n for n in s.scalars(
             select(Judgment.judge_name).where(Judgment.kind == "ai").distinct()) if n)
 

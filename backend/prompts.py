@@ -183,19 +183,19 @@ def prompt_dict(p: Prompt) -> dict[str, Any]:
 
 # --- look-ups for Listen ---------------------------------------------------------------------
 def count_prompts(rt: Runtime) -> int:
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         return int(s.scalar(select(func.count()).select_from(Prompt)) or 0)
 
 
 def count_samples(rt: Runtime) -> int:
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         return int(s.scalar(select(func.count()).select_from(Sample)) or 0)
 
 
 def search_prompts(rt: Runtime, query: str = "", limit: int = 50) -> list[dict]:
     """Prompts whose id, transcript or reference text matches `query` (all when empty)."""
     q = (query or "").strip()
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         stmt = select(Prompt).order_by(Prompt.id).limit(limit)
         if q:
             like = f"%{q.lower()}%"
@@ -208,7 +208,7 @@ def search_prompts(rt: Runtime, query: str = "", limit: int = 50) -> list[dict]:
 
 
 def random_prompt_id(rt: Runtime, with_samples: bool = True) -> int | None:
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         stmt = select(Prompt.id)
         if with_samples:
             stmt = stmt.where(Prompt.id.in_(select(Sample.prompt_id)))
@@ -223,7 +223,7 @@ def prompt_view(rt: Runtime, prompt_id: int, per_version: int = 2) -> dict | Non
     with transcripts and ratings (AI mean score, human MOS, A/B record)."""
     from backend.rating import sample_ratings
 
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         p = s.get(Prompt, int(prompt_id))
         if p is None:
             return None

@@ -224,7 +224,7 @@ def _mos_range(answer: str | None) -> tuple[int, int] | None:
 
 
 def task_counts(rt: Runtime) -> dict:
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         total = s.scalar(select(func.count()).select_from(RatingTask).where(RatingTask.active))
         qc = s.scalar(
             select(func.count()).select_from(RatingTask).where(
@@ -238,7 +238,7 @@ def task_counts(rt: Runtime) -> dict:
 # --- assignment ------------------------------------------------------------------------------
 def progress(rt: Runtime, user_id: int) -> dict:
     """Tasks done today (UTC) and the daily cap."""
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         done = s.scalar(
             select(func.count()).select_from(TaskAssignment).where(
                 TaskAssignment.user_id == int(user_id),
@@ -358,7 +358,7 @@ def record_play(rt: Runtime, user_id: int, assignment_id: int, side: str, event:
 
 
 def play_status(rt: Runtime, user_id: int, assignment_id: int) -> dict:
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         _active_user(s, user_id)
         a, task = _assignment(s, user_id, assignment_id)
         return _play_status(rt, s, a, task)
@@ -614,7 +614,7 @@ def set_flagged(rt: Runtime, user_name: str, flagged: bool) -> int:
 
 def rater_report(rt: Runtime) -> list[dict]:
     """Per rater: votes, gold/trap accuracy, outages, MOS variance, flagged votes, status."""
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         users = s.execute(select(User.id, User.name, User.role)).all()
         qc = _qc_summary(s)
         stats = {
@@ -660,7 +660,7 @@ def sample_ratings(rt: Runtime, sample_ids: list[int]) -> dict[int, dict]:
            for sid in ids}
     if not ids:
         return out
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         for sid, mean, n in s.execute(
             select(Judgment.sample_id, func.avg(Judgment.value), func.count())
             .where(Judgment.kind == "ai", Judgment.value.is_not(None), Judgment.sample_id.in_(ids))
@@ -695,7 +695,7 @@ def sample_ratings(rt: Runtime, sample_ids: list[int]) -> dict[int, dict]:
 
 def votes_of(rt: Runtime, user_id: int) -> list[dict]:
     """A rater's stored human judgments (for tests and exports)."""
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         rows = s.scalars(
             select(Judgment).where(and_(Judgment.user_id == int(user_id),
                                         Judgment.kind.in_(("ab", "mos"))))

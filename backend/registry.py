@@ -48,7 +48,7 @@ def create_baseline(rt: Runtime, name: str, base_ref: str, config: dict | None =
 
 def get_version(rt: Runtime, ref: int | str) -> dict:
     """A version by id or name."""
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         if isinstance(ref, int) or str(ref).isdigit():
             v = s.get(ModelVersion, int(ref))
         else:
@@ -59,12 +59,12 @@ def get_version(rt: Runtime, ref: int | str) -> dict:
 
 
 def list_versions(rt: Runtime) -> list[dict]:
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         return [version_dict(v) for v in s.scalars(select(ModelVersion).order_by(ModelVersion.id))]
 
 
 def baseline(rt: Runtime) -> dict | None:
-    with rt.store.session() as s:
+    with rt.store.read() as s:
         v = s.scalar(
             select(ModelVersion).where(ModelVersion.kind == "baseline").order_by(ModelVersion.id)
         )

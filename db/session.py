@@ -1,9 +1,11 @@
 """Engine and session factory, plus schema upgrades through Alembic.
 
-SQLite gets WAL, foreign keys and a busy timeout, and every transaction starts with
+SQLite gets WAL, foreign keys and a busy timeout, and every `session()` starts with
 BEGIN IMMEDIATE: a read that later writes would otherwise fail at once with "database is locked"
-when another writer got in between (SQLite cannot wait on a stale snapshot). Keep sessions short;
-never hold one open across long work such as training.
+when another writer got in between (SQLite cannot wait on a stale snapshot). Pure reads that the
+UI polls (leaderboard, job monitor, listings) use `read()` instead: a deferred BEGIN reads a WAL
+snapshot without queueing behind writers, so a training job's progress writes and raters' votes
+do not make them wait. Keep sessions short; never hold one open across long work such as training.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY = "studio_read_only"
 
 
 def make_engine(url: str, echo: bool = False) -> Engine:
@@ -47,7 +50,17 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # noqa: ANN001
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+class ReadOnlySessionError(RuntimeError):
+    """A write was attempted in a `Store.read()` session."""
+
+
+def _refuse_writes(session: Session, _ctx, _instances) -> None:  # noqa: ANN001
+    if session.new or session.dirty or session.deleted:
+        raise ReadOnlySessionError("this is a read-only session: use Store.session() to write")
 
 
 class Store:
@@ -57,11 +70,23 @@ class Store:
         self.url = url
         self.engine = make_engine(url, echo=echo)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_factory = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
+                                          expire_on_commit=False)
+        event.listen(self._read_factory, "before_flush", _refuse_writes)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A transaction: committed on success, rolled back on any exception."""
         with self._factory() as s:
+            with s.begin():
+                yield s
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction (see the module docstring); ORM writes in it raise
+        ReadOnlySessionError. Ending it commits nothing (there is nothing to commit), and the
+        objects read stay loaded, as with `session()`."""
+        with self._read_factory() as s:
             with s.begin():
                 yield s
 
