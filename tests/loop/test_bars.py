@@ -73,3 +73,17 @@ def test_mini_three_curriculum_rounds_beat_baseline(request, tmp_path):
     assert len(res["rounds"]) == 3, res["stopped_early"]
     assert final["mean_diff"] > 0 and final["ci"][0] > 0, final
     rt.close()
+
+
+def test_dpo_sweep_variants_parse_into_round_overrides():
+    from backend.rounds import split_overrides
+    from bench.dpo_sweep import parse_variant
+
+    v = parse_variant("lr=1e-4, steps=80,loss_type=sigmoid+sft,loss_weights=1+0.5,n=10")
+    assert split_overrides(v) == {
+        "dpo": {"learning_rate": 1e-4, "max_steps": 80, "loss_type": ["sigmoid", "sft"],
+                "loss_weights": [1, 0.5]},
+        "selection": {}, "generation": {"n": 10}}
+    assert parse_variant("") == {}
+    with pytest.raises(SystemExit):
+        parse_variant("lr")
