@@ -31,6 +31,7 @@ lint: $(STAMP)
 test: $(STAMP)
 	bash scripts/system-deps.sh test
 	$(BIN)/ruff check .
+	$(BIN)/python -m tests.mini_world
 	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$(bash scripts/test-postgres.sh)}" \
 		$(BIN)/python -m pytest -q
 

@@ -60,3 +60,12 @@ def mini_settings(tmp_path, mini_bundle):
     data.mkdir(parents=True, exist_ok=True)
     (data / "bundle").symlink_to(mini_bundle, target_is_directory=True)
     return Settings(data_dir=data, database_url=f"sqlite:///{data / 'studio.db'}", world="mini")
+
+
+if __name__ == "__main__":
+    # `make test` builds (or finds) the cached test bundle here first, outside pytest's per-test
+    # timeout: on a loaded machine the build alone can take longer than one test may.
+    import time
+
+    t0 = time.monotonic()
+    print(f"test bundle: {ensure_bundle()} ({time.monotonic() - t0:.0f} s)", flush=True)
