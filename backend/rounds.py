@@ -160,11 +160,12 @@ def _span(progress: Progress, lo: float, hi: float, prefix: str) -> Progress:
 
 
 def _sample_and_judge(rt: Runtime, version: dict, split: str, gen: GenerationConfig,
-                      progress: Progress, n: int | None = None) -> None:
-    """`n` (default `gen.n`) continuations of `split` by `version` with the round's sampling
-    settings, transcribed and AI-judged. Resumable: what exists is kept."""
+                      progress: Progress, n: int | None = None, limit: int | None = None) -> None:
+    """`n` (default `gen.n`) continuations of up to `limit` prompts of `split` by `version`
+    with the round's sampling settings, transcribed and AI-judged. Resumable: what exists is
+    kept."""
     pipeline.generate(
-        rt, version["id"], split=split, n=n or gen.n, seed=gen.seed, limit=gen.max_prompts,
+        rt, version["id"], split=split, n=n or gen.n, seed=gen.seed, limit=limit,
         progress=_span(progress, 0.0, 0.6, "generate"), temperature=gen.temperature,
         top_k=gen.top_k, top_p=gen.top_p, max_new_units=gen.max_new_units,
     )
@@ -226,7 +227,8 @@ def run_rounds(
         th = curriculum_thresholds(base_th, round_index if curriculum else 1,
                                    sel.curriculum_step, 1.0, sel.score_max)
         if source in ("ai", "both"):
-            _sample_and_judge(rt, current, gen.train_split, gen, step(0.0, 0.4, "samples"))
+            _sample_and_judge(rt, current, gen.train_split, gen, step(0.0, 0.4, "samples"),
+                              limit=gen.max_prompts)
         pairs = select_pairs(rt, source, current["id"], sel, th, round_index, gen.train_split)
         selection = {**sel.model_dump(), "chosen_min": th.chosen_min,
                      "rejected_max": th.rejected_max, "curriculum": curriculum}
