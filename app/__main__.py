@@ -87,11 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 
     worker = None
     if rt.settings.server.worker and not args.no_worker:
-        import torch
-
         from backend.jobs import Worker
 
-        torch.set_num_threads(rt.settings.server.effective_torch_threads())
         worker = Worker(rt).start()
 
     from app.main import build_app, launch_kwargs

@@ -49,7 +49,7 @@ class ServerConfig(BaseModel):
     poll_seconds: float = 2.0
     """How often the Admin job monitor refreshes (gr.Timer)."""
     torch_threads: int | None = None
-    """Threads torch may use in the server process (its job worker). None = one fewer than the
+    """Threads torch may use in a process running a job Worker. None = one fewer than the
     CPU count (at least 1): on a 2-core machine a job on both cores made votes wait seconds
     (docs/results.md, docs/reliability.md)."""
 

@@ -305,6 +305,12 @@ class Worker:
         self._thread: threading.Thread | None = None
 
     def start(self) -> Worker:
+        """Run in a daemon thread. Torch in this process gets at most
+        `server.torch_threads` threads (default: one core left for serving raters)."""
+        import torch
+
+        n = self.runtime.settings.server.effective_torch_threads()
+        torch.set_num_threads(min(n, torch.get_num_threads()))
         self._thread = threading.Thread(target=self.run_forever, name="job-worker", daemon=True)
         self._thread.start()
         return self
