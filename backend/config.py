@@ -81,6 +81,10 @@ class GenerationConfig(BaseModel):
     """Continuations per held-out prompt that a round's evaluation samples and judges for the
     judge score and the Leaderboard. Its interval resamples prompts, so more prompts help more
     than more continuations of each."""
+    mini_overrides: dict[str, float | int] = Field(default_factory=lambda: {"n": 10})
+    """Applied in the mini world to fields not set explicitly. Its bundle has 300 training
+    prompts: 5 continuations each (the paper's) gave ~160 preference pairs and no significant
+    held-out gain; 10 gave ~240 pairs and a gain whose CI excludes zero (docs/results.md)."""
 
 
 class SelectionConfig(BaseModel):
@@ -143,14 +147,18 @@ class DPOSettings(BaseModel):
     """TRL's DPO losses; the paper's is "sigmoid". ["sigmoid", "sft"] adds the chosen
     continuations' NLL (RPO, Pang et al. 2024), weighted by `loss_weights`."""
     loss_weights: list[float] | None = None
-    mini_overrides: dict[str, float | int | str] = Field(
+    mini_overrides: dict[str, float | int | str | list] = Field(
         default_factory=lambda: {
-            "learning_rate": 5e-4, "lora_rank": 8, "lora_alpha": 16, "max_steps": 40,
-            "warmup_ratio": 0.0, "beta": 0.1,
+            "learning_rate": 2e-4, "lora_rank": 8, "lora_alpha": 16, "max_steps": 120,
+            "warmup_ratio": 0.0, "beta": 0.1, "loss_type": ["sigmoid", "sft"],
+            "loss_weights": [1.0, 1.0],
         }
     )
     """Applied by `backend.training.effective_dpo` when world == "mini" to every field NOT set
-    explicitly (env/TOML/kwargs win): a tiny LM needs a far larger step than TWIST-7B."""
+    explicitly (env/TOML/kwargs win): a tiny LM needs a larger step than TWIST-7B. Chosen with
+    bench/dpo_sweep.py on the full mini world (docs/results.md): lr 5e-4 x 40 steps fitted the
+    pairs but left held-out scores flat, 2e-3 lowered them; 2e-4 x 120 steps with the chosen
+    continuations' NLL added (RPO) raised them with a CI above zero."""
 
 
 class BootstrapConfig(BaseModel):
@@ -212,6 +220,10 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'studio.db'}"
         if self.world == "mini":
             self.models = mini_models(self.bundle_dir, self.models.judges)
+            gen = self.generation
+            for k, v in (gen.mini_overrides or {}).items():
+                if k in type(gen).model_fields and k not in gen.model_fields_set:
+                    setattr(gen, k, v)
         return self
 
     @property

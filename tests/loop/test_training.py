@@ -174,7 +174,8 @@ def test_effective_dpo_and_round_overrides(tmp_path):
     from backend.config import Settings
 
     mini = Settings(world="mini", data_dir=tmp_path)
-    assert training.effective_dpo(mini).learning_rate == 5e-4  # mini_overrides
+    assert training.effective_dpo(mini).learning_rate == 2e-4  # mini_overrides
+    assert training.effective_dpo(mini).loss_type == ["sigmoid", "sft"]
     explicit = Settings(world="mini", data_dir=tmp_path, dpo={"learning_rate": 1e-6})
     assert training.effective_dpo(explicit).learning_rate == 1e-6  # explicit setting wins
     real = Settings(world="real", data_dir=tmp_path)
@@ -185,6 +186,9 @@ def test_effective_dpo_and_round_overrides(tmp_path):
                   "generation": {"n": 2}}
     with pytest.raises(ValueError):
         rounds.split_overrides({"nonsense": 1})
+    # generation.mini_overrides: 10 continuations per prompt in the mini world unless set
+    assert mini.generation.n == 10 and real.generation.n == 5
+    assert Settings(world="mini", data_dir=tmp_path, generation={"n": 3}).generation.n == 3
 
 
 def test_loss_type_setting_reaches_trl(tiny_rt, tmp_path):
