@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("csv", "jsonl", "hf")
 JUDGMENT_FIELDS = [
-    "id", "kind", "aspect", "rater", "task_key", "task_id", "user_id", "judge_name",
+    "id", "kind", "aspect", "rater", "task_key", "task_id", "qc", "user_id", "judge_name",
     "prompt_version", "sample_id", "sample_b_id", "prompt_id", "version_a", "version_b", "value",
     "choice", "shown_swapped", "rationale", "error", "flagged", "created_at",
 ]
@@ -50,22 +50,27 @@ class ExportError(ValueError):
 
 # --- rows -------------------------------------------------------------------------------------
 def judgment_rows(rt: Runtime, include_flagged: bool = False) -> list[dict[str, Any]]:
-    from db.schema import ModelVersion
+    """One row per judgment. `qc` is "trap" or "gold" for a rater's answer to a quality-control
+    task (a check of the rater, not an opinion about the model), else empty."""
+    from db.schema import ModelVersion, RatingTask
 
     sa, sb = aliased(Sample), aliased(Sample)
     va, vb = aliased(ModelVersion), aliased(ModelVersion)
-    q = (select(Judgment, sa.prompt_id, va.name, vb.name)
+    q = (select(Judgment, sa.prompt_id, va.name, vb.name, RatingTask.is_trap,
+                RatingTask.gold_answer)
          .join(sa, Judgment.sample_id == sa.id).join(va, sa.model_version_id == va.id)
          .outerjoin(sb, Judgment.sample_b_id == sb.id)
          .outerjoin(vb, sb.model_version_id == vb.id)
+         .outerjoin(RatingTask, Judgment.task_id == RatingTask.id)
          .order_by(Judgment.id))
     if not include_flagged:
         q = q.where(Judgment.flagged.is_(False))
     rows = []
-    with rt.store.session() as s:
-        for j, prompt_id, name_a, name_b in s.execute(q):
+    with rt.store.read() as s:
+        for j, prompt_id, name_a, name_b, is_trap, gold in s.execute(q):
             d = {f: getattr(j, f, None) for f in JUDGMENT_FIELDS}
             d.update(prompt_id=prompt_id, version_a=name_a, version_b=name_b,
+                     qc="trap" if is_trap else "gold" if gold is not None else None,
                      created_at=j.created_at.isoformat() if j.created_at else None)
             rows.append(d)
     return rows

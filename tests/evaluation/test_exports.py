@@ -146,3 +146,26 @@ def test_cli_export(store, monkeypatch, capsys, tmp_path):
     assert out.is_file() and "exported judgments" in capsys.readouterr().out
     assert cli.main(["export", "judgments", "--format", "jsonl", "--out", str(out)]) == 2
     assert cli.main(["export", "judgments", "--round", "1"]) == 2
+
+
+def test_judgment_export_marks_answers_to_quality_control_tasks(store):
+    """A rater's answer to a trap (a spoken instruction) or gold task is a check of the rater:
+    the export says so, so nobody mistakes it for an opinion about the model."""
+    from sqlalchemy import select
+
+    from backend import rating
+
+    rt, _ = store
+    with rt.store.session() as s:
+        ids = s.scalars(select(Sample.id).order_by(Sample.id).limit(2)).all()
+        user = s.scalar(select(User.id))
+    gold = rating.add_qc_task(rt, ids[0], ids[1], "A")
+    trap = rating.add_qc_task(rt, ids[0], ids[1], "B", trap=True)
+    with rt.store.session() as s:
+        for key, task in (("gold", gold), ("trap", trap)):
+            s.add(Judgment(kind="ab", rater=f"user:{user}", task_key=key, task_id=task,
+                           sample_id=ids[0], sample_b_id=ids[1], choice="A", user_id=user))
+    p = exports.export_judgments(rt, "jsonl")
+    qc = {r["task_key"]: r["qc"] for r in map(json.loads, p.read_text().splitlines())}
+    assert qc["gold"] == "gold" and qc["trap"] == "trap"
+    assert qc["t1"] is None and qc[next(k for k in qc if k.startswith("s"))] is None
