@@ -111,6 +111,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2,
                     help="torch CPU threads (1 is faster when the machine is shared)")
+    ap.add_argument("--no-curriculum", action="store_true",
+                    help="keep round 1's selection thresholds in every round")
     ap.add_argument("--max-prompts", type=int, default=None,
                     help="training prompts sampled per round (default: the config's)")
     a = ap.parse_args()
@@ -135,7 +137,8 @@ def main() -> None:
                 kw["data_dir"] = a.data_dir
             rt = Runtime(load_settings(**kw))
             pipeline.import_bundle_prompts(rt)
-        res = measure(rt, a.rounds, True, overrides, benchmarks=a.world == "mini")
+        res = measure(rt, a.rounds, not a.no_curriculum, overrides,
+                      benchmarks=a.world == "mini")
     print(json.dumps(res, indent=2))
     for i, r in enumerate(res["rounds"], 1):
         print(f"round {i}: {r['n_pairs']} pairs, held-out judge score {r['base_mean']:.3f} -> "

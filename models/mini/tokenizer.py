@@ -46,10 +46,23 @@ class MiniTokenizer:
 
 def train(frames: np.ndarray, k: int, seed: int, out_dir: Path, niter: int = 25,
           max_points: int = 200_000) -> MiniTokenizer:
-    """Fit k-means on log-mel frames (single-threaded faiss so a seed gives the same centres)."""
+    """Fit k-means on log-mel frames (single-threaded faiss so a seed gives the same centres).
+    faiss and torch share one OpenMP runtime: the thread count is restored afterwards, or every
+    later stage of the build (ASR, unit LM) would train on one core."""
     import faiss
 
+    threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
+    try:
+        return _fit(frames, k, seed, out_dir, niter, max_points)
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def _fit(frames: np.ndarray, k: int, seed: int, out_dir: Path, niter: int,
+         max_points: int) -> MiniTokenizer:
+    import faiss
+
     mean = frames.mean(0).astype(np.float32)
     std = (frames.std(0) + 1e-3).astype(np.float32)
     x = ((frames - mean) / std).astype(np.float32)

@@ -193,6 +193,22 @@ def test_tokenizer_is_deterministic(tmp_path):
     assert a.encode(waves[0], 16000) == b.encode(waves[0], 16000)
 
 
+def test_tokenizer_training_leaves_torch_threads_alone(tmp_path):
+    """faiss is run single-threaded for determinism; torch shares its OpenMP runtime, and the
+    build's later stages must keep their threads."""
+    import torch
+
+    from models.mini import tokenizer as tok_mod
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tok_mod.train(np.random.default_rng(0).random((500, 8), np.float32), 4, 0, tmp_path)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_bundle_reuse_and_atomic_swap(tmp_path, mini_bundle, monkeypatch):
     from backend import bootstrap
 
