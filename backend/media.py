@@ -1,8 +1,9 @@
 """Serving stored audio safely, and small pictures of it.
 
 Every audio path the app hands to the browser goes through `resolve_audio`: it must resolve
-(symlinks followed, `..` collapsed) to a regular file inside the data directory, else it is
-refused. Pictures (waveform + spectrogram) are rendered once and cached under
+(symlinks followed, `..` collapsed) to a regular audio file inside the data directory, else it
+is refused (so the store, checkpoints and exports there are never served as "audio").
+Pictures (waveform + spectrogram) are rendered once and cached under
 `<data_dir>/audio/plots/`.
 """
 
@@ -14,6 +15,8 @@ import uuid
 from pathlib import Path
 
 from backend.runtime import Runtime
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
 
 
 class MediaError(ValueError):
@@ -31,6 +34,8 @@ def resolve_audio(rt: Runtime, path: str | os.PathLike | None) -> Path:
     real = Path(os.path.realpath(p))
     if real != root and root not in real.parents:
         raise MediaError("refused: outside the data directory")
+    if real.suffix.lower() not in AUDIO_SUFFIXES:
+        raise MediaError("refused: not an audio file")
     if not real.is_file():
         raise MediaError("audio file not found")
     return real

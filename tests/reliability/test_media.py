@@ -35,6 +35,15 @@ def test_escapes_are_refused(sqlite_runtime, audio, tmp_path):
             resolve_audio(sqlite_runtime, bad)
 
 
+def test_non_audio_files_in_the_data_directory_are_refused(sqlite_runtime, audio):
+    data = sqlite_runtime.settings.data_dir
+    link = audio.parent / "db.wav"  # a .wav name that resolves to the database
+    os.symlink(data / "studio.db", link)
+    for bad in ("studio.db", str(data / "studio.db"), str(link)):
+        with pytest.raises(MediaError, match="not an audio file"):
+            resolve_audio(sqlite_runtime, bad)
+
+
 @pytest.mark.parametrize("bad, message", [
     (None, "no audio"), ("", "no audio"), ("clip\x00.wav", "no audio"),
     ("audio/prompts/missing.wav", "not found"),
