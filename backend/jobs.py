@@ -305,12 +305,7 @@ class Worker:
         self._thread: threading.Thread | None = None
 
     def start(self) -> Worker:
-        """Run in a daemon thread. Torch in this process gets at most
-        `server.torch_threads` threads (default: one core left for serving raters)."""
-        import torch
-
-        n = self.runtime.settings.server.effective_torch_threads()
-        torch.set_num_threads(min(n, torch.get_num_threads()))
+        """Run in a daemon thread (`run_forever`)."""
         self._thread = threading.Thread(target=self.run_forever, name="job-worker", daemon=True)
         self._thread.start()
         return self
@@ -328,8 +323,15 @@ class Worker:
         return True
 
     def run_forever(self) -> None:
-        last_recovery = 0.0
+        """Claim and run jobs until stopped. Torch in this process gets at most
+        `server.torch_threads` threads (default: one core left for serving raters)."""
         import time
+
+        import torch
+
+        n = self.runtime.settings.server.effective_torch_threads()
+        torch.set_num_threads(min(n, torch.get_num_threads()))
+        last_recovery = 0.0
 
         while not self._stop.is_set():
             try:

@@ -124,3 +124,27 @@ def test_killed_worker_leaves_no_job_running(runtime, tmp_path, kind):
         job = jobs.get(runtime, job_id)
         assert (job["status"], job["result"]) == ("done", {"resumed": True})
         assert job["attempts"] == 2
+
+
+def test_worker_limits_torch_threads_to_leave_cores_for_serving(tmp_path, sqlite_url):
+    """A job on every core made raters' votes wait seconds (docs/reliability.md): a running
+    worker caps torch at `server.torch_threads`."""
+    import torch
+
+    from backend.config import Settings
+    from backend.runtime import Runtime
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    rt = Runtime(Settings(data_dir=tmp_path / "data", database_url=sqlite_url,
+                          server={"torch_threads": 1}))
+    worker = jobs.Worker(rt, poll_s=0.05).start()
+    try:
+        deadline = time.monotonic() + 30
+        while torch.get_num_threads() != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert torch.get_num_threads() == 1
+    finally:
+        worker.stop()
+        rt.close()
+        torch.set_num_threads(before)
