@@ -42,3 +42,10 @@ handler("test_long_resumable", resumable=True)(
     lambda ctx: {"resumed": True} if Path(ctx.params["marker"]).exists() else _long(ctx)
 )
 handler("test_exclusive", exclusive=True)(lambda ctx: {})
+
+
+@handler("test_torch_threads")
+def torch_threads(ctx):
+    import torch
+
+    return {"threads": torch.get_num_threads()}
