@@ -154,8 +154,8 @@ class DPOSettings(BaseModel):
             "loss_weights": [1.0, 1.0],
         }
     )
-    """Applied by `backend.training.effective_dpo` when world == "mini" to every field NOT set
-    explicitly (env/TOML/kwargs win): a tiny LM needs a larger step than TWIST-7B. Chosen with
+    """Applied when world == "mini" to every field NOT set explicitly (env/TOML/kwargs win), like
+    `generation.mini_overrides`: a tiny LM needs a larger step than TWIST-7B. Chosen with
     bench/dpo_sweep.py on the full mini world (docs/results.md): lr 5e-4 x 40 steps fitted the
     pairs but left held-out scores flat, 2e-3 lowered them; 2e-4 x 120 steps with the chosen
     continuations' NLL added (RPO) raised them with a CI above zero."""
@@ -182,6 +182,13 @@ class RatingConfig(BaseModel):
     min_play_fraction: float = 0.7
     """A clip counts as played through when its end was reached at least this fraction of its
     duration after playback started (server clock; 0.5 s slack for network jitter)."""
+
+
+def _apply_mini_overrides(section: BaseModel) -> None:
+    """A section's `mini_overrides`, for the fields its sources (kwargs, env, TOML) left unset."""
+    for k, v in (section.mini_overrides or {}).items():
+        if k in type(section).model_fields and k not in section.model_fields_set:
+            setattr(section, k, v)
 
 
 class Settings(BaseSettings):
@@ -220,10 +227,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'studio.db'}"
         if self.world == "mini":
             self.models = mini_models(self.bundle_dir, self.models.judges)
-            gen = self.generation
-            for k, v in (gen.mini_overrides or {}).items():
-                if k in type(gen).model_fields and k not in gen.model_fields_set:
-                    setattr(gen, k, v)
+            for section in (self.dpo, self.generation):
+                _apply_mini_overrides(section)
         return self
 
     @property

@@ -44,14 +44,9 @@ Report = Callable[..., None]
 
 
 def effective_dpo(settings: Settings, overrides: dict | None = None) -> DPOSettings:
-    """settings.dpo, with `mini_overrides` applied in the mini world to fields not set explicitly,
-    then the per-round `overrides` (from the Admin form / CLI) on top."""
-    d = settings.dpo
-    data = d.model_dump()
-    if settings.world == "mini":
-        for k, v in (d.mini_overrides or {}).items():
-            if k in data and k not in d.model_fields_set:
-                data[k] = v
+    """settings.dpo (its `mini_overrides` already applied in the mini world, by Settings), with
+    the per-round `overrides` (from the Admin form / CLI) on top."""
+    data = settings.dpo.model_dump()
     for k, v in (overrides or {}).items():
         if v is None:
             continue
