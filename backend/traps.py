@@ -18,8 +18,6 @@ kinds below hold whatever the order: the side of the instruction clip, tie, or b
 from __future__ import annotations
 
 import hashlib
-import io
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from backend import rating
 from backend.pipeline import write_wav_atomic
 from backend.runtime import Runtime
 from db.schema import RatingTask, Sample
+from models.mini import audio
 
 TRAP_SEED = -808
 """Sample.seed of trap clips: never a sampling seed, so `pipeline.generate` never counts them."""
@@ -55,20 +54,11 @@ AB_TRAPS = tuple(k for k, t in TRAPS.items() if t.kind == "ab")
 
 
 def synthesize(text: str, voice: str = VOICE, speed: int = SPEED) -> tuple[np.ndarray, int]:
-    """espeak-ng speech of `text`: float32 mono at espeak's own rate, and that rate."""
-    import soundfile as sf
-
+    """espeak-ng speech of `text` at espeak's own rate; a missing espeak is a RatingError."""
     try:
-        out = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text],
-                             check=True, capture_output=True, timeout=60).stdout
-    except FileNotFoundError:
-        raise rating.RatingError("espeak-ng is not installed (apt-get install espeak-ng)") \
-            from None
-    except subprocess.CalledProcessError as e:
-        raise rating.RatingError(f"espeak-ng failed: {e.stderr.decode(errors='replace')}") \
-            from None
-    wave, sr = sf.read(io.BytesIO(out), dtype="float32")
-    return (wave.mean(axis=1) if wave.ndim > 1 else wave), sr
+        return audio.espeak(text, voice, speed)
+    except audio.SpeechError as e:
+        raise rating.RatingError(str(e)) from None
 
 
 def trap_audio(rt: Runtime, kind: str) -> Path:

@@ -17,7 +17,6 @@ from functools import lru_cache
 
 import numpy as np
 import soundfile as sf
-import torch
 
 SR = 16000
 N_FFT = 1024
@@ -31,21 +30,27 @@ VOICES_TINY = ["en-us"]
 SPEEDS = [150, 165, 180]
 
 
+class SpeechError(RuntimeError):
+    """espeak-ng is missing or refused the text."""
+
+
+def espeak(text: str, voice: str = "en-us", speed: int = 165) -> tuple[np.ndarray, int]:
+    """espeak-ng speech of `text`: float32 mono at espeak's own rate, and that rate."""
+    try:
+        out = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text],
+                             check=True, capture_output=True, timeout=60).stdout
+    except FileNotFoundError:
+        raise SpeechError("espeak-ng is not installed (apt-get install espeak-ng)") from None
+    except subprocess.CalledProcessError as e:
+        raise SpeechError(f"espeak-ng failed: {e.stderr.decode(errors='replace')}") from None
+    wave, sr = sf.read(io.BytesIO(out), dtype="float32")
+    return (wave.mean(axis=1) if wave.ndim > 1 else wave), sr
+
+
 def synthesize(text: str, voice: str = "en-us", speed: int = 165) -> np.ndarray:
     """One utterance from espeak-ng as float32 mono at 16 kHz."""
-    from scipy.signal import resample_poly
-
-    out = subprocess.run(
-        ["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text],
-        check=True, capture_output=True,
-    ).stdout
-    wave, sr = sf.read(io.BytesIO(out), dtype="float32")
-    if wave.ndim > 1:
-        wave = wave.mean(axis=1)
-    if sr != SR:
-        g = np.gcd(sr, SR)
-        wave = resample_poly(wave, SR // g, sr // g).astype(np.float32)
-    return np.clip(wave, -1.0, 1.0)
+    wave, sr = espeak(text, voice, speed)
+    return np.clip(to_16k_mono(wave, sr), -1.0, 1.0)
 
 
 def to_16k_mono(wave: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -61,14 +66,17 @@ def to_16k_mono(wave: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def mel_basis() -> torch.Tensor:
+def mel_basis():
     import librosa
+    import torch
 
     return torch.from_numpy(librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=N_MELS)).float()
 
 
 @lru_cache(maxsize=1)
-def _window() -> torch.Tensor:
+def _window():
+    import torch
+
     return torch.hann_window(WIN)
 
 

@@ -127,3 +127,11 @@ def test_cli_add_traps(rt):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("(expects both_bad)") == 2
     assert rating.task_counts(rt)["qc_tasks"] == 2
+
+
+def test_missing_espeak_is_a_clear_error_and_stores_nothing(rt, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no espeak-ng on PATH
+    with pytest.raises(rating.RatingError, match="espeak-ng is not installed"):
+        traps.add_traps(rt, 2, ["tie"])
+    assert rating.task_counts(rt)["qc_tasks"] == 0
+    assert not (rt.settings.audio_dir / "traps").exists()
