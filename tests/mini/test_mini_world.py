@@ -1,7 +1,7 @@
 """The embedded mini world, through its public interfaces, on the tiny bundle (tests/mini_world.py).
 
 Bars asserted here are the ones the tiny preset meets reliably; the full preset's bars are in the
-slow test at the end (STUDIO_SLOW=1), which builds the full bundle (~9 min on 2 idle cores).
+slow test at the end (STUDIO_SLOW=1), which builds the full bundle (~11 min on 2 idle cores).
 """
 
 from __future__ import annotations
