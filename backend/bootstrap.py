@@ -16,8 +16,8 @@ Offline, on CPU, from nothing but espeak-ng and the pinned Python packages:
 
 Why sentence-level synthesis: stories are sequences of a few thousand distinct sentences, so each
 (sentence, voice) is spoken once (and tokenized at a few frame phases) and a story's units are
-its sentences' units joined. That makes tens of thousands of training stories nearly free; the LM, not TTS, gets the
-time budget.
+its sentences' units joined. That makes tens of thousands of training stories nearly free;
+the LM, not TTS, gets the time budget.
 
 The bundle is built in a temporary directory next to the target and renamed into place, so a
 crash never leaves a half bundle; a complete bundle whose manifest has the same preset and seed
