@@ -151,8 +151,15 @@ def build_rate(rt: Runtime, session: gr.State):
                 st = rating.record_play(rt, user.id, aid, side, event)
             except rating.RatingError as e:
                 raise gr.Error(str(e)) from None
+            # Outputs that do not change are skipped: a start never unlocks, and rebuilding the
+            # five button configs was most of a play event's server CPU (bench/raters.py).
+            if event == "start":
+                return [gr.skip()] * (1 + len(buttons))
             kind = "ab" if "B" in st else "mos"
-            return [_gate_md(st, kind == "ab"), *_buttons(kind, st["unlocked"])]
+            gate = _gate_md(st, kind == "ab")
+            if not st["unlocked"]:
+                return [gate, *[gr.skip()] * len(buttons)]
+            return [gate, *_buttons(kind, True)]
 
         fn.__name__ = f"play_{side}_{event}"
         return fn

@@ -20,8 +20,10 @@ as a failure.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -119,8 +121,19 @@ def _to_stored(choice: str, swapped: bool) -> str:
 
 
 def _audio_duration(path: str | None) -> float:
+    """Seconds of a clip (0 when unreadable); asked on every play event, so cached per file
+    version (path, size, mtime)."""
     if not path:
         return 0.0
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 0.0
+    return _duration_of(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _duration_of(path: str, _size: int, _mtime_ns: int) -> float:
     try:
         import soundfile as sf
 
@@ -320,16 +333,25 @@ def _describe(s, a: TaskAssignment) -> dict:
     """What the rater may see: clip paths per side, never the versions."""
     task = s.get(RatingTask, a.task_id)
     sides = _side_samples(task, a.swapped)
-    samples = {k: s.get(Sample, v) for k, v in sides.items()}
-    prompt = s.get(Prompt, samples["A"].prompt_id)
+    clips = _clip_rows(s, sides.values())
+    prompt_audio = s.scalar(select(Prompt.audio_path).where(
+        Prompt.id == clips[sides["A"]].prompt_id))
     return {
         "assignment_id": a.id,
         "task_id": task.id,
         "kind": task.kind,
-        "prompt_audio": prompt.audio_path if prompt else None,
-        "audio": {k: smp.audio_path for k, smp in samples.items()},
+        "prompt_audio": prompt_audio,
+        "audio": {k: clips[v].audio_path for k, v in sides.items()},
         "status": a.status,
     }
+
+
+def _clip_rows(s, sample_ids) -> dict[int, Any]:
+    """id -> (prompt_id, audio_path) of samples: only the columns the rating views need (a full
+    Sample carries its unit sequence, parsed from JSON on every load)."""
+    rows = s.execute(select(Sample.id, Sample.prompt_id, Sample.audio_path)
+                     .where(Sample.id.in_(list(sample_ids)))).all()
+    return {r.id: r for r in rows}
 
 
 def skip(rt: Runtime, user_id: int, assignment_id: int) -> None:
@@ -367,16 +389,18 @@ def play_status(rt: Runtime, user_id: int, assignment_id: int) -> dict:
 def _play_status(rt: Runtime, s, a: TaskAssignment, task: RatingTask) -> dict:
     out: dict[str, Any] = {}
     frac = rt.settings.rating.min_play_fraction
-    for side, sid in _side_samples(task, a.swapped).items():
-        smp = s.get(Sample, sid)
-        need = max(0.0, frac * _audio_duration(smp.audio_path if smp else None) - PLAY_SLACK_S)
+    sides = _side_samples(task, a.swapped)
+    clips = _clip_rows(s, sides.values())
+    for side, sid in sides.items():
+        clip = clips.get(sid)
+        need = max(0.0, frac * _audio_duration(clip.audio_path if clip else None) - PLAY_SLACK_S)
         events = [e for e in (a.played or []) if e.get("side") == side]
         starts = [datetime.fromisoformat(e["t"]) for e in events if e["event"] == "start"]
         ends = [datetime.fromisoformat(e["t"]) for e in events if e["event"] == "end"]
         first = min(starts) if starts else a.assigned_at
         out[side] = bool(ends) and (
             need <= 0 or any((t - first) >= timedelta(seconds=need) for t in ends))
-    out["unlocked"] = all(out[k] for k in _side_samples(task, a.swapped))
+    out["unlocked"] = all(out[k] for k in sides)
     return out
 
 

@@ -149,12 +149,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(env: dict, log_path: Path, worker: bool = True) -> tuple[subprocess.Popen, str]:
-    """`python -m app` on a free loopback port (with or without its job worker thread); returns
-    once the page answers."""
+def start_server(env: dict, log_path: Path, worker: bool = True, profile: Path | None = None
+                 ) -> tuple[subprocess.Popen, str]:
+    """`python -m app` on a free loopback port (with or without its job worker thread; under
+    bench/profile_server.py with `profile`); returns once the page answers."""
     port = free_port()
     log = open(log_path, "w")
-    cmd = [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)]
+    runner = ([str(ROOT / "bench" / "profile_server.py"), str(profile)] if profile
+              else ["-m", "app"])
+    cmd = [sys.executable, *runner, "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(cmd + ([] if worker else ["--no-worker"]), cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -480,6 +483,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "the server's own worker thread is not affected")
     ap.add_argument("--warmup", type=float, default=20.0,
                     help="seconds of background load before the first phase")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="profile the server with yappi; writes PROFILE.txt and .pstat at the end")
     return ap.parse_args(argv)
 
 
@@ -525,7 +530,8 @@ def run(args: argparse.Namespace, counts: list[int], work: Path) -> int:
         print(f"seeded {meta['ab_tasks']} A/B tasks, {sum(map(len, names.values()))} raters "
               f"in {data}; background load: {mode}", flush=True)
         env = server_env(data, args.database_url)
-        server, url = start_server(env, work / "server.log", worker=args.jobs == "server")
+        server, url = start_server(env, work / "server.log", worker=args.jobs == "server",
+                                   profile=args.profile)
         print(f"server at {url}", flush=True)
         load = start_load(mode, rt, env, work, server.pid, args.jobs, args.nice)
         time.sleep(args.warmup if mode != "none" else 0)
