@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -147,6 +147,13 @@ class DPOSettings(BaseModel):
     """TRL's DPO losses; the paper's is "sigmoid". ["sigmoid", "sft"] adds the chosen
     continuations' NLL (RPO, Pang et al. 2024), weighted by `loss_weights`."""
     loss_weights: list[float] | None = None
+
+    @field_validator("loss_type", "loss_weights", mode="before")
+    @classmethod
+    def _one_item_is_a_list(cls, v):
+        """`--set loss_type=sigmoid` (or STUDIO_DPO__LOSS_TYPE=sigmoid) means ["sigmoid"]."""
+        return [v] if isinstance(v, (str, int, float)) else v
+
     mini_overrides: dict[str, float | int | str | list] = Field(
         default_factory=lambda: {
             "learning_rate": 2e-4, "lora_rank": 8, "lora_alpha": 16, "max_steps": 120,

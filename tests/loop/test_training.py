@@ -181,6 +181,9 @@ def test_effective_dpo_and_round_overrides(tmp_path):
     real = Settings(world="real", data_dir=tmp_path)
     assert training.effective_dpo(real).learning_rate == 5e-5
     assert training.effective_dpo(real, {"max_steps": 3}).max_steps == 3
+    # a one-item loss list may be given as its item (`--set loss_type=sigmoid`, the sweep's)
+    one = training.effective_dpo(mini, {"loss_type": "sigmoid", "loss_weights": 1})
+    assert one.loss_type == ["sigmoid"] and one.loss_weights == [1.0]
     ov = rounds.split_overrides({"steps": 5, "chosen_min": 4, "n": 2, "dpo": {"beta": 0.2}})
     assert ov == {"dpo": {"max_steps": 5, "beta": 0.2}, "selection": {"chosen_min": 4},
                   "generation": {"n": 2}}
