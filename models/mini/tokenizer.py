@@ -43,6 +43,14 @@ class MiniTokenizer:
         units = [int(u) for u in assign(self.frames(wave, sample_rate), self.centroids)]
         return dedup(units) if deduplicate else units
 
+    def encode_phases(self, wave: np.ndarray, phases: int) -> list[Units]:
+        """De-duplicated units of a 16 kHz wave starting at `phases` evenly spaced offsets within
+        one frame (the first is `encode(wave)`). In continuous speech an utterance may start
+        anywhere within a frame, and the offset changes many unit assignments."""
+        shifts = [round(j * audio.HOP / phases) for j in range(phases)]
+        return [self.encode(np.concatenate([np.zeros(sh, np.float32), wave]), audio.SR)
+                for sh in shifts]
+
 
 def train(frames: np.ndarray, k: int, seed: int, out_dir: Path, niter: int = 25,
           max_points: int = 200_000) -> MiniTokenizer:

@@ -63,6 +63,20 @@ def test_prompts_index(mini_bundle):
     assert not train & {r["reference_text"] for r in rows if r["split"] != "train"}
 
 
+def test_phase_variants_are_what_the_unit_lm_trains_on(world_parts, mini_bundle):
+    """A sentence can start anywhere within a 20 ms frame; the LM's training material has each
+    sentence at several offsets because the offset changes the units (bootstrap, unit_lm)."""
+    tok = world_parts["tokenizer"]
+    r = _prompts(mini_bundle)[0]
+    wave, sr = sf.read(mini_bundle / "prompts" / r["file"], dtype="float32")
+    variants = tok.encode_phases(wave, 4)
+    assert len(variants) == 4 and variants[0] == tok.encode(wave, sr)
+    shifted = np.concatenate([np.zeros(160, np.float32), wave])  # half a frame (10 ms)
+    assert variants[2] == tok.encode(shifted, sr)
+    assert len({tuple(v) for v in variants}) > 1  # the offset does change the units
+    assert all(abs(len(v) - len(variants[0])) < 0.3 * len(variants[0]) for v in variants)
+
+
 def test_round_trip_prompt_to_text(world_parts, mini_bundle):
     tok, voc, asr = world_parts["tokenizer"], world_parts["vocoder"], world_parts["asr"]
     r = [x for x in _prompts(mini_bundle) if x["split"] == "dev"][0]
