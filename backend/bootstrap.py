@@ -291,8 +291,7 @@ def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
 
     def speak(i: int) -> None:
         text, voice = items[i]
-        speed = random.Random(f"{text}|{voice}|{seed}").choice(audio.SPEEDS)
-        waves[i] = audio.synthesize(text, voice, speed)
+        waves[i] = audio.synthesize(text, voice, audio.speed_for(text, voice, seed))
 
     with ThreadPoolExecutor(max_workers=2) as ex:
         for j, _ in enumerate(ex.map(speak, range(len(items)))):

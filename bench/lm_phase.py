@@ -40,9 +40,8 @@ def main() -> None:
     rng = random.Random(1)
     gap = np.zeros(int(a.gap_ms * audio.SR / 1000), np.float32)
 
-    def speak(text: str, voice: str) -> np.ndarray:  # the bootstrap's speed rule
-        return audio.synthesize(text, voice, random.Random(f"{text}|{voice}|{seed}").choice(
-            audio.SPEEDS))
+    def speak(text: str, voice: str) -> np.ndarray:
+        return audio.synthesize(text, voice, audio.speed_for(text, voice, seed))
 
     per_sentence, one_recording = [], []
     for s in rng.sample([x for x in stories if x.coherent], a.stories):

@@ -30,6 +30,14 @@ VOICES_TINY = ["en-us"]
 SPEEDS = [150, 165, 180]
 
 
+def speed_for(text: str, voice: str, seed: int) -> int:
+    """The speaking rate of one (sentence, voice) in the world built with `seed`: drawn from
+    SPEEDS but fixed per utterance, so a sentence sounds the same wherever it occurs."""
+    import random
+
+    return random.Random(f"{text}|{voice}|{seed}").choice(SPEEDS)
+
+
 class SpeechError(RuntimeError):
     """espeak-ng is missing or refused the text."""
 
