@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host")
     ap.add_argument("--port", type=int)
     ap.add_argument("--root-path")
-    ap.add_argument("--no-worker", action="store_true", help="do not run the job worker here")
+    ap.add_argument("--no-worker", action="store_true",
+                    help="run no job worker (neither thread nor child process)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -88,11 +89,18 @@ def main(argv: list[str] | None = None) -> int:
         print("Change it with `python -m backend users passwd`.", flush=True)
     print(f"startup: {report}", flush=True)
 
-    worker = None
-    if rt.settings.server.worker and not args.no_worker:
+    worker = worker_proc = None
+    mode = "off" if args.no_worker else rt.settings.server.worker
+    if mode == "thread":
         from backend.jobs import Worker
 
         worker = Worker(rt).start()
+    elif mode == "process":
+        from backend.jobs import spawn_worker_process
+
+        worker_proc = spawn_worker_process(rt.settings.server.worker_nice)
+        print(f"job worker: process {worker_proc.pid} (nice +{rt.settings.server.worker_nice})",
+              flush=True)
 
     from app.main import build_app, launch_kwargs
 
@@ -106,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if worker:
             worker.stop()
+        if worker_proc:
+            from backend.jobs import stop_worker_process
+
+            stop_worker_process(worker_proc)
         rt.close()
     return 0
 

@@ -41,8 +41,13 @@ class ServerConfig(BaseModel):
     """Set when served behind a reverse proxy under a sub-path, e.g. "/studio"."""
     session_hours: float = 12.0
     login_attempts_per_minute: int = 10
-    worker: bool = True
-    """Run the job worker thread inside the server process."""
+    worker: Literal["process", "thread", "off"] = "process"
+    """Where the server runs queued jobs: "process" = a child `python -m backend worker` at
+    `worker_nice` (jobs then never hold the server's GIL or outrank it for a core: with jobs in
+    a thread, votes waited seconds while a DPO round trained, docs/reliability.md); "thread" =
+    inside the server process; "off" = run `python -m backend worker` yourself."""
+    worker_nice: int = 10
+    """Niceness added to the child worker process (0-19; higher = lower CPU priority)."""
     seed_samples: int = 16
     """On a start with a built world and no samples yet, queue generation + AI judging of the
     baseline for this many held-out prompts, so Listen has something to play (0 = off)."""
@@ -55,6 +60,14 @@ class ServerConfig(BaseModel):
 
     def effective_torch_threads(self) -> int:
         return self.torch_threads or max(1, (os.cpu_count() or 1) - 1)
+
+    @field_validator("worker", mode="before")
+    @classmethod
+    def _worker_bool(cls, v):
+        """Older configs said `worker = true/false`."""
+        if isinstance(v, bool) or str(v).lower() in ("true", "false", "1", "0"):
+            return "process" if str(v).lower() in ("true", "1") else "off"
+        return v
 
 
 class GenerationConfig(BaseModel):
@@ -125,6 +138,9 @@ class DPOSettings(BaseModel):
     lora_targets: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
     )
+    lora_modules_to_save: list[str] = Field(default_factory=list)
+    """Whole modules trained and saved next to the adapter (peft's `modules_to_save`), e.g.
+    ["norm"]: the final RMSNorm scales every logit, which a low-rank adapter cannot do."""
     batch_size: int = 8
     max_steps: int = 100
     epochs: float = 1.0

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -178,7 +181,8 @@ def job_dict(job: Job) -> dict[str, Any]:
         c: getattr(job, c)
         for c in (
             "id", "kind", "params", "status", "progress", "message", "log", "error", "result",
-            "cancel_requested", "attempts", "created_at", "started_at", "finished_at",
+            "cancel_requested", "attempts", "worker_id", "created_at", "started_at",
+            "finished_at",
         )
     }
 
@@ -344,3 +348,38 @@ class Worker:
             except Exception:  # noqa: BLE001 - e.g. DB briefly unavailable; keep serving
                 log.exception("worker loop error")
                 self._stop.wait(self.poll_s * 4)
+
+
+def _lower_priority_and_die_with_parent(nice: int) -> Callable[[], None]:
+    def prepare() -> None:  # runs in the child between fork and exec
+        os.nice(nice)
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    return prepare
+
+
+def spawn_worker_process(nice: int = 10, args: list[str] | None = None) -> subprocess.Popen:
+    """`python -m backend worker` as a child of this process (same environment, so the same
+    settings and store), `nice` steps lower in CPU priority, so that jobs neither hold the
+    server's GIL nor take its core; on Linux it is sent SIGTERM when its parent dies, even by
+    SIGKILL (a job it was running is then recovered like any lost worker's)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.Popen(
+        [sys.executable, "-m", "backend", "worker", *(args or [])], cwd=root,
+        preexec_fn=_lower_priority_and_die_with_parent(nice),
+    )
+
+
+def stop_worker_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGINT first (the worker stops polling), then SIGKILL after `timeout`."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

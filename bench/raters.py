@@ -11,9 +11,11 @@ have passed (it finishes the vote in hand, so every vote has an answer).
 Background load, chosen by `--load` (auto = world when possible):
 - world: the cached tiny mini-world bundle (tests/mini_world.py; never built here) is linked into
   the data dir; real `round` (generate, judge, DPO, evaluate) and `generate` jobs are kept queued
-  through backend.jobs. `--jobs server` (the default deployment): the server's own worker thread
-  runs one of them, a standalone `python -m backend worker` the other; `--jobs workers`: the
-  server runs with --no-worker and two standalone workers run both;
+  through backend.jobs. `--jobs server` (the default deployment): the server's own child worker
+  process (`server.worker = "process"`, at `server.worker_nice`) runs one of them, a standalone
+  `python -m backend worker` (at `--nice`) the other; `--jobs thread`: the same with the
+  server's worker as a thread inside the server process (the deployment before 2026-11-30);
+  `--jobs workers`: the server runs with --no-worker and two standalone workers run both;
 - cpu: no bundle; two processes burn the CPU instead (torch matmuls on 2 threads, like
   training; a pure-Python loop, like sampling);
 - none.
@@ -25,7 +27,7 @@ vs by other processes (the machine is shared); then whether p95 < 250 ms at 32 r
 issue's target; reported, never enforced).
 
     .venv/bin/python bench/raters.py [--raters 8,32,64] [--votes-per-rater 20] [--seconds 30]
-        [--listen 0.2] [--load auto|world|cpu|none] [--jobs server|workers] [--nice 0]
+        [--listen 0.2] [--load auto|world|cpu|none] [--jobs server|thread|workers] [--nice 0]
         [--database-url URL] [--data-dir DIR]
 
 `--database-url` (e.g. from scripts/test-postgres.sh) runs server and store on that database: an
@@ -151,7 +153,7 @@ def free_port() -> int:
 
 def start_server(env: dict, log_path: Path, worker: bool = True, profile: Path | None = None
                  ) -> tuple[subprocess.Popen, str]:
-    """`python -m app` on a free loopback port (with or without its job worker thread; under
+    """`python -m app` on a free loopback port (with or without its job worker; under
     bench/profile_server.py with `profile`); returns once the page answers."""
     port = free_port()
     log = open(log_path, "w")
@@ -242,7 +244,7 @@ class Load:
 
     def start_world(self, rt, env: dict, log_path: Path, workers: int) -> Load:
         """`workers` standalone `python -m backend worker` processes (next to the server's own
-        worker thread, if it runs one): two jobs at once need two workers. A keeper thread
+        worker, if it runs one): two jobs at once need two workers. A keeper thread
         submits a new round / generate job whenever none is queued or running."""
         log = open(log_path, "w")
         for _ in range(workers):
@@ -474,13 +476,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--database-url", default="",
                     help="SQLAlchemy URL of a scratch database (default: SQLite in the data dir)")
     ap.add_argument("--data-dir", type=Path, help="default: a temp dir, removed afterwards")
-    ap.add_argument("--jobs", choices=("server", "workers"), default="server",
-                    help="server: the server's own worker thread runs jobs (the default "
-                         "deployment) plus one standalone worker; workers: the server runs "
-                         "with --no-worker and two standalone workers run them")
+    ap.add_argument("--jobs", choices=("server", "thread", "workers"), default="server",
+                    help="server: the server's child worker process runs jobs (the default "
+                         "deployment) plus one standalone worker; thread: the same with the "
+                         "server's worker as a thread in the server process; workers: the "
+                         "server runs with --no-worker and two standalone workers run them")
     ap.add_argument("--nice", type=int, default=0,
                     help="niceness of the background processes (standalone workers, burners); "
-                         "the server's own worker thread is not affected")
+                         "the server's own worker follows server.worker_nice")
     ap.add_argument("--warmup", type=float, default=20.0,
                     help="seconds of background load before the first phase")
     ap.add_argument("--profile", type=Path, default=None,
@@ -505,7 +508,7 @@ def start_load(mode: str, rt, env: dict, work: Path, server_pid: int, jobs_in: s
                nice: int) -> Load:
     load = Load(mode, server_pid, nice)
     if mode == "world":
-        load.start_world(rt, env, work / "worker.log", 1 if jobs_in == "server" else 2)
+        load.start_world(rt, env, work / "worker.log", 2 if jobs_in == "workers" else 1)
     elif mode == "cpu":
         load.start_cpu()
     return load
@@ -530,8 +533,9 @@ def run(args: argparse.Namespace, counts: list[int], work: Path) -> int:
         print(f"seeded {meta['ab_tasks']} A/B tasks, {sum(map(len, names.values()))} raters "
               f"in {data}; background load: {mode}", flush=True)
         env = server_env(data, args.database_url)
-        server, url = start_server(env, work / "server.log", worker=args.jobs == "server",
-                                   profile=args.profile)
+        server_env_ = {**env, "STUDIO_SERVER__WORKER": "thread"} if args.jobs == "thread" else env
+        server, url = start_server(server_env_, work / "server.log",
+                                   worker=args.jobs != "workers", profile=args.profile)
         print(f"server at {url}", flush=True)
         load = start_load(mode, rt, env, work, server.pid, args.jobs, args.nice)
         time.sleep(args.warmup if mode != "none" else 0)

@@ -1,0 +1,61 @@
+"""The server runs jobs in a child process at lower CPU priority (`server.worker = "process"`),
+so a DPO round cannot hold the server's GIL or outrank it for a core, and that child never
+outlives the server, even when the server is SIGKILLed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from tests.app.conftest import Server
+
+
+def proc_state(pid: int) -> tuple[str, int] | None:
+    """(state letter, niceness) from /proc/PID/stat; None when the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[16])  # state, nice (fields 3 and 19 of stat(5))
+
+
+def wait_for(cond, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_jobs_run_in_a_niced_child_that_dies_with_the_server(tmp_path):
+    from backend import jobs
+    from backend.config import Settings
+    from backend.runtime import Runtime
+
+    data = tmp_path / "data"
+    srv = Server(data, extra_env={"STUDIO_SERVER__WORKER_NICE": "7"})
+    rt = Runtime(Settings(data_dir=data, world="mini"))
+    try:
+        job_id = jobs.submit(rt, "judge", {})
+        job = wait_for(lambda: (j := jobs.get(rt, job_id))["status"] in ("done", "failed")
+                       and j, 60, "the job to be run")
+        worker_pid = int(job["worker_id"].split(":")[1])
+        assert worker_pid != srv.proc.pid, "the job ran inside the server process"
+        state = proc_state(worker_pid)
+        assert state is not None and state[0] not in "ZX", "the worker should still be polling"
+        own_nice = os.nice(0)
+        assert state[1] == min(19, own_nice + 7), f"worker niceness {state[1]}"
+
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait(10)
+        wait_for(lambda: (s := proc_state(worker_pid)) is None or s[0] in "ZX", 15,
+                 "the orphaned worker to exit")
+    finally:
+        if srv.proc.poll() is None:
+            srv.stop()
+        rt.close()
