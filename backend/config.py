@@ -138,9 +138,6 @@ class DPOSettings(BaseModel):
     lora_targets: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
     )
-    lora_modules_to_save: list[str] = Field(default_factory=list)
-    """Whole modules trained and saved next to the adapter (peft's `modules_to_save`), e.g.
-    ["norm"]: the final RMSNorm scales every logit, which a low-rank adapter cannot do."""
     batch_size: int = 8
     max_steps: int = 100
     epochs: float = 1.0
