@@ -285,10 +285,24 @@ class Load:
 
         with rt.store.session() as s:
             worker = s.get(Job, job_id).worker_id or ""
-        return "server" if f":{self.server_pid}:" in worker else "worker"
+        pid = worker.split(":")[1] if worker.count(":") >= 2 else ""
+        if pid == str(self.server_pid):
+            return "server"
+        return "server's worker process" if pid in map(str, self.server_children()) else "worker"
+
+    def server_children(self) -> list[int]:
+        """The server's child processes (its job worker when `server.worker = "process"`)."""
+        out: list[int] = []
+        for f in Path(f"/proc/{self.server_pid}/task").glob("*/children"):
+            try:
+                out += [int(x) for x in f.read_text().split()]
+            except OSError:
+                pass
+        return out
 
     def pids(self) -> list[int]:
-        return [p.pid for p in self.procs]
+        """Background processes this bench started, the server's worker process included."""
+        return [p.pid for p in self.procs] + self.server_children()
 
     def share(self, t0: float, t1: float) -> str:
         """What ran during [t0, t1]: the share of one-second samples with each kind running."""
