@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
 
         worker = Worker(rt).start()
     elif mode == "process":
-        from backend.jobs import spawn_worker_process
+        from backend.jobs import WorkerProcess
 
-        worker_proc = spawn_worker_process(rt.settings.server.worker_nice)
+        worker_proc = WorkerProcess(rt.settings.server.worker_nice).start()
         print(f"job worker: process {worker_proc.pid} (nice +{rt.settings.server.worker_nice})",
               flush=True)
 
@@ -115,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         if worker:
             worker.stop()
         if worker_proc:
-            from backend.jobs import stop_worker_process
-
-            stop_worker_process(worker_proc)
+            worker_proc.stop()
         rt.close()
     return 0
 

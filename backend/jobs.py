@@ -361,25 +361,59 @@ def _lower_priority_and_die_with_parent(nice: int) -> Callable[[], None]:
     return prepare
 
 
-def spawn_worker_process(nice: int = 10, args: list[str] | None = None) -> subprocess.Popen:
-    """`python -m backend worker` as a child of this process (same environment, so the same
-    settings and store), `nice` steps lower in CPU priority, so that jobs neither hold the
-    server's GIL nor take its core; on Linux it is sent SIGTERM when its parent dies, even by
-    SIGKILL (a job it was running is then recovered like any lost worker's)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return subprocess.Popen(
-        [sys.executable, "-m", "backend", "worker", *(args or [])], cwd=root,
-        preexec_fn=_lower_priority_and_die_with_parent(nice),
-    )
+class WorkerProcess:
+    """The server's job worker as a child process (`python -m backend worker`, same environment,
+    so the same settings and store), `nice` steps lower in CPU priority, so jobs neither hold the
+    server's GIL nor take its core. On Linux the child gets SIGTERM when the server dies, even by
+    SIGKILL. A child that dies (e.g. OOM-killed mid-round) is started again after
+    `restart_after_s`; the new one recovers the lost job like any lost worker's."""
 
+    def __init__(self, nice: int = 10, restart_after_s: float = 5.0):
+        self.nice = nice
+        self.restart_after_s = restart_after_s
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
 
-def stop_worker_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """SIGINT first (the worker stops polling), then SIGKILL after `timeout`."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def _spawn(self) -> None:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.proc = subprocess.Popen([sys.executable, "-m", "backend", "worker"], cwd=root,
+                                     preexec_fn=_lower_priority_and_die_with_parent(self.nice))
+
+    def start(self) -> WorkerProcess:
+        self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name="worker-watch", daemon=True)
+        self._watcher.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.5):
+            code = self.proc.poll() if self.proc else None
+            if code is None:
+                continue
+            log.error("job worker process %s exited with %s; starting a new one in %.0f s",
+                      self.proc.pid, code, self.restart_after_s)
+            if self._stop.wait(self.restart_after_s):
+                return
+            self._spawn()
+            self.restarts += 1
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGINT first (the worker stops polling), then SIGKILL after `timeout`."""
+        self._stop.set()
+        if self._watcher:
+            self._watcher.join(5)
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -6,7 +6,10 @@ for each rater count N runs N threads; each signs in, loads a task and loops: cl
 clip B played/ended (waiting `--listen` seconds in between, like a player), vote - through the
 same HTTP events the browser sends (tests/reliability/rater_client.py). The vote's reply carries
 the next task, as in the browser. A rater stops after `--votes-per-rater` votes or when `--seconds`
-have passed (it finishes the vote in hand, so every vote has an answer).
+have passed (it finishes the vote in hand, so every vote has an answer). `--arrivals spread`
+(default): raters start at random moments of a vote cycle and listen 0.75-1.25x `--listen`, as
+independent people do; `--arrivals together`: all N move in lockstep, so every step is a burst of
+N simultaneous events (the worst case: its p95 is about N x the per-event server time).
 
 Background load, chosen by `--load` (auto = world when possible):
 - world: the cached tiny mini-world bundle (tests/mini_world.py; never built here) is linked into
@@ -27,7 +30,8 @@ vs by other processes (the machine is shared); then whether p95 < 250 ms at 32 r
 issue's target; reported, never enforced).
 
     .venv/bin/python bench/raters.py [--raters 8,32,64] [--votes-per-rater 20] [--seconds 30]
-        [--listen 0.2] [--load auto|world|cpu|none] [--jobs server|thread|workers] [--nice 0]
+        [--listen 0.2] [--arrivals spread|together] [--load auto|world|cpu|none]
+        [--jobs server|thread|workers] [--nice 0]
         [--database-url URL] [--data-dir DIR]
 
 `--database-url` (e.g. from scripts/test-postgres.sh) runs server and store on that database: an
@@ -41,6 +45,7 @@ import json
 import math
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -358,9 +363,13 @@ class RaterLog:
 
 
 def rater_loop(url: str, name: str, votes: int, ready: threading.Barrier, deadline: list[float],
-               listen: float, log: RaterLog) -> None:
+               listen: float, log: RaterLog, spread: bool = True) -> None:
     """Sign in and load a task (untimed), wait for all raters, then play-play-vote until the vote
-    budget or the deadline. A refused or failed call is recorded and ends this rater."""
+    budget or the deadline. A refused or failed call is recorded and ends this rater.
+    `spread`: raters act independently, as people do: each starts after a random part of one
+    vote cycle and listens 0.75-1.25x `listen` per clip (seeded by name); otherwise all raters
+    move in lockstep from the same instant (a burst of N simultaneous events per step)."""
+    rng = random.Random(f"rater-{name}")
     rater = Rater(url, name, PASSWORD, timeout=120)
     try:
         try:
@@ -368,8 +377,10 @@ def rater_loop(url: str, name: str, votes: int, ready: threading.Barrier, deadli
             has = rater.load_task()
         finally:
             ready.wait()
+        if spread:
+            time.sleep(rng.uniform(0, 2 * listen + 0.5))
         while has and len(log.latencies) < votes and time.monotonic() < deadline[0]:
-            rater.play_both(listen)
+            rater.play_both(listen * rng.uniform(0.75, 1.25) if spread else listen)
             v = rater.vote("A" if len(log.latencies) % 2 else "B")
             log.latencies.append(v.seconds)
             log.saved += v.saved
@@ -409,12 +420,12 @@ class Phase:
 
 
 def run_phase(url: str, names: list[str], votes: int, seconds: float, listen: float, rt,
-              load: Load) -> Phase:
+              load: Load, spread: bool = True) -> Phase:
     logs = [RaterLog() for _ in names]
     deadline = [math.inf]
     ready = threading.Barrier(len(names) + 1)
     threads = [threading.Thread(target=rater_loop, daemon=True,
-                                args=(url, name, votes, ready, deadline, listen, log))
+                                args=(url, name, votes, ready, deadline, listen, log, spread))
                for name, log in zip(names, logs, strict=True)]
     for t in threads:
         t.start()
@@ -486,6 +497,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seconds", type=float, default=30.0, help="time bound per rater count")
     ap.add_argument("--listen", type=float, default=CLIP_S,
                     help="seconds between a clip's play and end events (the clip plays)")
+    ap.add_argument("--arrivals", choices=("spread", "together"), default="spread",
+                    help="spread: raters start at random moments of a vote cycle and listen "
+                         "0.75-1.25x --listen (independent people); together: all in lockstep "
+                         "from one instant (bursts of N simultaneous events)")
     ap.add_argument("--load", choices=("auto", "world", "cpu", "none"), default="auto")
     ap.add_argument("--database-url", default="",
                     help="SQLAlchemy URL of a scratch database (default: SQLite in the data dir)")
@@ -541,7 +556,8 @@ def run(args: argparse.Namespace, counts: list[int], work: Path) -> int:
         seeded = seed_store(rt, names, args.votes_per_rater)
         meta = {**machine(), "store": "postgresql" if args.database_url.startswith("postgres")
                 else "sqlite", "load": mode, "clip_s": CLIP_S, "listen_s": args.listen,
-                "votes_per_rater": args.votes_per_rater, "seconds": args.seconds,
+                "arrivals": args.arrivals, "votes_per_rater": args.votes_per_rater,
+                "seconds": args.seconds,
                 "jobs": args.jobs if mode == "world" else "-", "nice": args.nice,
                 "ab_tasks": seeded["tasks"]["ab"]}
         print(f"seeded {meta['ab_tasks']} A/B tasks, {sum(map(len, names.values()))} raters "
@@ -556,7 +572,7 @@ def run(args: argparse.Namespace, counts: list[int], work: Path) -> int:
         for n in counts:
             print(f"-- {n} raters ...", flush=True)
             phases.append(run_phase(url, names[n], args.votes_per_rater, args.seconds,
-                                    args.listen, rt, load))
+                                    args.listen, rt, load, args.arrivals == "spread"))
             print(phase_line(phases[-1]), flush=True)
         if mode == "world":
             print("background jobs (status when the last phase ended): "

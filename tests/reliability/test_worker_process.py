@@ -1,6 +1,6 @@
 """The server runs jobs in a child process at lower CPU priority (`server.worker = "process"`),
-so a DPO round cannot hold the server's GIL or outrank it for a core, and that child never
-outlives the server, even when the server is SIGKILLed."""
+so a DPO round cannot hold the server's GIL or outrank it for a core; a child that dies is
+replaced, and no child outlives the server, even when the server is SIGKILLed."""
 
 from __future__ import annotations
 
@@ -32,8 +32,19 @@ def wait_for(cond, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_jobs_run_in_a_niced_child_that_dies_with_the_server(tmp_path):
+def run_job_and_find_its_worker(rt, server_pid: int) -> int:
+    """Submit a cheap job (judging an empty store), wait for it, return the worker's pid."""
     from backend import jobs
+
+    job_id = jobs.submit(rt, "judge", {})
+    job = wait_for(lambda: (j := jobs.get(rt, job_id))["status"] in ("done", "failed") and j,
+                   60, "the job to be run")
+    worker_pid = int(job["worker_id"].split(":")[1])
+    assert worker_pid != server_pid, "the job ran inside the server process"
+    return worker_pid
+
+
+def test_jobs_run_in_a_niced_child_that_is_replaced_and_dies_with_the_server(tmp_path):
     from backend.config import Settings
     from backend.runtime import Runtime
 
@@ -41,15 +52,16 @@ def test_jobs_run_in_a_niced_child_that_dies_with_the_server(tmp_path):
     srv = Server(data, extra_env={"STUDIO_SERVER__WORKER_NICE": "7"})
     rt = Runtime(Settings(data_dir=data, world="mini"))
     try:
-        job_id = jobs.submit(rt, "judge", {})
-        job = wait_for(lambda: (j := jobs.get(rt, job_id))["status"] in ("done", "failed")
-                       and j, 60, "the job to be run")
-        worker_pid = int(job["worker_id"].split(":")[1])
-        assert worker_pid != srv.proc.pid, "the job ran inside the server process"
+        worker_pid = run_job_and_find_its_worker(rt, srv.proc.pid)
         state = proc_state(worker_pid)
         assert state is not None and state[0] not in "ZX", "the worker should still be polling"
-        own_nice = os.nice(0)
-        assert state[1] == min(19, own_nice + 7), f"worker niceness {state[1]}"
+        assert state[1] == min(19, os.nice(0) + 7), f"worker niceness {state[1]}"
+
+        os.kill(worker_pid, signal.SIGKILL)  # e.g. the OOM killer, mid-round
+        new_pid = run_job_and_find_its_worker(rt, srv.proc.pid)
+        assert new_pid != worker_pid, "no new worker process took over"
+        assert proc_state(new_pid)[1] == min(19, os.nice(0) + 7)
+        worker_pid = new_pid
 
         srv.proc.send_signal(signal.SIGKILL)
         srv.proc.wait(10)
