@@ -74,3 +74,29 @@ def test_admin_event_hidden_from_api_docs(client):
     names = set(info["named_endpoints"])
     assert "/login" in names and "/rate_vote" in names
     assert "/admin_add_user" not in names  # undocumented (still role-checked)
+
+
+def test_no_cookie_carries_a_sign_in(server):
+    """CSRF: a sign-in is server-side session state keyed by the id the page's own script sends
+    with each event, never a cookie that a browser would attach to a request another site makes.
+    The page, the sign-in and a rater's events set no cookie; the same event under any other
+    session id (all that a forged cross-site request can send) is not signed in."""
+    import httpx
+
+    from tests.reliability.rater_client import ApiError, GradioSession, Rater
+
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200 and "set-cookie" not in page.headers
+    rater = Rater(server.url, "rater4", RATER_PASSWORD)
+    forged = GradioSession(server.url)
+    try:
+        rater.login()
+        rater.load_task()
+        rater.play_both()
+        assert not rater.session.http.cookies, dict(rater.session.http.cookies)
+        forged.http.headers["Origin"] = "https://elsewhere.example"
+        with pytest.raises(ApiError, match="Sign in"):
+            forged.call("rate_vote", "A", None, None, None, None)
+    finally:
+        forged.close()
+        rater.close()
