@@ -11,6 +11,7 @@ import getpass
 import importlib
 import json
 import logging
+import os
 import secrets
 import sys
 from collections.abc import Callable
@@ -117,6 +118,10 @@ def cmd_users_role(args) -> None:
 def cmd_worker(args) -> None:
     from backend import jobs
 
+    if args.parent is not None:
+        jobs.bind_to_parent(args.parent, args.nice)
+    elif args.nice:
+        os.nice(args.nice)
     rt = runtime_from(args)
     worker = jobs.Worker(rt, stale_after_s=args.stale_after)
     if args.once:
@@ -215,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run the job worker standalone")
     w.add_argument("--once", action="store_true", help="run at most one job, then exit")
     w.add_argument("--stale-after", type=float, default=30.0, help="seconds without heartbeat")
+    w.add_argument("--nice", type=int, default=0, help="lower this worker's CPU priority by N")
+    w.add_argument("--parent", type=int, default=None, metavar="PID",
+                   help="exit when process PID dies (set by the server for its own worker)")
     w.set_defaults(func=cmd_worker)
 
     jobs = sub.add_parser("jobs", help="list, inspect, cancel jobs").add_subparsers(

@@ -350,15 +350,19 @@ class Worker:
                 self._stop.wait(self.poll_s * 4)
 
 
-def _lower_priority_and_die_with_parent(nice: int) -> Callable[[], None]:
-    def prepare() -> None:  # runs in the child between fork and exec
+def bind_to_parent(parent_pid: int, nice: int = 0) -> None:
+    """Called by a worker process the server started: lower its CPU priority by `nice` and, on
+    Linux, ask for SIGTERM when its parent dies; exit at once if the parent is already gone.
+    (Done by the child itself, not in a `preexec_fn`, which is unsafe in a threaded server.)"""
+    if nice:
         os.nice(nice)
-        if sys.platform.startswith("linux"):
-            import ctypes
+    if sys.platform.startswith("linux"):
+        import ctypes
 
-            pr_set_pdeathsig = 1
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    return prepare
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent_pid:
+        raise SystemExit(f"parent process {parent_pid} is gone")
 
 
 class WorkerProcess:
@@ -382,8 +386,9 @@ class WorkerProcess:
 
     def _spawn(self) -> None:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        self.proc = subprocess.Popen([sys.executable, "-m", "backend", "worker"], cwd=root,
-                                     preexec_fn=_lower_priority_and_die_with_parent(self.nice))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "backend", "worker", "--parent", str(os.getpid()),
+             "--nice", str(self.nice)], cwd=root)
 
     def start(self) -> WorkerProcess:
         self._spawn()
