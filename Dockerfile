@@ -21,4 +21,4 @@ COPY . .
 
 VOLUME ["/data"]
 EXPOSE 7860
-CMD ["sh", "-c", "python -m backend bootstrap && python -m app"]
+CMD ["sh", "-c", "python -m backend bootstrap && exec python -m app"]

@@ -13,6 +13,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 
 log = logging.getLogger("app")
@@ -65,6 +66,10 @@ def queue_first_samples(rt, baseline: str) -> list[int]:
     ]
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     ap.add_argument("--host")
@@ -109,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.queue(default_concurrency_limit=8)
     kw = launch_kwargs(rt, args.host or s.host, args.port or s.port,
                        args.root_path if args.root_path is not None else s.root_path)
+    # SIGTERM (docker stop, systemd, kill) shuts down like Ctrl-C: Gradio closes its server and
+    # the `finally` below stops the job worker and closes the store, instead of dying mid-write.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         demo.launch(**kw)
     finally:

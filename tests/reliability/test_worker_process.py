@@ -71,3 +71,24 @@ def test_jobs_run_in_a_niced_child_that_is_replaced_and_dies_with_the_server(tmp
         if srv.proc.poll() is None:
             srv.stop()
         rt.close()
+
+
+def test_sigterm_stops_server_and_worker_cleanly(tmp_path):
+    """`docker stop` / systemd send SIGTERM: the server closes like on Ctrl-C (exit status 0, not
+    killed by the signal) and stops its worker process first."""
+    from backend.config import Settings
+    from backend.runtime import Runtime
+
+    data = tmp_path / "data"
+    srv = Server(data)
+    rt = Runtime(Settings(data_dir=data, world="mini"))
+    try:
+        worker_pid = run_job_and_find_its_worker(rt, srv.proc.pid)
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(30) == 0, srv.log()
+        state = proc_state(worker_pid)
+        assert state is None or state[0] in "ZX", "the worker outlived the server"
+    finally:
+        if srv.proc.poll() is None:
+            srv.stop()
+        rt.close()
