@@ -388,7 +388,9 @@ class WorkerProcess:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "backend", "worker", "--parent", str(os.getpid()),
-             "--nice", str(self.nice)], cwd=root)
+             "--nice", str(self.nice)], cwd=root,
+            start_new_session=True,  # Ctrl-C reaches the server, which then stops the worker
+        )
 
     def start(self) -> WorkerProcess:
         self._spawn()
@@ -409,14 +411,16 @@ class WorkerProcess:
             self.restarts += 1
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGINT first (the worker stops polling), then SIGKILL after `timeout`."""
+        """SIGTERM (SIGINT may be ignored: a server started in the background of a shell
+        passes SIG_IGN on to its children), then SIGKILL after `timeout`. A job it was running
+        is recovered by the next worker, as any lost worker's."""
         self._stop.set()
         if self._watcher:
             self._watcher.join(5)
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
