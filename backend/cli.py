@@ -118,10 +118,10 @@ def cmd_users_role(args) -> None:
 def cmd_worker(args) -> None:
     from backend import jobs
 
-    if args.parent is not None:
-        jobs.bind_to_parent(args.parent, args.nice)
-    elif args.nice:
+    if args.nice:
         os.nice(args.nice)
+    if args.parent is not None:
+        jobs.bind_to_parent(args.parent)
     rt = runtime_from(args)
     worker = jobs.Worker(rt, stale_after_s=args.stale_after)
     if args.once:

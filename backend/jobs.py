@@ -350,12 +350,10 @@ class Worker:
                 self._stop.wait(self.poll_s * 4)
 
 
-def bind_to_parent(parent_pid: int, nice: int = 0) -> None:
-    """Called by a worker process the server started: lower its CPU priority by `nice` and, on
-    Linux, ask for SIGTERM when its parent dies; exit at once if the parent is already gone.
-    (Done by the child itself, not in a `preexec_fn`, which is unsafe in a threaded server.)"""
-    if nice:
-        os.nice(nice)
+def bind_to_parent(parent_pid: int) -> None:
+    """Called by a worker process the server started: on Linux, ask for SIGTERM when its parent
+    dies; exit at once if the parent is already gone. (Done by the child itself, not in a
+    `preexec_fn`, which is unsafe in a threaded server.)"""
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -376,7 +374,6 @@ class WorkerProcess:
         self.nice = nice
         self.restart_after_s = restart_after_s
         self.proc: subprocess.Popen | None = None
-        self.restarts = 0
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -408,7 +405,6 @@ class WorkerProcess:
             if self._stop.wait(self.restart_after_s):
                 return
             self._spawn()
-            self.restarts += 1
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (SIGINT may be ignored: a server started in the background of a shell
