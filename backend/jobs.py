@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -368,12 +369,19 @@ class WorkerProcess:
     so the same settings and store), `nice` steps lower in CPU priority, so jobs neither hold the
     server's GIL nor take its core. On Linux the child gets SIGTERM when the server dies, even by
     SIGKILL. A child that dies (e.g. OOM-killed mid-round) is started again after
-    `restart_after_s`; the new one recovers the lost job like any lost worker's."""
+    `restart_after_s`; the new one recovers the lost job like any lost worker's. A child that
+    keeps dying within a minute (a broken store URL, say) is restarted at doubling intervals, up
+    to `max_restart_after_s`, instead of every few seconds forever."""
 
-    def __init__(self, nice: int = 10, restart_after_s: float = 5.0):
+    STABLE_S = 60.0  # a child that lived this long resets the restart interval
+
+    def __init__(self, nice: int = 10, restart_after_s: float = 5.0,
+                 max_restart_after_s: float = 300.0):
         self.nice = nice
         self.restart_after_s = restart_after_s
+        self.max_restart_after_s = max_restart_after_s
         self.proc: subprocess.Popen | None = None
+        self._started_at = 0.0
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -388,6 +396,7 @@ class WorkerProcess:
              "--nice", str(self.nice)], cwd=root,
             start_new_session=True,  # Ctrl-C reaches the server, which then stops the worker
         )
+        self._started_at = time.monotonic()
 
     def start(self) -> WorkerProcess:
         self._spawn()
@@ -396,15 +405,19 @@ class WorkerProcess:
         return self
 
     def _watch(self) -> None:
+        delay = self.restart_after_s
         while not self._stop.wait(0.5):
             code = self.proc.poll() if self.proc else None
             if code is None:
                 continue
-            log.error("job worker process %s exited with %s; starting a new one in %.0f s",
-                      self.proc.pid, code, self.restart_after_s)
-            if self._stop.wait(self.restart_after_s):
+            if time.monotonic() - self._started_at >= self.STABLE_S:
+                delay = self.restart_after_s
+            log.error("job worker process %s exited with %s; starting a new one in %g s",
+                      self.proc.pid, code, delay)
+            if self._stop.wait(delay):
                 return
             self._spawn()
+            delay = min(2 * delay, self.max_restart_after_s)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (SIGINT may be ignored: a server started in the background of a shell

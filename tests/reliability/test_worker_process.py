@@ -92,3 +92,22 @@ def test_sigterm_stops_server_and_worker_cleanly(tmp_path):
         if srv.proc.poll() is None:
             srv.stop()
         rt.close()
+
+
+def test_a_worker_that_keeps_dying_is_restarted_at_doubling_intervals(tmp_path, monkeypatch,
+                                                                     caplog):
+    """A child that cannot start (here: an unknown database URL) must not be respawned every few
+    seconds forever; the announced restart delays double."""
+    from backend.jobs import WorkerProcess
+
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("STUDIO_DATABASE_URL", "nosuchdriver://nowhere")
+    caplog.set_level("ERROR", logger="backend.jobs")
+    wp = WorkerProcess(nice=0, restart_after_s=0.1).start()
+    try:
+        exits = lambda: [r.getMessage() for r in caplog.records if "exited with" in r.getMessage()]  # noqa: E731
+        wait_for(lambda: len(exits()) >= 3, 120, "three worker exits")
+    finally:
+        wp.stop()
+    delays = [m.rsplit(" in ", 1)[1] for m in exits()[:3]]
+    assert delays == ["0.1 s", "0.2 s", "0.4 s"], exits()
