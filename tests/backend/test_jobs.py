@@ -14,6 +14,7 @@ import pytest
 
 import tests.backend.job_handlers  # noqa: F401 - registers the test handlers
 from backend import jobs
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,12 +53,9 @@ def test_cancel_queued_and_running_jobs(sqlite_runtime):
     assert jobs.cancel(rt, queued) == "cancelled"
     running = jobs.submit(rt, "test_count", {"n": 400, "sleep": 0.01})
     worker = jobs.Worker(rt, poll_s=0.05).start()
-    deadline = time.monotonic() + 20
-    while jobs.get(rt, running)["status"] != "running" and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: jobs.get(rt, running)["status"] == "running", 20, "the job to start", 0.02)
     assert jobs.cancel(rt, running) == "running"
-    while jobs.get(rt, running)["status"] == "running" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: jobs.get(rt, running)["status"] != "running", 20, "the job to stop", 0.05)
     worker.stop()
     job = jobs.get(rt, running)
     assert job["status"] == "cancelled"
@@ -95,10 +93,7 @@ def _worker_process(runtime, tmp_path) -> subprocess.Popen:
 
 
 def _wait_for(path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.1)
+    wait_for(path.exists, timeout, f"{path} to appear")
 
 
 @pytest.mark.parametrize("kind", ["test_long", "test_long_resumable"])
@@ -142,9 +137,7 @@ def test_worker_limits_torch_threads_to_leave_cores_for_serving(tmp_path, sqlite
     job_id = jobs.submit(rt, "test_torch_threads")
     worker = jobs.Worker(rt, poll_s=0.05).start()
     try:
-        deadline = time.monotonic() + 60
-        while jobs.get(rt, job_id)["status"] != "done" and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: jobs.get(rt, job_id)["status"] == "done", 60, "the job", 0.05)
         assert jobs.get(rt, job_id)["result"] == {"threads": 1}
     finally:
         worker.stop()

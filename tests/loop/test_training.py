@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from backend import jobs, pipeline, registry, rounds, training
 from backend.config import DPOSettings
 from db.schema import Job, ModelVersion, PreferencePair, TrainingRound
 from tests.loop import tiny
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,13 +108,7 @@ def test_cancel_mid_training_leaves_nothing(tiny_rt):
     worker = jobs.Worker(rt)
     t = threading.Thread(target=worker.run_once)
     t.start()
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if "DPO step" in jobs.get(rt, jid)["message"]:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("training never started")
+    wait_for(lambda: "DPO step" in jobs.get(rt, jid)["message"], 120, "training to start", 0.2)
     assert jobs.cancel(rt, jid) == "running"
     t.join(60)
     job = jobs.get(rt, jid)
@@ -137,20 +131,17 @@ def test_killed_round_is_failed_by_recovery(tmp_path, tiny_lm_dir):
 
     rt = tiny.tiny_runtime_class()(tiny_settings(data, tiny_lm_dir), upgrade=False)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
+        def training_started() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"round process exited before training: {proc.stdout.read()[-2000:]}")
             try:
                 with rt.store.session() as s:
                     job = s.scalars(select(Job).where(Job.kind == "round")).first()
-                    msg = job.message if job else ""
+                    return "DPO step" in (job.message if job else "")
             except Exception:  # noqa: BLE001 - schema may not exist yet
-                msg = ""
-            if "DPO step" in msg:
-                break
-            time.sleep(0.2)
-        else:
-            out = proc.stdout.read() if proc.poll() is not None else ""
-            pytest.fail(f"round never reached training: {out[-2000:]}")
+                return False
+
+        wait_for(training_started, 120, "the round to reach training", 0.2)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         with rt.store.session() as s:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.app.conftest import Server
+from tests.polling import wait_for
 from tests.reliability.rater_client import ApiError, CallFailed, Rater
 
 RATERS = [f"killrater{i}" for i in range(6)]
@@ -106,11 +107,12 @@ def vote_until_stopped(url: str, data: Path, name: str, ledger: Ledger,
 def kill_mid_vote(srv: Server, ledger: Ledger, timeout: float = 60) -> dict[str, int]:
     """Once enough votes are acknowledged, SIGKILL the server while a vote is in flight.
     Returns the votes in flight at the kill (their outcome is unknown to the raters)."""
-    deadline = time.monotonic() + timeout
-    while len(ledger.acked) < ACKED_BEFORE_KILL:
-        assert time.monotonic() < deadline, f"too few votes acknowledged: {ledger.ended}"
+    def enough_acked() -> bool:
         assert srv.proc.poll() is None, srv.log()
-        time.sleep(0.05)
+        return len(ledger.acked) >= ACKED_BEFORE_KILL
+
+    wait_for(enough_acked, timeout,
+             lambda: f"{ACKED_BEFORE_KILL} acknowledged votes (raters ended: {ledger.ended})", 0.05)
     soon = time.monotonic() + 10
     while not ledger.in_flight and time.monotonic() < soon:
         time.sleep(0.001)

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 from tests.app.conftest import Server
+from tests.polling import wait_for
 
 
 def proc_state(pid: int) -> tuple[str, int] | None:
@@ -20,16 +20,6 @@ def proc_state(pid: int) -> tuple[str, int] | None:
         return None
     fields = text.rsplit(")", 1)[1].split()
     return fields[0], int(fields[16])  # state, nice (fields 3 and 19 of stat(5))
-
-
-def wait_for(cond, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def run_job_and_find_its_worker(rt, server_pid: int) -> int:
