@@ -238,6 +238,7 @@ def _dir_bytes(p: Path) -> int:
 def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
     import torch
 
+    from backend import evaluation
     from models.interfaces import dedup
     from models.mini import asr as asr_mod
     from models.mini import audio, benchmarks, world
@@ -427,6 +428,9 @@ def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
                         [x for s in sents for x in (waves[keys[(s, p.voice)]], gap)][:-1])
                     fname = f"{split}_{p.id}_{correct}"
                     _write_wav(d / split / f"{fname}.wav", wav)
+                    # Scored as written (16-bit PCM), as `evaluation` and every user reads it:
+                    # the float wave's units differ enough to move sWUGGY by a point.
+                    pair_units.append(tok.encode(*evaluation.read_wave(d / split / f"{fname}.wav")))
                     if name == "swuggy":
                         word = p.word if correct else sents[0]
                         lines.append(f"{fname} {p.voice} {int(correct)} {word} - {p.id} {correct}")
@@ -434,7 +438,6 @@ def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
                         lines.append(f"{fname} {p.voice} {p.kind} {p.id} {correct}")
                     meta.append({"filename": fname, "id": p.id, "correct": correct,
                                  "text": " ".join(sents), "voice": p.voice})
-                    pair_units.append(tok.encode(wav, audio.SR))
                 pu.append((pair_units[0], pair_units[1]))
             (d / f"{split}.item").write_text("\n".join(lines) + "\n")
             (d / f"{split}.jsonl").write_text("".join(json.dumps(m) + "\n" for m in meta))
@@ -448,7 +451,7 @@ def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
     for name, splits in bench_units.items():
         for split, pu in splits.items():
             lps = lm_mod.logprobs(lm, [u for pair in pu for u in pair])
-            wins = [lps[2 * i] > lps[2 * i + 1] for i in range(len(pu))]
+            wins = evaluation.pair_outcomes(lps[0::2], lps[1::2])  # ties count half
             bench_acc.setdefault(name, {})[split] = {
                 "accuracy": round(float(np.mean(wins)), 4), "n": len(wins),
                 "ci95": _bootstrap_ci(np.array(wins, float), seed)}

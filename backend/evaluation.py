@@ -145,7 +145,8 @@ def _file_sha(path: Path) -> str:
     return h.hexdigest()
 
 
-def _read_wave(path: Path) -> tuple[np.ndarray, int]:
+def read_wave(path: Path) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and rate of a benchmark wav, as every scorer of it reads it."""
     import soundfile as sf
 
     try:
@@ -187,7 +188,7 @@ def units_for_files(rt: Runtime, paths: Sequence[Path], progress: Progress | Non
     tokenizer = rt.tokenizer if todo else None
     for start in range(0, len(todo), ENCODE_BATCH):
         chunk = todo[start:start + ENCODE_BATCH]
-        waves = [_read_wave(paths[i]) for i, _ in chunk]
+        waves = [read_wave(paths[i]) for i, _ in chunk]
         batch = getattr(tokenizer, "encode_batch", None)
         srs = {sr for _, sr in waves}
         if batch is not None and len(srs) == 1:
