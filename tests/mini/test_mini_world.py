@@ -184,6 +184,26 @@ def test_manifest(mini_bundle):
     assert bundle_info(S)["preset"] == "tiny"
 
 
+def test_manifest_benchmarks_are_what_the_evaluation_service_measures(mini_settings, mini_bundle):
+    """The manifest (Admin tab, `bootstrap --info`) must report the figures anyone gets by
+    evaluating the shipped files; it once scored the float audio before the 16-bit write."""
+    from backend import evaluation
+    from backend.runtime import Runtime
+
+    m = json.loads((mini_bundle / "manifest.json").read_text())
+    rt = Runtime(mini_settings)
+    try:
+        for name in ("swuggy", "sblimp", "ssc", "tsc"):
+            for split in ("dev", "test"):
+                res = evaluation.evaluate_benchmark(rt, name, split, adapter=None)
+                acc = next(r for r in res if r["metric"] == "accuracy")
+                assert acc["n"] == m["benchmarks"][name][split]["n"]
+                assert acc["value"] == pytest.approx(m["benchmarks"][name][split]["accuracy"],
+                                                     abs=1e-4), (name, split)
+    finally:
+        rt.close()
+
+
 def test_tiny_bars(mini_bundle):
     """What the tiny preset reliably reaches (the full preset's bars: test_full_preset_bars)."""
     m = json.loads((mini_bundle / "manifest.json").read_text())
