@@ -103,10 +103,13 @@ STAGES = {"corpus": 1, "tts": 8, "tokenizer": 6, "vocoder": 1, "asr": 22, "unit_
 
 
 def code_hash() -> str:
-    """Hash of the code that defines the bundle (models/mini + this file)."""
+    """Hash of the code that defines the bundle and its measured figures (models/mini, this
+    file, and the evaluation code the benchmark figures are scored with)."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for p in sorted([*(root / "models" / "mini").glob("*.py"), Path(__file__).resolve()]):
+    here = Path(__file__).resolve()
+    for p in sorted([*(root / "models" / "mini").glob("*.py"), here,
+                     here.parent / "evaluation.py"]):
         h.update(p.name.encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:12]

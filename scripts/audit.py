@@ -21,8 +21,10 @@ Exit status: 0 no finding outside the allowlist; 1 findings; 2 the index could n
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import sys
+import threading
 import time
 import tomllib
 import urllib.error
@@ -33,6 +35,7 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,28 +78,58 @@ def read_allowlist(path: Path | None) -> list[dict]:
     return entries
 
 
+class IndexDown:
+    """Set once a request has failed after its retries: the other pins then skip the network
+    (silently dropped packets would otherwise cost a minute per pin)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason = ""
+
+    def set(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        self.event.set()
+
+
 def _get_json(url: str, timeout: float, tries: int = 3) -> dict | None:
-    """The JSON at `url`; None on 404; raises OSError when the index cannot be reached."""
-    for attempt in range(tries):
+    """The JSON object at `url`; None on 404; raises OSError when it cannot be had (network,
+    HTTP errors other than 404, a reply that is not a JSON object)."""
+    err = OSError(f"no request made to {url}")
+    for attempt in range(max(1, tries)):
         try:
             with urllib.request.urlopen(url, timeout=timeout) as r:
-                return json.load(r)
+                body = json.load(r)
+            if isinstance(body, dict):
+                return body
+            err = OSError(f"{url}: reply is not a JSON object")
         except urllib.error.HTTPError as e:
             if e.code == 404:
                 return None
-            err: OSError = e
-        except (OSError, ValueError) as e:  # URLError, timeouts, resets, bad JSON
-            err = e if isinstance(e, OSError) else OSError(f"bad JSON from {url}: {e}")
+            err = e
+        except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, cut replies
+            err = e if isinstance(e, OSError) else OSError(f"{url}: {e!r}")
+        except ValueError as e:
+            err = OSError(f"{url}: bad JSON: {e}")
         if attempt + 1 < tries:
             time.sleep(0.5 * 2 ** attempt)
     raise err
 
 
-def _live(vulns: list[dict]) -> list[dict]:
-    return [v for v in vulns or [] if not v.get("withdrawn")]
+def _live(vulns) -> list[dict]:
+    return [v for v in (vulns if isinstance(vulns, list) else [])
+            if isinstance(v, dict) and not v.get("withdrawn")]
 
 
-def audit_pin(index: str, name: str, version: str, timeout: float) -> Result:
+def _same_version(a: str | None, b: str) -> bool:
+    try:
+        return a is not None and Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def audit_pin(index: str, name: str, version: str, timeout: float, down: IndexDown) -> Result:
+    if down.event.is_set():
+        return Result(name, version, "unreachable", f"not tried: {down.reason}")
     key = canonicalize_name(name)
     try:
         release = _get_json(f"{index}/{key}/{version}/json", timeout)
@@ -105,11 +138,12 @@ def audit_pin(index: str, name: str, version: str, timeout: float) -> Result:
                           _live(release.get("vulnerabilities")))
         project = _get_json(f"{index}/{key}/json", timeout)
     except OSError as e:
+        down.set(str(e))
         return Result(name, version, "unreachable", str(e))
     if project is None:
         return Result(name, version, "not audited", "not on the index")
-    latest = project.get("info", {}).get("version")
-    if latest != version:
+    latest = (project.get("info") or {}).get("version")
+    if not _same_version(latest, version):
         return Result(name, version, "not audited",
                       f"no release data served; latest is {latest}, whose data does not apply")
     return Result(name, version, "audited", "latest-release data",
@@ -117,7 +151,7 @@ def audit_pin(index: str, name: str, version: str, timeout: float) -> Result:
 
 
 def _allowed(finding: dict, package: str, allow: list[dict]) -> dict | None:
-    ids = {finding.get("id"), *finding.get("aliases", [])}
+    ids = {finding.get("id"), *(finding.get("aliases") or [])}
     for e in allow:
         if canonicalize_name(e["package"]) == canonicalize_name(package) and e["id"] in ids:
             return e
@@ -138,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     pins = read_pins(args.requirements)
     allow = read_allowlist(args.allowlist)
     index = args.index.rstrip("/")
+    down = IndexDown()
     with ThreadPoolExecutor(8) as ex:
-        results = list(ex.map(lambda p: audit_pin(index, *p, args.timeout), pins))
+        results = list(ex.map(lambda p: audit_pin(index, *p, args.timeout, down), pins))
 
     failing = 0
     used_allow = set()
@@ -153,10 +188,15 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 failing += 1
                 print(f"FINDING  {r.name}=={r.version} {f.get('id')} "
-                      f"{' '.join(f.get('aliases', []))} (fixed in: {fixed}) {f.get('link', '')}")
+                      f"{' '.join(f.get('aliases') or [])} (fixed in: {fixed}) {f.get('link', '')}")
+    skipped = 0
     for r in results:
-        if r.status != "audited":
+        if r.status == "unreachable" and r.detail.startswith("not tried"):
+            skipped += 1
+        elif r.status != "audited":
             print(f"{r.status:<12} {r.name}=={r.version}: {r.detail}")
+    if skipped:
+        print(f"unreachable  {skipped} more pin(s) not tried once the index failed")
     for e in allow:
         if (e["package"], e["id"]) not in used_allow:
             print(f"note: allowlist entry {e['package']} {e['id']} matched nothing; remove it?")

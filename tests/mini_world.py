@@ -1,8 +1,9 @@
 """Pytest plugin: the tiny mini-world bundle, built once and cached in `.cache/`.
 
 `mini_bundle` (session): Path of the tiny-preset bundle at
-`/work/main/.cache/test-bundle-<preset>-<seed>-<code hash>`; the code hash covers models/mini and
-backend/bootstrap.py, so a change to the world's code gives a fresh build, and an unchanged tree
+`/work/main/.cache/test-bundle-<preset>-<seed>-<code hash>`; the code hash covers models/mini,
+backend/bootstrap.py and backend/evaluation.py (which scores the manifest's benchmark figures),
+so a change to the world's code gives a fresh build, and an unchanged tree
 reuses it across pytest runs. A file lock serializes parallel workers (xdist); the build itself
 goes to a temporary directory and is renamed into place, so nobody ever sees half a bundle.
 

@@ -25,6 +25,9 @@ PAGES = {
     "/pypi/latest-only/json": {"info": {"version": "3.0"}, "vulnerabilities": [VULN, WITHDRAWN]},
     "/pypi/behind/json": {"info": {"version": "9.0"}, "vulnerabilities": []},
     "/pypi/my-pkg/1.0/json": {"info": {"version": "1.0"}, "vulnerabilities": [WITHDRAWN]},
+    "/pypi/list/1.0/json": [1, 2],
+    "/pypi/nullinfo-old/json": {"info": None, "vulnerabilities": None},
+    **{f"/pypi/clean{i}/1.0/json": {"info": {"version": "1.0"}} for i in range(30)},
 }
 
 
@@ -32,6 +35,13 @@ class _Index(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - http.server's name
         if self.path.startswith("/pypi/broken/"):
             self.send_error(500)
+            return
+        if self.path.startswith("/pypi/cut/"):  # promises 1000 bytes, sends 10, hangs up
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b'{"info": {')
+            self.close_connection = True
             return
         body = PAGES.get(self.path)
         if body is None:
@@ -120,3 +130,19 @@ def test_unreachable_index_is_not_a_pass_unless_allowed_offline(tmp_path, index)
 def test_unpinned_requirements_are_refused(tmp_path, index):
     r = audit(tmp_path, index, "clean>=1.0\n")
     assert r.returncode != 0 and "not pinned with ==" in r.stderr
+
+
+def test_cut_or_malformed_replies_are_unreachable_not_a_crash(tmp_path, index):
+    """A proxy that cuts a reply or answers with the wrong JSON must not crash the audit (a
+    traceback would fail `make test` even with --offline-ok); once the index failed, the
+    remaining pins are not tried again."""
+    for name in ("cut", "list"):
+        r = audit(tmp_path, index, f"{name}==1.0\n")
+        assert r.returncode == 2, (name, r.stdout, r.stderr)
+        assert "Traceback" not in r.stderr and f"unreachable  {name}==1.0" in r.stdout
+    r = audit(tmp_path, index, "nullinfo-old==1.0\n")  # info: null on a project page
+    assert r.returncode == 0 and "not audited  nullinfo-old==1.0" in r.stdout, r.stdout
+    pins = "".join(f"clean{i}==1.0\n" for i in range(30))
+    r = audit(tmp_path, "http://127.0.0.1:9/pypi", pins, "", "--offline-ok")  # refused
+    assert r.returncode == 0 and "WARNING" in r.stdout
+    assert "more pin(s) not tried once the index failed" in r.stdout

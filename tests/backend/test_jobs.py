@@ -137,8 +137,9 @@ def test_worker_limits_torch_threads_to_leave_cores_for_serving(tmp_path, sqlite
     job_id = jobs.submit(rt, "test_torch_threads")
     worker = jobs.Worker(rt, poll_s=0.05).start()
     try:
-        wait_for(lambda: jobs.get(rt, job_id)["status"] == "done", 60, "the job", 0.05)
-        assert jobs.get(rt, job_id)["result"] == {"threads": 1}
+        job = wait_for(lambda: (j := jobs.get(rt, job_id))["status"] in ("done", "failed") and j,
+                       60, "the job", 0.05)
+        assert job["result"] == {"threads": 1}, job
     finally:
         worker.stop()
         rt.close()

@@ -92,6 +92,7 @@ def test_a_worker_that_keeps_dying_is_restarted_at_doubling_intervals(tmp_path, 
 
     monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("STUDIO_DATABASE_URL", "nosuchdriver://nowhere")
+    monkeypatch.setattr(WorkerProcess, "STABLE_S", 1e9)  # a slow machine must not reset it
     caplog.set_level("ERROR", logger="backend.jobs")
     wp = WorkerProcess(nice=0, restart_after_s=0.1).start()
     try:
