@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backend.preferences import (
     ABVote,
@@ -152,3 +154,86 @@ def test_mix_weights_conflicts_and_provenance():
     assert 2 not in {p.prompt_id for p in mix_pairs({"ai": ai, "human": human})}
     only_ai = mix_pairs({"ai": ai, "human": human}, {"human": 0})
     assert {p.source for p in only_ai} == {"ai"} and len(only_ai) == 2
+
+
+# --- properties (hypothesis): every selection against a direct restatement of its rule ---------
+TEXTS = ["she saw a small rose", "he went home", "la la la la la la", "the the the the", "a b"]
+
+
+@st.composite
+def scored_candidates(draw):
+    n = draw(st.integers(0, 24))
+    return [Candidate(sid, draw(st.integers(1, 4)), (), draw(st.sampled_from(TEXTS)),
+                      {} if (s := draw(st.one_of(st.none(), st.integers(1, 5)))) is None
+                      else {"j": float(s)})
+            for sid in range(n)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(scored_candidates(), st.integers(1, 5), st.integers(1, 5), st.sampled_from([0.1, 0.3, 1]),
+       st.randoms(use_true_random=False))
+def test_ai_pairs_property(cands, chosen_min, rejected_max, autobleu_max, rnd):
+    th = Thresholds(chosen_min, rejected_max, autobleu_max)
+    pairs = select_ai_pairs(cands, th)
+    by_id = {x.sample_id: x for x in cands}
+    usable = [x for x in cands
+              if x.scores and auto_bleu(x.transcript.split()) <= autobleu_max]
+    expected_prompts = set()
+    for pid in {x.prompt_id for x in usable}:
+        scores = [x.scores["j"] for x in usable if x.prompt_id == pid]
+        if (len(scores) >= 2 and max(scores) > min(scores) and max(scores) >= chosen_min
+                and min(scores) <= rejected_max):
+            expected_prompts.add(pid)
+    assert sorted(p.prompt_id for p in pairs) == sorted(expected_prompts)  # one per prompt
+    for p in pairs:
+        ch, rj = by_id[p.chosen_id], by_id[p.rejected_id]
+        assert ch in usable and rj in usable and ch.prompt_id == rj.prompt_id == p.prompt_id
+        group = [x.scores["j"] for x in usable if x.prompt_id == p.prompt_id]
+        assert ch.scores["j"] == max(group) >= chosen_min
+        assert rj.scores["j"] == min(group) <= rejected_max
+        assert p.margin == ch.scores["j"] - rj.scores["j"] > 0
+    shuffled = list(cands)
+    rnd.shuffle(shuffled)
+    assert select_ai_pairs(shuffled, th) == pairs  # input order does not matter
+
+
+votes_strategy = st.lists(st.builds(
+    ABVote, st.just(1), st.integers(0, 3), st.integers(0, 3),
+    st.sampled_from(["A", "B", "tie", "both_bad"]), st.sampled_from(["u1", "u2", "u3"])),
+    max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(votes_strategy, st.integers(1, 4), st.randoms(use_true_random=False))
+def test_human_ab_pairs_property(votes, min_votes, rnd):
+    wins: dict[tuple[int, int], int] = {}
+    for v in votes:
+        if v.choice in ("A", "B") and v.sample_a != v.sample_b:
+            w, lo = (v.sample_a, v.sample_b) if v.choice == "A" else (v.sample_b, v.sample_a)
+            wins[(w, lo)] = wins.get((w, lo), 0) + 1
+    expected = {(a, b) for (a, b), n in wins.items()
+                if n > wins.get((b, a), 0) and n + wins.get((b, a), 0) >= min_votes}
+    pairs = human_ab_pairs(votes, min_votes)
+    assert {(p.chosen_id, p.rejected_id) for p in pairs} == expected
+    assert len(pairs) == len(expected)  # no sample pair twice, in either direction
+    shuffled = list(votes)
+    rnd.shuffle(shuffled)
+    assert human_ab_pairs(shuffled, min_votes) == pairs
+
+
+@settings(max_examples=200, deadline=None)
+@given(votes_strategy, votes_strategy, st.floats(0, 3), st.floats(0, 3))
+def test_mix_pairs_property(votes1, votes2, w1, w2):
+    g1, g2 = human_ab_pairs(votes1), human_ab_pairs(votes2)
+    mixed = mix_pairs({"a": g1, "b": g2}, {"a": w1, "b": w2})
+    keys = [(min(p.chosen_id, p.rejected_id), max(p.chosen_id, p.rejected_id)) for p in mixed]
+    assert len(keys) == len(set(keys))  # one direction per sample pair
+    def weight(chosen, rejected):
+        return sum(w for g, w in ((g1, w1), (g2, w2)) if w > 0
+                   for q in g if (q.chosen_id, q.rejected_id) == (chosen, rejected))
+
+    for p in mixed:
+        assert weight(p.chosen_id, p.rejected_id) > weight(p.rejected_id, p.chosen_id)
+        assert set(p.provenance["sources"]) <= {s for s, w in (("a", w1), ("b", w2)) if w > 0}
+    if w2 == 0:
+        assert mixed == mix_pairs({"a": g1}, {"a": w1})  # a zero weight drops the source
