@@ -100,3 +100,46 @@ def test_no_cookie_carries_a_sign_in(server):
     finally:
         forged.close()
         rater.close()
+
+
+def test_malformed_vote_events_are_refused_and_store_nothing(server, seeded):
+    """Events as a script could send them: wrong types, values outside the choices, missing or
+    extra fields. Each is refused with a message; no judgment is stored; a proper vote after
+    them is stored once."""
+    from sqlalchemy import func, select
+
+    from db.schema import Judgment
+    from tests.reliability.rater_client import ApiError, Rater
+
+    rt, _ = seeded
+
+    def human_judgments() -> int:
+        with rt.store.read() as s:
+            return s.scalar(select(func.count()).select_from(Judgment)
+                            .where(Judgment.user_id.is_not(None)))
+
+    rater = Rater(server.url, "rater3", RATER_PASSWORD)
+    try:
+        rater.login()
+        assert rater.load_task()
+        rater.play_both()
+        before = human_judgments()
+        bad_calls = [  # (event data, what the refusal says)
+            ((123, None, None, None, None), "choice must be one of"),  # wrong type
+            (("C", None, None, None, None), "choice must be one of"),  # not a choice
+            (("", None, None, None, None), "choice must be one of"),
+            (("A", "seven", None, None, None), "not in the list of choices"),  # off the scale
+            (("A", 9, None, None, None), "not in the list of choices"),
+            (("A", [4], None, None, None), "not in the list of choices"),
+            (("A",), "enough input values"),  # fields missing
+            (("A", None, None, None, None, None, "x"), "not in the list of choices"),  # extra
+        ]
+        for data, says in bad_calls:
+            with pytest.raises(ApiError, match=says):
+                rater.session.call("rate_vote", *data)
+        assert human_judgments() == before
+        vote = rater.vote("A")
+        assert vote.saved, vote.message
+        assert human_judgments() == before + 1
+    finally:
+        rater.close()
