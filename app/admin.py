@@ -277,6 +277,10 @@ def build_admin(rt: Runtime, session: gr.State):
                                       reference_text=text or None)
         except prompts.PromptError as e:
             return f"**Upload refused:** {esc(e)}"
+        except OSError as e:  # disk full, read-only data directory: the service stored nothing
+            return (f"**Upload failed, nothing stored:** cannot write the audio "
+                    f"({esc(e.strerror or e)}); check the data directory's free space and "
+                    "permissions.")
         if p["duplicate"]:
             return f"This audio is already stored as prompt #{p['id']}."
         return (f"Stored prompt **#{p['id']}**: {p['duration_s']:.2f} s, {p['n_units']} units, "

@@ -124,6 +124,14 @@ def test_fuzzed_uploads_fail_only_with_clear_errors(sqlite_runtime, data):
         assert p["n_units"] > 0 and p["duration_s"] > 0
 
 
+def test_upload_to_a_read_only_data_directory_stores_nothing(sqlite_runtime, readonly_dir):
+    sqlite_runtime.settings.data_dir = readonly_dir
+    with pytest.raises(OSError, match="Read-only file system"):
+        prompts.upload_prompt(sqlite_runtime, wav_bytes(seconds=5.0), tokenizer=TOK)
+    assert prompts.count_prompts(sqlite_runtime) == 0
+    assert list(readonly_dir.iterdir()) == []
+
+
 def test_upload_to_a_full_disk_stores_nothing(sqlite_runtime, full_disk):
     sqlite_runtime.settings.data_dir = full_disk
     with pytest.raises(OSError):
