@@ -29,6 +29,32 @@ JOB_KINDS = ("generate", "transcribe", "judge", "evaluate", "import_prompts")
 PRIVATE = {"api_visibility": "private"}
 
 
+def quality_summary(manifest: dict) -> str:
+    """The bundle manifest's quality figures and bars in one line (the JSON below holds all)."""
+    if not manifest.get("bars"):
+        return ""
+
+    def pct(x) -> str:
+        return f"{100 * x:.1f} %" if isinstance(x, (int, float)) else "?"
+
+    bench = manifest.get("benchmarks", {})
+    comp = manifest.get("components", {})
+    dev = " · ".join(f"{label} {pct(bench.get(key, {}).get('dev', {}).get('accuracy'))}"
+                     for key, label in (("swuggy", "sWUGGY"), ("sblimp", "sBLIMP"),
+                                        ("ssc", "sSC"), ("tsc", "tSC")))
+    total = manifest.get("build_seconds", {}).get("total")
+    missed = sorted(k for k, ok in manifest["bars"].items() if not ok)
+    verdict = (f"**all {len(manifest['bars'])} bars met**" if not missed else
+               f"**bars not met:** {esc(', '.join(missed))}")
+    built = f"built in {total / 60:.1f} min, " if isinstance(total, (int, float)) else ""
+    return (f"**Bundle quality** ({esc(manifest.get('preset', '?'))} preset, seed "
+            f"{esc(manifest.get('seed', '?'))}, {built}"
+            f"{manifest.get('sizes', {}).get('bundle_mib', '?')} MiB): dev {dev} · "
+            f"ASR WER {pct(comp.get('asr', {}).get('wer_vocoded_heldout'))} · judge ranks the "
+            f"true ending first {pct(comp.get('judge', {}).get('rank_true_over_shuffled_asr'))}"
+            f" · {verdict}")
+
+
 def _whole(value) -> int | None:
     """A form number as an int; empty (or 0) means "use the configured default"."""
     return int(value) if value not in (None, "", 0) else None
@@ -224,6 +250,8 @@ def build_admin(rt: Runtime, session: gr.State):
             f"**Rating tasks:** {counts['tasks']} ({counts['qc_tasks']} QC) · "
             f"**A/B votes:** {counts['ab_votes']}",
         ]
+        if quality := quality_summary(info):
+            lines.append(quality)
         if built or rt.settings.world != "mini":
             problems = health.check_components(rt) + adapter_problems
             if problems:

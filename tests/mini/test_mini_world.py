@@ -204,6 +204,20 @@ def test_manifest_benchmarks_are_what_the_evaluation_service_measures(mini_setti
         rt.close()
 
 
+def test_admin_tab_summarises_the_manifest_quality(mini_bundle):
+    from app.admin import quality_summary
+
+    m = json.loads((mini_bundle / "manifest.json").read_text())
+    s = quality_summary(m)
+    assert f"sWUGGY {100 * m['benchmarks']['swuggy']['dev']['accuracy']:.1f} %" in s
+    assert f"ASR WER {100 * m['components']['asr']['wer_vocoded_heldout']:.1f} %" in s
+    all_met = {**m, "bars": dict.fromkeys(m["bars"], True)}
+    assert f"all {len(m['bars'])} bars met" in quality_summary(all_met)
+    one_missed = {**m, "bars": {**all_met["bars"], "swuggy_ge_75pct": False}}
+    assert "bars not met:** swuggy_ge_75pct" in quality_summary(one_missed)
+    assert quality_summary({"preset": "tiny"}) == ""  # an unbuilt or old manifest: no line
+
+
 def test_tiny_bars(mini_bundle):
     """What the tiny preset reliably reaches (the full preset's bars: test_full_preset_bars)."""
     m = json.loads((mini_bundle / "manifest.json").read_text())
