@@ -38,7 +38,8 @@ def readonly_dir(tmp_path) -> Path:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
     try:
         proc = subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True)
-        assert proc.returncode == 0, proc.stderr.decode()
+        if proc.returncode != 0:
+            pytest.skip(f"cannot remount read-only here: {proc.stderr.decode().strip()}")
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
