@@ -47,6 +47,8 @@ class Result:
     status: str  # "audited" | "not audited" | "unreachable"
     detail: str = ""
     findings: list[dict] = field(default_factory=list)
+    tried: bool = True
+    """False when the index had already failed for another pin and this one was skipped."""
 
 
 def read_pins(path: Path) -> list[tuple[str, str]]:
@@ -129,7 +131,7 @@ def _same_version(a: str | None, b: str) -> bool:
 
 def audit_pin(index: str, name: str, version: str, timeout: float, down: IndexDown) -> Result:
     if down.event.is_set():
-        return Result(name, version, "unreachable", f"not tried: {down.reason}")
+        return Result(name, version, "unreachable", f"not tried: {down.reason}", tried=False)
     key = canonicalize_name(name)
     try:
         release = _get_json(f"{index}/{key}/{version}/json", timeout)
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{' '.join(f.get('aliases') or [])} (fixed in: {fixed}) {f.get('link', '')}")
     skipped = 0
     for r in results:
-        if r.status == "unreachable" and r.detail.startswith("not tried"):
+        if not r.tried:
             skipped += 1
         elif r.status != "audited":
             print(f"{r.status:<12} {r.name}=={r.version}: {r.detail}")

@@ -96,7 +96,9 @@ def test_a_worker_that_keeps_dying_is_restarted_at_doubling_intervals(tmp_path, 
     caplog.set_level("ERROR", logger="backend.jobs")
     wp = WorkerProcess(nice=0, restart_after_s=0.1).start()
     try:
-        exits = lambda: [r.getMessage() for r in caplog.records if "exited with" in r.getMessage()]  # noqa: E731
+        def exits() -> list[str]:
+            return [m for r in caplog.records if "exited with" in (m := r.getMessage())]
+
         wait_for(lambda: len(exits()) >= 3, 120, "three worker exits")
     finally:
         wp.stop()
