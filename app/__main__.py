@@ -23,11 +23,11 @@ def startup(rt) -> dict:
     """First admin, bundle prompts + baseline (when the bundle is built), rating tasks from
     stored samples. Returns what happened, for the console; a broken bundle is reported, not
     fatal, so an operator can still sign in and see why."""
-    from backend import bootstrap, health, pipeline, rating, users
+    from backend import health, prompts, rating, registry, users, world
 
     report: dict = {}
     report["one_time_password"] = users.ensure_first_admin(rt)
-    info = bootstrap.bundle_info(rt.settings)
+    info = world.bundle_info(rt.settings)
     built = "error" not in info
     problems = health.check(rt) if built or rt.settings.world != "mini" else []
     if problems:
@@ -35,8 +35,8 @@ def startup(rt) -> dict:
         log.error("unusable model files (the app serves anyway):\n%s", health.describe(problems))
     if built and (rt.settings.bundle_dir / "prompts").exists():
         try:
-            report["prompts"] = pipeline.import_bundle_prompts(rt)
-            report["baseline"] = pipeline.ensure_baseline(rt)["name"]
+            report["prompts"] = prompts.import_bundle_prompts(rt)
+            report["baseline"] = registry.ensure_baseline(rt)["name"]
             if not problems:
                 report["seeding_jobs"] = queue_first_samples(rt, report["baseline"])
         except Exception as e:  # noqa: BLE001 - serve anyway, say why

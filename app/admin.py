@@ -10,19 +10,8 @@ import gradio as gr
 
 from app.auth import guarded
 from app.common import esc, md_table, render_any
-from backend import (
-    bootstrap,
-    exports,
-    health,
-    jobs,
-    pipeline,
-    prompts,
-    rating,
-    registry,
-    rounds,
-    traps,
-    users,
-)
+from backend import exports, health, jobs, prompts, rating, registry, traps, users, world
+from backend.loop import rounds
 from backend.runtime import Runtime
 
 JOB_KINDS = ("generate", "transcribe", "judge", "evaluate", "import_prompts")
@@ -238,7 +227,7 @@ def build_admin(rt: Runtime, session: gr.State):
 
     # --- handlers ----------------------------------------------------------------------------
     def world_status(adapter_problems: list[dict]) -> tuple[str, dict]:
-        info = bootstrap.bundle_info(rt.settings)
+        info = world.bundle_info(rt.settings)
         counts = rating.task_counts(rt)
         n_prompts = prompts.count_prompts(rt)
         built = bool(info.get("complete", "error" not in info))
@@ -289,7 +278,7 @@ def build_admin(rt: Runtime, session: gr.State):
             raise gr.Error("The world is not built: run `python -m backend bootstrap`.")
         jid = jobs.submit(rt, "import_prompts", {}, user_id=user.id)
         try:
-            pipeline.ensure_baseline(rt)
+            registry.ensure_baseline(rt)
         except Exception as e:  # noqa: BLE001
             raise gr.Error(f"Registering the baseline failed: {e}") from None
         return jid, f"Import queued as job {jid}."

@@ -12,14 +12,14 @@ from app.common import esc
 from app.leaderboard import build_leaderboard
 from app.listen import build_listen
 from app.rate import KEYS_JS, build_rate
-from backend import bootstrap
+from backend import world
 from backend.runtime import Runtime
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 def world_banner(rt: Runtime) -> str:
-    if rt.settings.world == "mini" and "error" in bootstrap.bundle_info(rt.settings):
+    if rt.settings.world == "mini" and "error" in world.bundle_info(rt.settings):
         return ("**The mini world is not built yet**, so nothing can be generated or judged "
                 "here. An operator runs `python -m backend bootstrap`; stored prompts, samples "
                 "and ratings still work.")

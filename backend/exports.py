@@ -1,7 +1,7 @@
 """Exports of judgments and preference pairs: CSV, JSONL, or a Hugging Face `datasets` directory
 (`save_to_disk`) that TRL's `DPOTrainer` reads directly (columns `prompt`, `chosen`, `rejected`).
 
-The DPO text form is exactly the training one (`backend.training.make_examples`): units as
+The DPO text form is exactly the training one (`backend.loop.train.make_examples`): units as
 `<u{k}>` tokens joined by spaces, the prompt with the tokenizer's BOS where the tokenizer does not
 add it, and completions starting with a space (STACK.md's token-merge gotcha). Unit lists are
 exported too, so any other text form can be rebuilt.
@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
+from backend.files import atomic_path, atomic_write_text
 from backend.runtime import Runtime
 from db.schema import Judgment, PreferencePair, Prompt, Sample, TrainingRound
 
@@ -79,7 +80,7 @@ def judgment_rows(rt: Runtime, include_flagged: bool = False) -> list[dict[str, 
 def _text_fn(rt: Runtime, required: bool):
     """make_examples bound to the runtime's unit LM (None if it cannot load and not required)."""
     try:
-        from backend.training import make_examples
+        from backend.loop.train import make_examples
 
         lm = rt.unit_lm
         return lambda triples: make_examples(lm, triples)
@@ -137,13 +138,6 @@ def pair_rows(rt: Runtime, round_id: int | None = None, require_lm: bool = False
 
 
 # --- writers ----------------------------------------------------------------------------------
-def _fsync_write(path: Path, data: str) -> None:
-    with open(path, "w", newline="") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _cell(v: Any) -> Any:
     return json.dumps(v) if isinstance(v, (list, dict)) else v
 
@@ -152,31 +146,22 @@ def write_rows(rows: list[dict], fields: list[str], fmt: str, dest: Path) -> Pat
     """Write rows atomically to `dest` (a file for csv/jsonl, a directory for hf)."""
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {FORMATS}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".tmp-{dest.name}-{uuid.uuid4().hex[:8]}"
-    try:
-        if fmt == "csv":
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: _cell(r.get(k)) for k in fields})
-            _fsync_write(tmp, buf.getvalue())
-        elif fmt == "jsonl":
-            _fsync_write(tmp, "".join(json.dumps({k: r.get(k) for k in fields}, default=str)
-                                      + "\n" for r in rows))
-        else:
-            from datasets import Dataset
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _cell(r.get(k)) for k in fields})
+        atomic_write_text(dest, buf.getvalue())
+    elif fmt == "jsonl":
+        atomic_write_text(dest, "".join(json.dumps({k: r.get(k) for k in fields}, default=str)
+                                        + "\n" for r in rows))
+    else:
+        from datasets import Dataset
 
-            cols = {k: [r.get(k) for r in rows] for k in fields}
+        cols = {k: [r.get(k) for r in rows] for k in fields}
+        with atomic_path(dest) as tmp:
             Dataset.from_dict(cols).save_to_disk(str(tmp))
-        os.replace(tmp, dest)
-    except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
-        raise
     return dest
 
 
@@ -232,32 +217,3 @@ def export_file(rt: Runtime, what: str, fmt: str, include_flagged: bool = False)
     finally:
         Path(str(tmp) + ".zip").unlink(missing_ok=True)
     return zipped
-
-
-# --- CLI --------------------------------------------------------------------------------------
-def cmd_export(args) -> None:
-    from backend.cli import CLIError, runtime_from
-
-    rt = runtime_from(args)
-    out = Path(args.out) if args.out else None
-    try:
-        if args.what == "judgments":
-            if args.round is not None:
-                raise ExportError("--round applies to pairs only")
-            path = export_judgments(rt, args.format, out, args.include_flagged)
-        else:
-            path = export_pairs(rt, args.format, args.round, out)
-    except ExportError as e:
-        raise CLIError(str(e)) from e
-    print(f"exported {args.what} ({args.format}) to {path}")
-
-
-def add_cli(sub) -> None:
-    ex = sub.add_parser("export", help="export judgments or preference pairs")
-    ex.add_argument("what", choices=["judgments", "pairs"])
-    ex.add_argument("--format", choices=FORMATS, default="csv")
-    ex.add_argument("--round", type=int, default=None, help="training round id (pairs only)")
-    ex.add_argument("--out", default="", help="output path (default: data/exports/...)")
-    ex.add_argument("--include-flagged", action="store_true",
-                    help="also export judgments of raters who failed quality control")
-    ex.set_defaults(func=cmd_export)

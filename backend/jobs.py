@@ -52,41 +52,41 @@ class HandlerSpec:
     fn: Callable[[JobContext], dict]
     resumable: bool = False
     exclusive: bool = False
+    on_lost: Callable[[Runtime, int], None] | None = None
 
 
 HANDLERS: dict[str, HandlerSpec] = {}
 
 
-def handler(kind: str, resumable: bool = False, exclusive: bool = False):
+def handler(kind: str, resumable: bool = False, exclusive: bool = False,
+            on_lost: Callable[[Runtime, int], None] | None = None):
     """Register a job handler. `resumable`: safe to rerun after a crash (it skips finished work).
-    `exclusive`: at most one job of this kind runs at a time (training)."""
+    `exclusive`: at most one job of this kind runs at a time (training). `on_lost(rt, job_id)`:
+    called after recovery requeued or failed a job of this kind whose worker died (to clean up
+    what it left, e.g. a training round's row and temp files)."""
 
     def wrap(fn: Callable[[JobContext], dict]) -> Callable[[JobContext], dict]:
-        HANDLERS[kind] = HandlerSpec(fn, resumable, exclusive)
+        HANDLERS[kind] = HandlerSpec(fn, resumable, exclusive, on_lost)
         return fn
 
     return wrap
 
 
-def _load_handlers() -> None:
-    """Import the modules that register handlers (kept here so the worker sees all of them)."""
+def load_handlers() -> None:
+    """Import every module that defines a job kind, so a worker or `submit` knows all of them.
+    `STUDIO_EXTRA_JOB_MODULES` (comma list) adds modules, e.g. test handlers in a worker."""
     import importlib
 
-    extra = [m for m in os.environ.get("STUDIO_EXTRA_JOB_MODULES", "").split(",") if m]
-    for name in HANDLER_MODULES + extra:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as e:  # a pipeline area not built yet
-            if e.name != name:
-                raise
+    import backend.loop.evaluate
+    import backend.loop.generate
+    import backend.loop.judge
+    import backend.loop.rounds
+    import backend.loop.transcribe
+    import backend.prompts
+    import backend.world  # noqa: F401 - each import registers its kinds
 
-
-HANDLER_MODULES = [
-    "backend.bootstrap",
-    "backend.pipeline",
-    "backend.rounds",
-    "backend.evaluation",
-]
+    for name in filter(None, os.environ.get("STUDIO_EXTRA_JOB_MODULES", "").split(",")):
+        importlib.import_module(name)
 
 
 @dataclass
@@ -134,7 +134,7 @@ def submit(
     runtime: Runtime, kind: str, params: dict[str, Any] | None = None, user_id: int | None = None
 ) -> int:
     """Queue a job; returns its id."""
-    _load_handlers()
+    load_handlers()
     if kind not in HANDLERS:
         raise ValueError(f"unknown job kind {kind!r}; known: {', '.join(sorted(HANDLERS))}")
     with runtime.store.session() as s:
@@ -190,7 +190,7 @@ def job_dict(job: Job) -> dict[str, Any]:
 
 def claim_next(runtime: Runtime, worker_id: str) -> int | None:
     """Atomically move the oldest runnable queued job to running; returns its id or None."""
-    _load_handlers()
+    load_handlers()
     with runtime.store.session() as s:
         busy = set(
             s.scalars(select(Job.kind).where(Job.status == "running", Job.exclusive)).all()
@@ -201,19 +201,50 @@ def claim_next(runtime: Runtime, worker_id: str) -> int | None:
         for job in queued:
             if job.exclusive and job.kind in busy:
                 continue
-            now = utcnow()
-            claimed = s.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.status == "queued")
-                .values(
-                    status="running", worker_id=worker_id, started_at=now, heartbeat_at=now,
-                    attempts=Job.attempts + 1, message="started",
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if claimed.rowcount == 1:
+            if _claim(s, job.id, worker_id):
                 return job.id
     return None
+
+
+def _claim(s, job_id: int, worker_id: str) -> bool:
+    """queued -> running for this worker, atomically (False if another worker was first)."""
+    now = utcnow()
+    claimed = s.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(
+            status="running", worker_id=worker_id, started_at=now, heartbeat_at=now,
+            attempts=Job.attempts + 1, message="started",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return claimed.rowcount == 1
+
+
+def run_inline(runtime: Runtime, job_id: int) -> str:
+    """Run one queued job in this process with a tqdm bar (the CLI's way to wait for a job);
+    Ctrl-C asks it to cancel. Returns the job's end state, or its state if another worker had
+    claimed it."""
+    from tqdm import tqdm
+
+    with runtime.store.session() as s:
+        if not _claim(s, job_id, f"cli:{os.getpid()}"):
+            return get(runtime, job_id)["status"]
+    state: dict[str, str] = {}
+    th = threading.Thread(target=lambda: state.update(s=run_job(runtime, job_id)), daemon=True)
+    th.start()
+    with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
+        try:
+            while th.is_alive():
+                th.join(0.3)
+                j = get(runtime, job_id)
+                bar.n = int(round(100 * j["progress"]))
+                bar.set_description_str((j["message"] or "")[:40])
+                bar.refresh()
+        except KeyboardInterrupt:
+            cancel(runtime, job_id)
+            th.join()
+    return state.get("s", "failed")
 
 
 def run_job(runtime: Runtime, job_id: int) -> str:
@@ -270,7 +301,7 @@ def _heartbeat(runtime: Runtime, job_id: int, stop: threading.Event) -> None:
 
 def recover_stale(runtime: Runtime, stale_after_s: float = STALE_AFTER_S) -> list[int]:
     """Requeue or fail jobs whose worker stopped beating. Returns the ids touched."""
-    _load_handlers()
+    load_handlers()
     cutoff = utcnow() - timedelta(seconds=stale_after_s)
     touched = []
     with runtime.store.session() as s:
@@ -287,15 +318,12 @@ def recover_stale(runtime: Runtime, stale_after_s: float = STALE_AFTER_S) -> lis
                 job.status, job.finished_at = "failed", utcnow()
                 job.error = f"interrupted: {reason}"
                 job.message = "failed"
-            touched.append(job.id)
-    for job_id in touched:
-        for fn in RECOVERY_HOOKS:
-            fn(runtime, job_id)
-    return touched
-
-
-RECOVERY_HOOKS: list[Callable[[Runtime, int], None]] = []
-"""Called with each recovered job id, e.g. to mark its training round failed."""
+            touched.append((job.id, job.kind))
+    for job_id, kind in touched:
+        spec = HANDLERS.get(kind)
+        if spec and spec.on_lost:
+            spec.on_lost(runtime, job_id)
+    return [job_id for job_id, _ in touched]
 
 
 class Worker:

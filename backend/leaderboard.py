@@ -30,17 +30,16 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.orm import aliased
 
-from backend import stats
-from backend.rating import not_trap_answer, rater_report
+from backend import queries, stats
+from backend.files import save_figure
+from backend.rating import rater_report
 from backend.runtime import Runtime
-from db.schema import Judgment, ModelVersion, Sample
+from db.schema import ASPECTS, ModelVersion
 
 log = logging.getLogger(__name__)
 
 RIDGE = 0.01
-MOS_ASPECTS = ("meaningfulness", "naturalness", "overall")
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -51,50 +50,34 @@ def _versions(rt: Runtime) -> list[dict]:
                 for v in s.scalars(select(ModelVersion).order_by(ModelVersion.id))]
 
 
-def _ab_votes(rt: Runtime) -> list[tuple]:
-    sa, sb = aliased(Sample), aliased(Sample)
-    q = (select(Judgment.choice, sa.model_version_id, sb.model_version_id, Judgment.user_id,
-                Judgment.sample_id, Judgment.sample_b_id)
-         .join(sa, Judgment.sample_id == sa.id).join(sb, Judgment.sample_b_id == sb.id)
-         .where(Judgment.kind == "ab", Judgment.flagged.is_(False), not_trap_answer()))
+def _ab_votes(rt: Runtime) -> list[queries.ABVoteRow]:
     with rt.store.read() as s:
-        return list(s.execute(q).all())
+        return queries.ab_votes(s)
 
 
-def _mos(rt: Runtime) -> list[tuple]:
-    q = (select(Judgment.aspect, Judgment.value, Sample.model_version_id, Judgment.user_id,
-                Judgment.sample_id)
-         .join(Sample, Judgment.sample_id == Sample.id)
-         .where(Judgment.kind == "mos", Judgment.flagged.is_(False), Judgment.value.is_not(None),
-                not_trap_answer()))
+def _mos(rt: Runtime) -> list[queries.MOSRow]:
     with rt.store.read() as s:
-        return list(s.execute(q).all())
+        return queries.mos_ratings(s)
 
 
-def _ai(rt: Runtime, judge: str | None = None) -> list[tuple]:
-    q = (select(Judgment.judge_name, Judgment.value, Sample.model_version_id, Sample.prompt_id,
-                Judgment.sample_id)
-         .join(Sample, Judgment.sample_id == Sample.id)
-         .where(Judgment.kind == "ai", Judgment.flagged.is_(False), Judgment.value.is_not(None),
-                Judgment.error.is_(None), Sample.is_trap.is_(False)))
-    if judge:
-        q = q.where(Judgment.judge_name == judge)
+def _ai(rt: Runtime, judge: str | None = None) -> list[queries.AIScore]:
     with rt.store.read() as s:
-        return list(s.execute(q).all())
+        return queries.ai_scores(s, judges=[judge] if judge else None)
 
 
 def judge_names(rt: Runtime) -> list[str]:
+    """Identities (`name@prompt_version`) of the judges with stored judgments: each is a
+    leaderboard source of its own."""
     with rt.store.read() as s:
-        return sorted(n for n in s.scalars(
-            select(Judgment.judge_name).where(Judgment.kind == "ai").distinct()) if n)
+        return queries.ai_judges(s)
 
 
 # --- comparisons ------------------------------------------------------------------------------
 def ai_comparisons(ai_rows: list[tuple]) -> list[tuple[int, int, float]]:
     """(version i, version j, outcome for i) per prompt and version pair from mean AI scores."""
     per: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for _judge, value, vid, pid, _sid in ai_rows:
-        per[pid][vid].append(float(value))
+    for a in ai_rows:
+        per[a.prompt_id][a.version_id].append(a.value)
     out = []
     for _pid, by_v in per.items():
         vids = sorted(by_v)
@@ -110,7 +93,8 @@ def ai_comparisons(ai_rows: list[tuple]) -> list[tuple[int, int, float]]:
 def human_comparisons(ab_rows: list[tuple]) -> tuple[list[tuple[int, int, float]], dict]:
     """A/B votes between different versions as (i, j, outcome); both_bad counts per version."""
     out, both_bad = [], defaultdict(int)
-    for choice, va, vb, *_ in ab_rows:
+    for v in ab_rows:
+        choice, va, vb = v.choice, v.version_a, v.version_b
         if va == vb:
             continue
         if choice == "both_bad":
@@ -148,14 +132,14 @@ def leaderboard(rt: Runtime, source: str = "all", seed: int = 0) -> dict[str, An
     comps += ai_comparisons(ai)
 
     n_judg: dict[int, int] = defaultdict(int)
-    for _c, va, vb, *_ in ab:
-        n_judg[va] += 1
-        if vb != va:
-            n_judg[vb] += 1
-    for row in mos:
-        n_judg[row[2]] += 1
-    for row in ai:
-        n_judg[row[2]] += 1
+    for v in ab:
+        n_judg[v.version_a] += 1
+        if v.version_b != v.version_a:
+            n_judg[v.version_b] += 1
+    for m in mos:
+        n_judg[m.version_id] += 1
+    for a in ai:
+        n_judg[a.version_id] += 1
 
     # Bradley-Terry over versions that took part in any comparison
     bt: dict[int, dict] = {}
@@ -183,11 +167,11 @@ def leaderboard(rt: Runtime, source: str = "all", seed: int = 0) -> dict[str, An
             wr[other][k] += 1
 
     mos_by: dict[tuple[int, str], list[float]] = defaultdict(list)
-    for aspect, value, vid, *_ in mos:
-        mos_by[(vid, aspect)].append(float(value))
+    for m in mos:
+        mos_by[(m.version_id, m.aspect)].append(m.value)
     ai_by: dict[int, list[float]] = defaultdict(list)
-    for _j, value, vid, *_ in ai:
-        ai_by[vid].append(float(value))
+    for a in ai:
+        ai_by[a.version_id].append(a.value)
 
     rows, unlisted = [], []
     for v in versions:
@@ -208,7 +192,7 @@ def leaderboard(rt: Runtime, source: str = "all", seed: int = 0) -> dict[str, An
             },
             "both_bad": both_bad.get(vid, 0),
             "bt": bt.get(vid),
-            "mos": {a: _est(stats.mean_t(mos_by[(vid, a)])) for a in MOS_ASPECTS
+            "mos": {a: _est(stats.mean_t(mos_by[(vid, a)])) for a in ASPECTS
                     if mos_by.get((vid, a))},
             "ai_score": _est(stats.mean_t(ai_by[vid])) if ai_by.get(vid) else None,
         }
@@ -246,11 +230,11 @@ def agreement(rt: Runtime) -> dict[str, Any]:
     mos = _mos(rt)
     ai = _ai(rt)
     human_mean: dict[tuple[str, int], list[float]] = defaultdict(list)
-    for aspect, value, _vid, _uid, sid in mos:
-        human_mean[(aspect, sid)].append(float(value))
+    for m in mos:
+        human_mean[(m.aspect, m.sample_id)].append(m.value)
     ai_mean: dict[tuple[str, int], list[float]] = defaultdict(list)
-    for judge, value, _vid, _pid, sid in ai:
-        ai_mean[(judge or "?", sid)].append(float(value))
+    for a in ai:
+        ai_mean[(a.judge, a.sample_id)].append(a.value)
     judges = sorted({j for j, _ in ai_mean})
     aspects = sorted({a for a, _ in human_mean})
     ai_vs_human = []
@@ -273,13 +257,13 @@ def agreement(rt: Runtime) -> dict[str, Any]:
 
     inter = []
     for a in aspects:
-        raters = sorted({r[3] for r in mos if r[0] == a})
-        sids = sorted({r[4] for r in mos if r[0] == a})
+        raters = sorted({r.user_id for r in mos if r.aspect == a})
+        sids = sorted({r.sample_id for r in mos if r.aspect == a})
         ri, si = {u: k for k, u in enumerate(raters)}, {s: k for k, s in enumerate(sids)}
         m = np.full((len(raters), len(sids)), np.nan)
-        for aspect, value, _vid, uid, sid in mos:
-            if aspect == a:
-                m[ri[uid], si[sid]] = float(value)
+        for r in mos:
+            if r.aspect == a:
+                m[ri[r.user_id], si[r.sample_id]] = r.value
         multi = int(((~np.isnan(m)).sum(axis=0) >= 2).sum())
         inter.append({
             "what": f"mos:{a}", "raters": len(raters), "units_with_2plus": multi,
@@ -291,9 +275,10 @@ def agreement(rt: Runtime) -> dict[str, Any]:
         codes = {"A": 0.0, "B": 1.0, "tie": 2.0, "both_bad": 3.0}
         flip = {"A": "B", "B": "A", "tie": "tie", "both_bad": "both_bad"}
         units: dict[tuple[int, int], dict[int, str]] = defaultdict(dict)
-        for choice, _va, _vb, uid, sa, sb in ab:
-            key, c = ((sa, sb), choice) if sa < sb else ((sb, sa), flip[choice])
-            units[key][uid] = c
+        for v in ab:
+            sa, sb = v.sample_a, v.sample_b
+            key, c = ((sa, sb), v.choice) if sa < sb else ((sb, sa), flip[v.choice])
+            units[key][v.user_id] = c
         raters = sorted({u for d in units.values() for u in d})
         ri = {u: k for k, u in enumerate(raters)}
         keys = sorted(units)
@@ -333,7 +318,7 @@ def round_curves(rt: Runtime, out_dir: Path | None = None, split: str = "dev") -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from backend.evaluation import _save_fig, latest_results
+    from backend.loop.evaluate import latest_results
 
     out_dir = Path(out_dir) if out_dir else rt.settings.data_dir / "reports" / "curves"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -370,6 +355,6 @@ def round_curves(rt: Runtime, out_dir: Path | None = None, split: str = "dev") -
         if series:
             ax.legend(fontsize=7)
         fig.tight_layout()
-        _save_fig(fig, out_dir / fname)
+        save_figure(fig, out_dir / fname, dpi=110)
         paths.append(out_dir / fname)
     return paths

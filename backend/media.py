@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from pathlib import Path
 
+from backend.files import save_figure
 from backend.runtime import Runtime
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
@@ -87,10 +87,7 @@ def plot_png(rt: Runtime, path: str | None, kind: str = "both") -> str | None:
             for side in ("top", "right"):
                 ax.spines[side].set_visible(False)
         fig.tight_layout(pad=0.2)
-        tmp = out_dir / f".tmp-{uuid.uuid4().hex[:8]}.png"
-        fig.savefig(tmp, format="png")
-        plt.close(fig)
-        os.replace(tmp, out)
+        save_figure(fig, out, format="png")
         return str(out)
     except Exception:  # noqa: BLE001 - a picture is optional
         return None

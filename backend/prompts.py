@@ -1,4 +1,5 @@
-"""Prompt upload (validated, normalized, tokenized) and prompt look-ups for the Listen tab.
+"""Prompts: import of a bundle's prompt set, upload (validated, normalized, tokenized), look-ups
+for the Listen tab, and live continuation of an uploaded clip.
 
 Upload rules: WAV, FLAC or MP3 (read by libsndfile), at most `rating.max_upload_mb` and
 `rating.max_upload_seconds`; empty, unreadable, zero-length and NaN/Inf audio is refused with a
@@ -10,17 +11,27 @@ neither a file nor a row behind.
 
 from __future__ import annotations
 
-import hashlib
 import io
+import json
 import os
 import random
-import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import String, cast, func, or_, select
 
+from backend.files import (
+    atomic_copy_file,
+    atomic_write_bytes,
+    read_wav,
+    sha256_bytes,
+    sha256_file,
+    wav_bytes,
+)
+from backend.jobs import JobContext, handler
+from backend.progress import Progress, noop
 from backend.runtime import Runtime
 from db.schema import ModelVersion, Prompt, Sample
 
@@ -81,28 +92,6 @@ def decode_audio(rt: Runtime, data: bytes) -> tuple[np.ndarray, float]:
     return mono.astype(np.float32), mono.size / TARGET_SR
 
 
-def _wav_bytes(wave: np.ndarray) -> bytes:
-    import soundfile as sf
-
-    buf = io.BytesIO()
-    sf.write(buf, wave, TARGET_SR, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def read_upload(rt: Runtime, path: str | os.PathLike) -> bytes:
     """Read an uploaded temp file, checking its size before reading it."""
     p = Path(path)
@@ -132,6 +121,72 @@ def _tokenize(rt: Runtime, wave: np.ndarray, tokenizer=None) -> list[int]:
     return units
 
 
+# --- a bundle's prompt set --------------------------------------------------------------------
+def _first(d: dict, keys: Sequence[str], default=None):
+    for k in keys:
+        if d.get(k) not in (None, ""):
+            return d[k]
+    return default
+
+
+def import_bundle_prompts(
+    rt: Runtime, bundle_dir: Path | None = None, progress: Progress | None = None,
+    source: str = "bundle",
+) -> dict:
+    """Load `<bundle>/prompts/prompts.jsonl` (+ its wavs) into the prompts table. Idempotent:
+    a prompt whose (source, audio sha256) is stored is skipped. Audio is copied into
+    `<data_dir>/audio/prompts/`, tokenized with `rt.tokenizer`, `reference_text` from the jsonl.
+    Accepted keys: audio|audio_path|wav|path|file, text|reference_text|transcript, split, id."""
+    progress = progress or noop
+    bundle = Path(bundle_dir or rt.settings.bundle_dir)
+    index = bundle / "prompts" / "prompts.jsonl"
+    if not index.exists():
+        raise FileNotFoundError(f"no prompt index at {index} (run `python -m backend bootstrap`)")
+    rows = [json.loads(x) for x in index.read_text().splitlines() if x.strip()]
+    dest_dir = rt.settings.audio_dir / "prompts"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    with rt.store.session() as s:
+        known = set(s.scalars(select(Prompt.audio_sha256).where(Prompt.source == source)))
+    added = skipped = 0
+    tok = None
+    for i, row in enumerate(rows):
+        rel = _first(row, ("audio", "audio_path", "wav", "path", "file"))
+        if rel is None:
+            raise ValueError(f"{index}:{i + 1}: no audio path")
+        src = Path(rel)
+        if not src.is_absolute():
+            src = (index.parent / rel) if (index.parent / rel).exists() else bundle / rel
+        digest = sha256_file(src)
+        if digest in known:
+            skipped += 1
+            continue
+        tok = tok or rt.tokenizer
+        wave, sr = read_wav(src)
+        units = tok.encode(wave, sr)
+        dst = dest_dir / f"{digest[:16]}{src.suffix or '.wav'}"
+        if not dst.exists():
+            atomic_copy_file(src, dst)
+        meta = {k: v for k, v in row.items() if k not in ("audio", "audio_path", "wav", "path",
+                                                          "file", "text", "reference_text")}
+        with rt.store.session() as s:
+            s.add(Prompt(
+                audio_path=str(dst), audio_sha256=digest, duration_s=max(len(wave) / sr, 1e-3),
+                units=[int(u) for u in units], transcript=None,
+                reference_text=_first(row, ("text", "reference_text", "transcript")),
+                source=source, split=str(row.get("split", "test")), meta=meta,
+            ))
+        known.add(digest)
+        added += 1
+        progress((i + 1) / len(rows), f"imported {added} prompts")
+    return {"added": added, "skipped": skipped, "total": len(rows)}
+
+
+@handler("import_prompts", resumable=True)
+def _job_import(ctx: JobContext) -> dict:
+    return import_bundle_prompts(ctx.runtime, ctx.params.get("bundle_dir"), ctx.progress)
+
+
+# --- upload ----------------------------------------------------------------------------------
 def upload_prompt(
     rt: Runtime,
     data: bytes,
@@ -144,8 +199,8 @@ def upload_prompt(
     """Validate, store and tokenize an uploaded clip. Returns the prompt as a dict with
     `duplicate=True` when the same audio was uploaded before (nothing new is stored)."""
     wave, duration = decode_audio(rt, data)
-    wav = _wav_bytes(wave)
-    digest = hashlib.sha256(wav).hexdigest()
+    wav = wav_bytes(wave, TARGET_SR)
+    digest = sha256_bytes(wav)
     with rt.store.session() as s:
         dup = s.scalar(select(Prompt).where(Prompt.source == source,
                                             Prompt.audio_sha256 == digest))
@@ -155,7 +210,7 @@ def upload_prompt(
     dest = rt.settings.audio_dir / "prompts" / f"{digest}.wav"
     created = not dest.exists()
     if created:
-        _atomic_write(dest, wav)
+        atomic_write_bytes(dest, wav)
     try:
         with rt.store.session() as s:
             p = Prompt(
@@ -252,53 +307,44 @@ def prompt_view(rt: Runtime, prompt_id: int, per_version: int = 2) -> dict | Non
 # --- live continuation of an uploaded clip ---------------------------------------------------
 def continue_clip(rt: Runtime, data: bytes, max_versions: int = 4) -> dict:
     """Tokenize an uploaded clip and continue it with the baseline and the newest aligned
-    versions, right now (not stored as a prompt). Needs the speech components; raises
-    PromptError with a plain reason when they are not available."""
+    versions, right now (not stored as a prompt), through the loop's own steps. Needs the
+    speech components; raises PromptError with a plain reason when they are not available."""
     from backend import registry
+    from backend.loop.generate import sample_continuations, sampling_params
+    from backend.loop.judge import safe_score
+    from backend.loop.transcribe import transcribe_waves
 
     wave, duration = decode_audio(rt, data)
     units = _tokenize(rt, wave)
-    try:
-        from backend import pipeline
-    except Exception as e:  # noqa: BLE001
-        raise PromptError(f"generation is not available yet ({type(e).__name__})") from None
     versions = registry.list_versions(rt)
     if not versions:
         raise PromptError("no model version is registered yet")
     base = [v for v in versions if v["kind"] == "baseline"][:1]
     aligned = [v for v in versions if v["kind"] == "aligned"][-(max_versions - 1):]
-    digest = hashlib.sha256(_wav_bytes(wave)).hexdigest()[:24]
+    digest = sha256_bytes(wav_bytes(wave, TARGET_SR))[:24]
     out_dir = rt.settings.audio_dir / "live"
     prompt_path = out_dir / f"{digest}_prompt.wav"
     if not prompt_path.exists():
-        _atomic_write(prompt_path, _wav_bytes(wave))
-    params = pipeline.sampling_params(rt, n=1)
+        atomic_write_bytes(prompt_path, wav_bytes(wave, TARGET_SR))
+    params = sampling_params(rt, n=1)
     results = []
     try:
-        vocoder, asr = rt.vocoder, rt.asr
+        vocoder, _ = rt.vocoder, rt.asr
     except Exception as e:  # noqa: BLE001
         raise PromptError(f"the vocoder/ASR are not available: {type(e).__name__}") from None
-    prompt_text = ""
     try:
-        prompt_text = asr.transcribe([wave], TARGET_SR)[0]
+        prompt_text = transcribe_waves(rt, [(wave, TARGET_SR)])[0]
     except Exception:  # noqa: BLE001
         prompt_text = ""
     for v in base + aligned:
         try:
-            adapter = rt.adapter(v)
-            with rt.lm_lock:
-                cont = rt.unit_lm.sample([units], params, adapter=adapter)[0][0]
+            cont = sample_continuations(rt, v, [units], params)[0][0]
             audio = vocoder.decode(list(cont))
             path = out_dir / f"{digest}_{v['id']}.wav"
-            buf = io.BytesIO()
-            import soundfile as sf
-
-            sf.write(buf, audio, vocoder.sample_rate, format="WAV", subtype="PCM_16")
-            _atomic_write(path, buf.getvalue())
-            text = asr.transcribe([audio], vocoder.sample_rate)[0]
-            score = None
+            atomic_write_bytes(path, wav_bytes(audio, vocoder.sample_rate))
+            text = transcribe_waves(rt, [(audio, vocoder.sample_rate)])[0]
             try:
-                sc = rt.judge().score(prompt_text, text)
+                sc = safe_score(rt.judge(), prompt_text, text)
                 score = sc.value if sc.ok else None
             except Exception:  # noqa: BLE001 - a score is optional here
                 score = None

@@ -25,18 +25,21 @@ import json
 import math
 import os
 import random
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from backend import queries
 from backend.runtime import Runtime
 from db.schema import (
     AB_CHOICES,
+    RATED_ASPECTS,
     Judgment,
     ModelVersion,
     Prompt,
@@ -48,7 +51,7 @@ from db.schema import (
 )
 
 ACR_LABELS = {5: "Excellent", 4: "Good", 3: "Fair", 2: "Poor", 1: "Bad"}
-MOS_ASPECTS = ("meaningfulness", "naturalness")
+MOS_ASPECTS = RATED_ASPECTS
 SIDES = ("A", "B")
 PLAY_SLACK_S = 0.5
 
@@ -215,14 +218,6 @@ def add_qc_task(
         s.add(t)
         s.flush()
         return t.id
-
-
-def not_trap_answer():
-    """SQL condition: the judgment is not an answer to a trap task. A trap's clip is an
-    instruction, not model output, so its answers feed QC only, never statistics or pairs
-    (gold tasks compare real clips and do count)."""
-    return or_(Judgment.task_id.is_(None),
-               Judgment.task_id.not_in(select(RatingTask.id).where(RatingTask.is_trap)))
 
 
 def _mos_range(answer: str | None) -> tuple[int, int] | None:
@@ -677,43 +672,30 @@ def rater_report(rt: Runtime) -> list[dict]:
 
 # --- summaries for Listen --------------------------------------------------------------------
 def sample_ratings(rt: Runtime, sample_ids: list[int]) -> dict[int, dict]:
-    """Per sample: mean AI score (n), human MOS per aspect (n), A/B wins/losses/ties.
-    Flagged human votes are excluded."""
+    """Per sample: mean AI score over every judge (n), human MOS per aspect (mean, n), A/B
+    wins/losses/ties; counted judgments only (backend.queries)."""
     ids = [int(x) for x in sample_ids]
     out = {sid: {"ai": None, "ai_n": 0, "mos": {}, "ab": {"win": 0, "loss": 0, "tie": 0}}
            for sid in ids}
     if not ids:
         return out
     with rt.store.read() as s:
-        for sid, mean, n in s.execute(
-            select(Judgment.sample_id, func.avg(Judgment.value), func.count())
-            .where(Judgment.kind == "ai", Judgment.value.is_not(None), Judgment.sample_id.in_(ids))
-            .group_by(Judgment.sample_id)
-        ):
-            out[sid]["ai"], out[sid]["ai_n"] = float(mean), int(n)
-        for sid, aspect, mean, n in s.execute(
-            select(Judgment.sample_id, Judgment.aspect, func.avg(Judgment.value), func.count())
-            .where(Judgment.kind == "mos", ~Judgment.flagged, Judgment.sample_id.in_(ids),
-                   not_trap_answer())
-            .group_by(Judgment.sample_id, Judgment.aspect)
-        ):
-            out[sid]["mos"][aspect] = (float(mean), int(n))
-        for sa, sb, choice in s.execute(
-            select(Judgment.sample_id, Judgment.sample_b_id, Judgment.choice).where(
-                Judgment.kind == "ab", ~Judgment.flagged, not_trap_answer(),
-                or_(Judgment.sample_id.in_(ids), Judgment.sample_b_id.in_(ids)),
-            )
-        ):
-            for me, other_side in ((sa, "B"), (sb, "A")):
-                if me not in out:
-                    continue
-                mine = "A" if other_side == "B" else "B"
-                if choice == mine:
-                    out[me]["ab"]["win"] += 1
-                elif choice == other_side:
-                    out[me]["ab"]["loss"] += 1
-                else:
-                    out[me]["ab"]["tie"] += 1
+        ai, mos = defaultdict(list), defaultdict(list)
+        for a in queries.ai_scores(s, sample_ids=ids):
+            ai[a.sample_id].append(a.value)
+        for m in queries.mos_ratings(s, sample_ids=ids):
+            mos[(m.sample_id, m.aspect)].append(m.value)
+        votes = queries.ab_votes(s, sample_ids=ids)
+    for sid, values in ai.items():
+        out[sid]["ai"], out[sid]["ai_n"] = sum(values) / len(values), len(values)
+    for (sid, aspect), values in mos.items():
+        out[sid]["mos"][aspect] = (sum(values) / len(values), len(values))
+    for v in votes:
+        for me, mine, theirs in ((v.sample_a, "A", "B"), (v.sample_b, "B", "A")):
+            if me not in out:
+                continue
+            key = "win" if v.choice == mine else "loss" if v.choice == theirs else "tie"
+            out[me]["ab"][key] += 1
     return out
 
 

@@ -7,8 +7,6 @@ removed again if the commit fails, so the store never references a half-written 
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from backend import files
 from backend.runtime import Runtime
 from db.schema import ModelVersion
 
@@ -117,38 +116,11 @@ def _root_name(rt: Runtime, version: dict) -> str:
 
 
 def atomic_copy_dir(src: Path, dst: Path) -> str:
-    """Copy a directory so that `dst` either does not exist or is complete; returns a sha256
-    over its files (names and contents)."""
+    """`files.atomic_copy_dir` with a write failure as a RegistryError; returns the digest."""
     try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        return files.atomic_copy_dir(src, dst)
     except OSError as e:
-        raise RegistryError(f"cannot create checkpoint directory {dst.parent}: {e}") from e
-    tmp = dst.parent / f".tmp-{dst.name}-{uuid.uuid4().hex[:8]}"
-    try:
-        shutil.copytree(src, tmp)
-        digest = hashlib.sha256()
-        for f in sorted(p for p in tmp.rglob("*") if p.is_file()):
-            digest.update(str(f.relative_to(tmp)).encode())
-            with open(f, "rb") as fh:
-                digest.update(fh.read())
-                os.fsync(fh.fileno())
-        os.rename(tmp, dst)
-        _fsync_dir(dst.parent)
-        return digest.hexdigest()
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise RegistryError(f"could not write checkpoint {dst}: {e.strerror or e}") from e
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def verify_adapter(version: dict) -> bool:
@@ -156,11 +128,25 @@ def verify_adapter(version: dict) -> bool:
     path = version.get("adapter_path")
     if not path:
         return True
-    p = Path(path)
-    if not p.is_dir():
+    if not Path(path).is_dir():
         return False
-    digest = hashlib.sha256()
-    for f in sorted(x for x in p.rglob("*") if x.is_file()):
-        digest.update(str(f.relative_to(p)).encode())
-        digest.update(f.read_bytes())
-    return digest.hexdigest() == version.get("adapter_sha256")
+    return files.sha256_dir(path) == version.get("adapter_sha256")
+
+
+def ensure_baseline(rt: Runtime) -> dict:
+    """Register the configured base unit LM as the baseline version (idempotent): an existing
+    baseline with the same base weights is returned as is."""
+    cfg = rt.settings.models.unit_lm
+    base_ref = str(cfg.path)
+    with rt.store.session() as s:
+        v = s.scalar(select(ModelVersion).where(
+            ModelVersion.kind == "baseline", ModelVersion.base_ref == base_ref
+        ).order_by(ModelVersion.id))
+        if v is not None:
+            return version_dict(v)
+        taken = set(s.scalars(select(ModelVersion.name)))
+    stem = "mini-base" if rt.settings.world == "mini" else (Path(base_ref).name or "baseline")
+    name, k = stem, 2
+    while name in taken:
+        name, k = f"{stem}-{k}", k + 1
+    return create_baseline(rt, name, base_ref, config=cfg.model_dump(mode="json"))

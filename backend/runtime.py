@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from backend.config import Settings, load_settings
+from backend.files import sha256_dir
 from db.session import Store
 
 
@@ -72,9 +74,8 @@ class Runtime:
         name = version["name"]
 
         def load():
-            from backend.registry import verify_adapter  # registry imports this module
-
-            if not verify_adapter(version):
+            path = version["adapter_path"]
+            if not Path(path).is_dir() or sha256_dir(path) != version.get("adapter_sha256"):
                 raise AdapterCorruptError(
                     f"adapter of {name} at {version['adapter_path']} is missing or differs from "
                     f"the hash recorded at registration; it is not loaded")

@@ -25,13 +25,13 @@ import numpy as np
 from sqlalchemy import func, select
 
 from backend import rating
-from backend.pipeline import write_wav_atomic
+from backend.files import write_wav
 from backend.runtime import Runtime
 from db.schema import RatingTask, Sample
 from models.mini import audio
 
 TRAP_SEED = -808
-"""Sample.seed of trap clips: never a sampling seed, so `pipeline.generate` never counts them."""
+"""Sample.seed of trap clips: never a sampling seed, so `generate.generate` never counts them."""
 VOICE, SPEED = "en-us", 150
 
 
@@ -68,7 +68,7 @@ def trap_audio(rt: Runtime, kind: str) -> Path:
     key = hashlib.sha256(f"{trap.text}|{VOICE}|{SPEED}".encode()).hexdigest()[:12]
     path = rt.settings.audio_dir / "traps" / f"{kind}-{key}.wav"
     if not path.is_file():
-        write_wav_atomic(path, *synthesize(trap.text))
+        write_wav(path, *synthesize(trap.text))
     return path
 
 
@@ -133,24 +133,3 @@ def add_traps(rt: Runtime, n: int = 4, kinds: tuple[str, ...] | list[str] = AB_T
         raise rating.RatingError("no continuations to pair trap clips with: generate samples "
                                  "first")
     return made
-
-
-# --- CLI -------------------------------------------------------------------------------------
-def add_cli(sub) -> None:
-    rp = sub.add_parser("rating", help="human rating: quality-control tasks").add_subparsers(
-        dest="sub", required=True)
-    at = rp.add_parser("add-traps", help="create trap tasks: spoken instructions (espeak-ng) "
-                                         "that tell the rater which answer to give")
-    at.add_argument("--n", type=int, default=4, help="how many trap tasks")
-    at.add_argument("--kind", action="append", choices=list(TRAPS), default=None,
-                    help=f"trap kind (repeatable; default: {', '.join(AB_TRAPS)})")
-
-    def cmd_add_traps(args):
-        from backend.cli import runtime_from
-
-        made = add_traps(runtime_from(args), args.n, args.kind or AB_TRAPS)  # errors: exit 2
-        for t in made:
-            print(f"trap task {t['task_id']}: {t['trap']} (expects {t['answer']}), "
-                  f"prompt {t['prompt_id']}")
-
-    at.set_defaults(func=cmd_add_traps)

@@ -51,10 +51,10 @@ def parse_variant(text: str) -> dict:
 
 
 def sweep(rt, variants: list[dict], heldout_n: int | None, seed: int = 1000) -> list[dict]:
-    from backend import pipeline
-    from backend import rounds as rounds_mod
+    from backend import registry
+    from backend.loop import rounds as rounds_mod
 
-    base = pipeline.ensure_baseline(rt)["name"]
+    base = registry.ensure_baseline(rt)["name"]
     t0 = time.monotonic()
     base_scores = heldout_scores(rt, base, n=heldout_n, seed=seed)
     print(f"baseline held-out: {len(base_scores)} prompts in {time.monotonic() - t0:.0f} s",
@@ -91,14 +91,14 @@ def main() -> None:
     a = ap.parse_args()
     import torch
 
-    from backend import pipeline
+    from backend import prompts
     from backend.config import load_settings
     from backend.runtime import Runtime
 
     torch.set_num_threads(a.threads)
     kw = {"data_dir": a.data_dir} if a.data_dir else {}
     rt = Runtime(load_settings(world="mini", **kw))
-    pipeline.import_bundle_prompts(rt)
+    prompts.import_bundle_prompts(rt)
     rows = sweep(rt, [parse_variant(v) for v in a.variants], a.heldout_n)
     print("\nvariant | pairs | held-out judge score diff [95% CI] | reward acc | seconds")
     for r in rows:

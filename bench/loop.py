@@ -28,28 +28,19 @@ def heldout_scores(rt, version: str, split: str | None = None, n: int | None = N
                    seed: int = 1000) -> dict[int, float]:
     """Generate on the held-out split with `version`, judge, and return prompt id -> mean score
     over its continuations (failed judgments excluded)."""
-    from sqlalchemy import select
-
-    from backend import pipeline, registry
-    from db.schema import Judgment, Prompt, Sample
+    from backend import queries, registry
+    from backend.loop import generate, judge
 
     split = split or rt.settings.generation.heldout_split
     v = registry.get_version(rt, version)
-    pipeline.generate(rt, v["id"], split=split, n=n, seed=seed)
-    pipeline.judge(rt, version=v["id"])
-    judges = [pipeline.rater_key(rt.judge(j.name)) for j in rt.settings.models.judges]
+    generate.generate(rt, v["id"], split=split, n=n, seed=seed)
+    judge.judge(rt, version=v["id"])
+    judges = [queries.judge_identity(j.name, j.prompt_version)
+              for j in (rt.judge(c.name) for c in rt.settings.models.judges)]
     per: dict[int, list[float]] = {}
-    with rt.store.session() as s:
-        rows = s.execute(
-            select(Sample.prompt_id, Judgment.value)
-            .join(Judgment, Judgment.sample_id == Sample.id)
-            .join(Prompt, Prompt.id == Sample.prompt_id)
-            .where(Sample.model_version_id == v["id"], Sample.seed == seed,
-                   Prompt.split == split, Judgment.value.is_not(None),
-                   Judgment.rater.in_(judges))
-        ).all()
-    for pid, val in rows:
-        per.setdefault(pid, []).append(float(val))
+    with rt.store.read() as s:
+        for a in queries.ai_scores(s, judges=judges, version_id=v["id"], split=split, seed=seed):
+            per.setdefault(a.prompt_id, []).append(a.value)
     return {p: statistics.fmean(v) for p, v in per.items()}
 
 
@@ -66,7 +57,7 @@ def paired_bootstrap(base: dict[int, float], new: dict[int, float]) -> dict:
 
 def benchmark_accuracy(rt, version: str, names=("swuggy", "sblimp")) -> dict[str, float]:
     """Dev accuracy of a version on the benchmarks the bar protects (no judge score)."""
-    from backend.evaluation import evaluate_version
+    from backend.loop.evaluate import evaluate_version
 
     rows = evaluate_version(rt, version, benchmarks=list(names), split="dev", judge=False)
     return {r["benchmark"]: r["value"] for r in rows if r["metric"] == "accuracy"}
@@ -74,10 +65,10 @@ def benchmark_accuracy(rt, version: str, names=("swuggy", "sblimp")) -> dict[str
 
 def measure(rt, rounds: int = 1, curriculum: bool = True, overrides: dict | None = None,
             benchmarks: bool = False) -> dict:
-    from backend import pipeline
-    from backend import rounds as rounds_mod
+    from backend import registry
+    from backend.loop import rounds as rounds_mod
 
-    base = pipeline.ensure_baseline(rt)["name"]
+    base = registry.ensure_baseline(rt)["name"]
     t0 = time.monotonic()
     res = rounds_mod.run_rounds(rt, base, "ai", rounds=rounds, curriculum=curriculum,
                                 overrides=overrides or {}, evaluate=False)
@@ -128,7 +119,7 @@ def main() -> None:
             lm = tiny.build_tiny_lm_dir(Path(tmp) / "lm")
             rt = make_tiny_runtime(Path(tmp) / "data", lm, n_train=24, n_dev=24)
         else:
-            from backend import pipeline
+            from backend import prompts
             from backend.config import load_settings
             from backend.runtime import Runtime
 
@@ -136,7 +127,7 @@ def main() -> None:
             if a.data_dir:
                 kw["data_dir"] = a.data_dir
             rt = Runtime(load_settings(**kw))
-            pipeline.import_bundle_prompts(rt)
+            prompts.import_bundle_prompts(rt)
         res = measure(rt, a.rounds, not a.no_curriculum, overrides,
                       benchmarks=a.world == "mini")
     print(json.dumps(res, indent=2))

@@ -79,7 +79,7 @@ def make_runtime(data_dir: Path, database_url: str):
 def cached_bundle() -> Path | None:
     """The tiny mini-world bundle if tests/mini_world.py already built it. Never builds (that
     takes ~15 minutes); a changed models/mini or backend/bootstrap.py means a new path."""
-    from backend.bootstrap import is_complete
+    from backend.world import is_complete
     from tests.mini_world import PRESET, SEED, cached_bundle_path
 
     path = cached_bundle_path()
@@ -261,9 +261,10 @@ class Load:
         return self
 
     def _keep(self, rt) -> None:
-        from backend import jobs, pipeline, rounds
+        from backend import jobs, registry
+        from backend.loop import rounds
 
-        baseline = pipeline.ensure_baseline(rt)["name"]
+        baseline = registry.ensure_baseline(rt)["name"]
         seed = 1000
         while not self._stop.is_set():
             try:

@@ -40,6 +40,11 @@ ROUND_STATUSES = ("pending", "running", "done", "failed", "cancelled")
 JUDGMENT_KINDS = ("ai", "mos", "ab")
 AB_CHOICES = ("A", "B", "tie", "both_bad")
 ASPECTS = ("overall", "meaningfulness", "naturalness")
+"""Every MOS aspect a judgment may have."""
+RATED_ASPECTS = ("meaningfulness", "naturalness")
+"""The aspects the Rate tab asks a rater about."""
+MEANING_ASPECTS = ("overall", "meaningfulness")
+"""The aspects that say how meaningful a continuation is: they feed preference pairs."""
 PAIR_SOURCES = ("ai", "human", "both")
 
 

@@ -25,7 +25,7 @@ SEED = 0
 
 
 def cached_bundle_path(preset: str = PRESET, seed: int = SEED) -> Path:
-    from backend.bootstrap import code_hash
+    from backend.world import code_hash
 
     return ROOT / ".cache" / f"test-bundle-{preset}-{seed}-{code_hash()}"
 
@@ -33,7 +33,7 @@ def cached_bundle_path(preset: str = PRESET, seed: int = SEED) -> Path:
 def ensure_bundle(preset: str = PRESET, seed: int = SEED) -> Path:
     from filelock import FileLock
 
-    from backend.bootstrap import build_at, is_complete
+    from backend.world import build_at, is_complete
 
     path = cached_bundle_path(preset, seed)
     if is_complete(path, preset, seed):

@@ -149,7 +149,7 @@ def _download(page, what: str, fmt: str, tmp_path: Path) -> Path:
 
 def test_admin_exports_judgments_and_pairs(admin_page, world_rt, tmp_path):
     """After the round: the store has AI judgments and preference pairs to export."""
-    from backend import rounds
+    from backend.loop import rounds
 
     assert any(r["status"] == "done" for r in rounds.list_rounds(world_rt)), \
         "needs the round of test_admin_runs_a_dpo_round_to_done"

@@ -138,9 +138,10 @@ def test_pairs_hf_round_trip_trains_one_dpo_step(store, tmp_path):
 
 def test_cli_export(store, monkeypatch, capsys, tmp_path):
     from backend import cli
+    from backend.cli import common
 
     rt, _ = store
-    monkeypatch.setattr(cli, "runtime_from", lambda args: rt)
+    monkeypatch.setattr(common, "runtime_from", lambda args: rt)
     out = tmp_path / "j.jsonl"
     assert cli.main(["export", "judgments", "--format", "jsonl", "--out", str(out)]) == 0
     assert out.is_file() and "exported judgments" in capsys.readouterr().out

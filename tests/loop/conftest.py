@@ -37,13 +37,13 @@ def tiny_settings(data_dir, lm_dir, judges=("tiny-judge",)):
 
 
 def make_tiny_runtime(data_dir, lm_dir, judges=None, n_train=12, n_dev=4):
-    from backend import pipeline
+    from backend import prompts, registry
     judges = judges or [tiny.TinyJudge()]
     rt = tiny.tiny_runtime_class()(tiny_settings(data_dir, lm_dir, tuple(j.name for j in judges)))
     tiny.install(rt, lm_dir, judges)
     tiny.write_prompt_bundle(rt.settings.bundle_dir, n_train=n_train, n_dev=n_dev)
-    pipeline.import_bundle_prompts(rt)
-    pipeline.ensure_baseline(rt)
+    prompts.import_bundle_prompts(rt)
+    registry.ensure_baseline(rt)
     return rt
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from backend import jobs, rounds
+from backend import jobs
+from backend.loop import rounds
 from tests.loop.conftest import make_tiny_runtime
 
 if __name__ == "__main__":

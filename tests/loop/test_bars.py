@@ -31,20 +31,20 @@ def _mini_runtime(request, tmp_path):
         settings = request.getfixturevalue("mini_settings")
     except pytest.FixtureLookupError:
         pytest.skip("mini world fixture (tests/mini_world.py) not available yet")
-    from backend import pipeline
+    from backend import prompts
     from backend.runtime import Runtime
 
     if callable(settings):
         settings = settings(tmp_path)
     rt = Runtime(settings)
-    pipeline.import_bundle_prompts(rt)
+    prompts.import_bundle_prompts(rt)
     return rt
 
 
 def test_end_to_end_on_mini_bundle(request, tmp_path):
     """generate -> transcribe -> judge -> pairs -> DPO -> evaluate, one round on the tiny bundle.
     Its wall time is a benchmark figure (bench/loop.py prints it), not asserted here."""
-    from backend import rounds
+    from backend.loop import rounds
 
     rt = _mini_runtime(request, tmp_path)
     res = rounds.run_rounds(rt, None, "ai", rounds=1, overrides={"steps": 10, "max_prompts": 32},
@@ -76,7 +76,7 @@ def test_mini_three_curriculum_rounds_beat_baseline(request, tmp_path):
 
 
 def test_dpo_sweep_variants_parse_into_round_overrides():
-    from backend.rounds import split_overrides
+    from backend.loop.rounds import split_overrides
     from bench.dpo_sweep import parse_variant
 
     v = parse_variant("lr=1e-4, steps=80,loss_type=sigmoid+sft,loss_weights=1+0.5,n=10")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.preferences import (
+from backend.loop.pairs import (
     ABVote,
     Candidate,
     MOSRating,

@@ -14,8 +14,9 @@ import pytest
 import torch
 from sqlalchemy import func, select
 
-from backend import jobs, pipeline, registry, rounds, training
+from backend import jobs, registry
 from backend.config import DPOSettings
+from backend.loop import rounds, train
 from db.schema import Job, ModelVersion, PreferencePair, TrainingRound
 from tests.loop import tiny
 from tests.polling import wait_for
@@ -33,7 +34,7 @@ def synthetic_triples(n=32, seed=0):
 def test_dpo_learns_registers_and_reloads_identically(tiny_rt, tmp_path):
     rt = tiny_rt
     lm = rt.unit_lm
-    base = pipeline.ensure_baseline(rt)
+    base = registry.ensure_baseline(rt)
     cfg = DPOSettings(learning_rate=5e-3, lora_rank=8, lora_alpha=16, max_steps=16,
                       batch_size=8, warmup_ratio=0.0)
     probe = [3, 9, 1, 12, 5]
@@ -46,8 +47,8 @@ def test_dpo_learns_registers_and_reloads_identically(tiny_rt, tmp_path):
 
     live = []
     out = tmp_path / "adapter"
-    m = training.train_dpo(base["base_ref"], [], lm.hf_tokenizer,
-                           training.make_examples(lm, synthetic_triples()), cfg, out,
+    m = train.train_dpo(base["base_ref"], [], lm.hf_tokenizer,
+                           train.make_examples(lm, synthetic_triples()), cfg, out,
                            report=lambda **kw: live.append(kw), on_trained=keep)
     assert m["steps"] == 16
     assert m["reward_accuracy_last"] > m["reward_accuracy_first"]
@@ -63,8 +64,8 @@ def test_dpo_learns_registers_and_reloads_identically(tiny_rt, tmp_path):
 
     # round 2 from the aligned parent: its adapter is self-contained on the base weights
     out2 = tmp_path / "adapter2"
-    training.train_dpo(base["base_ref"], [v1["adapter_path"]], lm.hf_tokenizer,
-                       training.make_examples(lm, synthetic_triples(seed=1)), cfg, out2,
+    train.train_dpo(base["base_ref"], [v1["adapter_path"]], lm.hf_tokenizer,
+                       train.make_examples(lm, synthetic_triples(seed=1)), cfg, out2,
                        on_trained=keep)
     v2 = registry.derive_aligned(rt, v1["id"], out2, 2)
     lm.load_adapter(v2["name"], v2["adapter_path"])
@@ -165,15 +166,15 @@ def test_effective_dpo_and_round_overrides(tmp_path):
     from backend.config import Settings
 
     mini = Settings(world="mini", data_dir=tmp_path)
-    assert training.effective_dpo(mini).learning_rate == 2e-4  # mini_overrides
-    assert training.effective_dpo(mini).loss_type == ["sigmoid", "sft"]
+    assert train.effective_dpo(mini).learning_rate == 2e-4  # mini_overrides
+    assert train.effective_dpo(mini).loss_type == ["sigmoid", "sft"]
     explicit = Settings(world="mini", data_dir=tmp_path, dpo={"learning_rate": 1e-6})
-    assert training.effective_dpo(explicit).learning_rate == 1e-6  # explicit setting wins
+    assert train.effective_dpo(explicit).learning_rate == 1e-6  # explicit setting wins
     real = Settings(world="real", data_dir=tmp_path)
-    assert training.effective_dpo(real).learning_rate == 5e-5
-    assert training.effective_dpo(real, {"max_steps": 3}).max_steps == 3
+    assert train.effective_dpo(real).learning_rate == 5e-5
+    assert train.effective_dpo(real, {"max_steps": 3}).max_steps == 3
     # a one-item loss list may be given as its item (`--set loss_type=sigmoid`, the sweep's)
-    one = training.effective_dpo(mini, {"loss_type": "sigmoid", "loss_weights": 1})
+    one = train.effective_dpo(mini, {"loss_type": "sigmoid", "loss_weights": 1})
     assert one.loss_type == ["sigmoid"] and one.loss_weights == [1.0]
     ov = rounds.split_overrides({"steps": 5, "chosen_min": 4, "n": 2, "dpo": {"beta": 0.2}})
     assert ov == {"dpo": {"max_steps": 5, "beta": 0.2}, "selection": {"chosen_min": 4},
@@ -193,7 +194,7 @@ def test_loss_type_setting_reaches_trl(tiny_rt, tmp_path):
 
     rt = tiny_rt
     lm = rt.unit_lm
-    base = pipeline.ensure_baseline(rt)
+    base = registry.ensure_baseline(rt)
     triples = synthetic_triples()
     cfg = DPOSettings(learning_rate=5e-3, lora_rank=8, lora_alpha=16, max_steps=12,
                       batch_size=8, warmup_ratio=0.0, loss_type=["sft"])
@@ -209,8 +210,8 @@ def test_loss_type_setting_reaches_trl(tiny_rt, tmp_path):
 
     before = chosen_logprob(lm.model)
     seen = {}
-    m = training.train_dpo(base["base_ref"], [], lm.hf_tokenizer,
-                           training.make_examples(lm, triples), cfg, tmp_path / "adapter",
+    m = train.train_dpo(base["base_ref"], [], lm.hf_tokenizer,
+                           train.make_examples(lm, triples), cfg, tmp_path / "adapter",
                            on_trained=lambda model: seen.update(after=chosen_logprob(model.eval())))
     assert m["loss_first"] > math.log(2) + 1.0  # an NLL over ~K units, not the sigmoid loss
     assert m["loss_last"] < m["loss_first"]

@@ -168,7 +168,7 @@ def test_benchmark_layout(mini_bundle):
 
 
 def test_manifest(mini_bundle):
-    from backend.bootstrap import bundle_info
+    from backend.world import bundle_info
 
     m = json.loads((mini_bundle / "manifest.json").read_text())
     assert m["complete"] and m["preset"] == "tiny" and m["seed"] == 0
@@ -187,7 +187,7 @@ def test_manifest(mini_bundle):
 def test_manifest_benchmarks_are_what_the_evaluation_service_measures(mini_settings, mini_bundle):
     """The manifest (Admin tab, `bootstrap --info`) must report the figures anyone gets by
     evaluating the shipped files; it once scored the float audio before the 16-bit write."""
-    from backend import evaluation
+    from backend.loop import evaluate
     from backend.runtime import Runtime
 
     m = json.loads((mini_bundle / "manifest.json").read_text())
@@ -195,7 +195,7 @@ def test_manifest_benchmarks_are_what_the_evaluation_service_measures(mini_setti
     try:
         for name in ("swuggy", "sblimp", "ssc", "tsc"):
             for split in ("dev", "test"):
-                res = evaluation.evaluate_benchmark(rt, name, split, adapter=None)
+                res = evaluate.evaluate_benchmark(rt, name, split, adapter=None)
                 acc = next(r for r in res if r["metric"] == "accuracy")
                 assert acc["n"] == m["benchmarks"][name][split]["n"]
                 assert acc["value"] == pytest.approx(m["benchmarks"][name][split]["accuracy"],
@@ -258,22 +258,22 @@ def test_tokenizer_training_leaves_torch_threads_alone(tmp_path):
 
 
 def test_bundle_reuse_and_atomic_swap(tmp_path, mini_bundle, monkeypatch):
-    from backend import bootstrap
+    from backend import world
 
     target = tmp_path / "bundle"
     target.symlink_to(mini_bundle, target_is_directory=True)
     called = []
-    monkeypatch.setattr(bootstrap, "_build", lambda *a, **k: called.append(a))
-    assert bootstrap.build_at(target, "tiny", 0) == target and not called  # reused
+    monkeypatch.setattr(world, "_build", lambda *a, **k: called.append(a))
+    assert world.build_at(target, "tiny", 0) == target and not called  # reused
 
     def crash(out, *a):
         out.mkdir()
         (out / "half").write_text("x")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(bootstrap, "_build", crash)
+    monkeypatch.setattr(world, "_build", crash)
     with pytest.raises(RuntimeError):
-        bootstrap.build_at(target, "tiny", 1)
+        world.build_at(target, "tiny", 1)
     assert (target / "manifest.json").exists()  # the old bundle is untouched
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle-tmp")]
 
@@ -281,11 +281,11 @@ def test_bundle_reuse_and_atomic_swap(tmp_path, mini_bundle, monkeypatch):
 def test_cli_info(mini_settings, capsys, monkeypatch):
     import argparse
 
-    from backend import bootstrap
+    from backend import world
 
     monkeypatch.setattr("backend.config.load_settings", lambda **kw: mini_settings)
     p = argparse.ArgumentParser()
-    bootstrap.add_cli(p.add_subparsers())
+    world.add_cli(p.add_subparsers())
     args = p.parse_args(["bootstrap", "--info"])
     args.func(args)
     assert json.loads(capsys.readouterr().out)["preset"] == "tiny"

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from backend import leaderboard, media, prompts, rating, rounds, traps, users
+from backend import leaderboard, media, prompts, rating, traps, users
 from backend.config import Settings
+from backend.loop import rounds
 from backend.runtime import Runtime
 from db.schema import RatingTask, Sample
 from tests.rating.seed import seed

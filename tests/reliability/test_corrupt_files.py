@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from backend import health, pipeline, registry
+from backend import health, registry
 from backend.config import Settings
 from backend.runtime import AdapterCorruptError, Runtime
 
@@ -60,7 +60,7 @@ def _lora_adapter(lm_dir, out):
 
 def test_corrupt_adapter_is_reported_refused_and_parent_still_works(bundle_copy, tmp_path):
     rt = _runtime(bundle_copy)
-    base = pipeline.ensure_baseline(rt)
+    base = registry.ensure_baseline(rt)
     good = registry.derive_aligned(rt, base["id"], _lora_adapter(
         bundle_copy / "bundle" / "unit_lm", tmp_path / "a1"), 1)
     bad = registry.derive_aligned(rt, base["id"], _lora_adapter(

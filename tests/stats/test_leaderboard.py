@@ -74,11 +74,12 @@ class World:
                            task_key=f"m{self._k}", sample_id=sid, value=value,
                            user_id=self.users[user], flagged=flagged))
 
-    def ai(self, sid, value, judge="j1", error=None):
+    def ai(self, sid, value, judge="j1", error=None, prompt_version="v1"):
         self._k += 1
         with self.rt.store.session() as s:
-            s.add(Judgment(kind="ai", rater=f"ai:{judge}@v1", task_key=f"a{self._k}",
-                           sample_id=sid, judge_name=judge, value=value, error=error))
+            s.add(Judgment(kind="ai", rater=f"ai:{judge}@{prompt_version}", task_key=f"a{self._k}",
+                           sample_id=sid, judge_name=judge, prompt_version=prompt_version,
+                           value=value, error=error))
 
 
 def test_win_rate_bt_and_listing_from_human_votes(rt, tmp_path):
@@ -133,7 +134,7 @@ def test_ai_source_comparisons_mos_and_flagged(rt, tmp_path):
     w.mos(sid, 4.0)
     w.mos(sid, 1.0, user=1, flagged=True)
 
-    lb = leaderboard.leaderboard(rt, "j1")
+    lb = leaderboard.leaderboard(rt, "j1@v1")
     assert [r["version"] for r in lb["rows"]] == ["a2", "a1", "base"]
     a2 = lb["rows"][0]
     assert a2["ai_score"]["n"] == 80 and 3.5 < a2["ai_score"]["value"] < 4.5
@@ -150,8 +151,11 @@ def test_ai_source_comparisons_mos_and_flagged(rt, tmp_path):
 
 
 def test_ai_comparisons_one_per_prompt_and_pair():
-    rows = [("j", 3.0, 1, 10, 100), ("j", 5.0, 1, 10, 101), ("j", 4.0, 2, 10, 102),
-            ("j", 2.0, 1, 11, 103), ("j", 2.0, 2, 11, 104)]
+    from backend.queries import AIScore
+
+    rows = [AIScore("j@v1", v, p, sid, val) for val, v, p, sid in (
+        (3.0, 1, 10, 100), (5.0, 1, 10, 101), (4.0, 2, 10, 102), (2.0, 1, 11, 103),
+        (2.0, 2, 11, 104))]
     assert sorted(leaderboard.ai_comparisons(rows)) == [(1, 2, 0.5), (1, 2, 0.5)]
 
 
@@ -168,7 +172,7 @@ def test_agreement_ai_vs_human_and_inter_rater(rt, tmp_path):
     w.ab(s2, s1, "B", user=1)  # the same preference, stored the other way round
     res = leaderboard.agreement(rt)
     (row,) = res["ai_vs_human"]
-    assert row["judge"] == "j1" and row["n_samples"] == 8
+    assert row["judge"] == "j1@v1" and row["n_samples"] == 8
     assert row["cohen_kappa"] == pytest.approx(1.0) and row["spearman"] == pytest.approx(1.0)
     mos = next(x for x in res["inter_rater"] if x["what"] == "mos:meaningfulness")
     assert mos["alpha_ordinal"] == pytest.approx(1.0) and mos["units_with_2plus"] == 8
@@ -189,3 +193,24 @@ def test_round_curves_write_pngs(rt, tmp_path):
     paths = leaderboard.round_curves(rt, tmp_path / "curves")
     assert [p.name for p in paths] == ["judge_score.png", "accuracy.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_two_prompt_versions_of_one_judge_are_two_judges(rt, tmp_path):
+    """A judge whose prompt changed is a new judge: its scores are never pooled with the old
+    prompt's, on the leaderboard or in agreement with humans."""
+    w = World(rt, tmp_path)
+    for _ in range(6):
+        p = w.prompt()
+        sb, s1 = w.sample(w.base, p), w.sample(w.a1, p)
+        w.ai(sb, 2.0, prompt_version="v1")
+        w.ai(s1, 4.0, prompt_version="v1")  # v1 prefers a1
+        w.ai(sb, 5.0, prompt_version="v2")
+        w.ai(s1, 1.0, prompt_version="v2")  # v2 prefers base
+        w.mos(s1, 4.0)
+    assert leaderboard.judge_names(rt) == ["j1@v1", "j1@v2"]
+    v1 = {r["version"]: r for r in leaderboard.leaderboard(rt, "j1@v1")["rows"]}
+    v2 = {r["version"]: r for r in leaderboard.leaderboard(rt, "j1@v2")["rows"]}
+    assert v1["a1"]["ai_score"]["value"] == 4.0 and v1["a1"]["win_rate"]["value"] == 1.0
+    assert v2["a1"]["ai_score"]["value"] == 1.0 and v2["a1"]["win_rate"]["value"] == 0.0
+    judges = {r["judge"]: r["n_samples"] for r in leaderboard.agreement(rt)["ai_vs_human"]}
+    assert judges == {"j1@v1": 6, "j1@v2": 6}

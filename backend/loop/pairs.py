@@ -1,4 +1,5 @@
-"""Preference-pair selection strategies: small pure functions over plain dataclasses (no DB).
+"""Step 4 of the loop: preference pairs. Selection strategies are small pure functions over plain
+dataclasses (no DB); `select_pairs` loads what they need from the store.
 
 - `select_ai_pairs`: the paper's AI feedback: per prompt, chosen = highest-scored continuation,
   rejected = lowest, kept when chosen >= chosen_min and rejected <= rejected_max, after a
@@ -10,6 +11,8 @@
 - human feedback: `human_ab_pairs` (majority of A/B votes, ties dropped), `human_mos_pairs`
   (best vs worst MOS per prompt, difference above a margin).
 - `mix_pairs`: combine sources with weights. Every pair keeps its provenance.
+- `select_pairs(rt, ...)`: a round's pairs: loads candidates and human feedback from the store
+  (through backend.queries) and applies the configured strategy.
 """
 
 from __future__ import annotations
@@ -19,7 +22,17 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from backend import queries
+from backend.queries import judge_identity
+from db.schema import MEANING_ASPECTS, Prompt, Sample
+
+if TYPE_CHECKING:
+    from backend.config import SelectionConfig
+    from backend.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -337,3 +350,64 @@ def mix_pairs(groups: dict[str, list[Pair]], weights: dict[str, float] | None = 
                                if len(entries) > 1 else {}),
                         }))
     return out
+
+
+# --- candidates from the store --------------------------------------------------------------
+def ai_candidates(rt: Runtime, version_id: int, split: str, judges: list[str]) -> list[Candidate]:
+    """The version's samples on `split` with the valid scores of the configured judges `judges`
+    (names; each scored under its current prompt version), keyed by judge name."""
+    name_of = {judge_identity(rt.judge(n).name, rt.judge(n).prompt_version): n for n in judges}
+    with rt.store.session() as s:
+        rows = s.execute(
+            select(Sample.id, Sample.prompt_id, Sample.units, Sample.transcript)
+            .join(Prompt, Sample.prompt_id == Prompt.id)
+            .where(Sample.model_version_id == version_id, Prompt.split == split,
+                   Sample.is_trap.is_(False))
+            .order_by(Sample.id)
+        ).all()
+        scores: dict[int, dict[str, float]] = {}
+        for a in queries.ai_scores(s, judges=list(name_of), version_id=version_id, split=split):
+            scores.setdefault(a.sample_id, {})[name_of[a.judge]] = a.value
+    return [Candidate(sid, pid, tuple(units or ()), tx, scores.get(sid, {}))
+            for sid, pid, units, tx in rows]
+
+
+def human_feedback(rt: Runtime, split: str) -> tuple[list[ABVote], list[MOSRating]]:
+    """Counted A/B votes and meaning MOS ratings on prompts of `split` (backend.queries)."""
+    with rt.store.read() as s:
+        votes = [ABVote(v.prompt_id, v.sample_a, v.sample_b, v.choice, v.rater)
+                 for v in queries.ab_votes(s, split=split)]
+        mos = [MOSRating(m.prompt_id, m.sample_id, m.value, m.rater)
+               for m in queries.mos_ratings(s, aspects=MEANING_ASPECTS, split=split)]
+    return votes, mos
+
+
+def reference_texts(rt: Runtime) -> list[str]:
+    with rt.store.session() as s:
+        return [t for t in s.scalars(select(Prompt.reference_text)) if t]
+
+
+def select_pairs(
+    rt: Runtime, source: str, version_id: int | None, sel: SelectionConfig, th: Thresholds,
+    round_index: int, split: str,
+) -> list[Pair]:
+    groups: dict[str, list[Pair]] = {}
+    if source in ("ai", "both"):
+        judges = [j.name for j in rt.settings.models.judges]
+        cands = ai_candidates(rt, version_id, split, judges)
+        if sel.strategy == "ai":
+            groups["ai"] = select_ai_pairs(cands, th, judges, sel.autobleu_on, round_index)
+        elif sel.strategy == "likelihood":
+            texts = reference_texts(rt)
+            lm = WordBigramLM(texts) if texts else None
+            groups["ai"] = select_likelihood_pairs(cands, th.autobleu_max, sel.likelihood_margin,
+                                                   lm, autobleu_on=sel.autobleu_on)
+        else:
+            vocab = {w for t in reference_texts(rt) for w in t.lower().split()}
+            groups["ai"] = select_asr_pairs(cands, vocab, th.autobleu_max, sel.asr_margin,
+                                            sel.autobleu_on)
+    if source in ("human", "both"):
+        votes, mos = human_feedback(rt, split)
+        groups["human"] = mix_pairs({"ab": human_ab_pairs(votes, sel.human_min_votes),
+                                     "mos": human_mos_pairs(mos, sel.mos_margin)})
+    return mix_pairs(groups, {"ai": sel.ai_weight, "human": sel.human_weight})

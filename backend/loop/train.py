@@ -1,4 +1,5 @@
-"""DPO rounds: TRL `DPOTrainer` on unit-token strings with a LoRA adapter (peft).
+"""Step 5 of the loop: train on a round's pairs. TRL `DPOTrainer` on unit-token strings with
+a LoRA adapter (peft).
 
 - Data: prompt = the prompt's units as text (`unit_lm.units_to_text`, with the tokenizer's BOS
   in front when it does not add one itself, as the sampler conditions on it); chosen / rejected =
@@ -33,14 +34,12 @@ from sqlalchemy import select
 
 from backend import registry
 from backend.config import DPOSettings, Settings
-from backend.jobs import RECOVERY_HOOKS, JobCancelled
+from backend.jobs import JobCancelled
+from backend.progress import Progress, Report, no_report, noop
 from backend.runtime import Runtime
 from db.schema import PreferencePair, Prompt, Sample, TrainingRound, utcnow
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[float, str], None]
-Report = Callable[..., None]
 
 
 def effective_dpo(settings: Settings, overrides: dict | None = None) -> DPOSettings:
@@ -159,8 +158,8 @@ def train_dpo(
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
-    progress = progress or (lambda f, m="": None)
-    report = report or (lambda **kw: None)
+    progress = progress or noop
+    report = report or no_report
     torch.set_num_threads(min(2, torch.get_num_threads()))
     work = work_dir or out_dir.parent / f"{out_dir.name}-work"
     work.mkdir(parents=True, exist_ok=True)
@@ -280,29 +279,3 @@ def run_training(
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _recover_round(rt: Runtime, job_id: int) -> None:
-    """RECOVERY_HOOK: a round whose job was lost is failed with the reason; its temp dir goes."""
-    from db.schema import Job
-
-    with rt.store.session() as s:
-        job = s.get(Job, job_id)
-        if job is None or job.status != "failed":
-            return
-        rounds = s.scalars(select(TrainingRound).where(
-            TrainingRound.job_id == job_id, TrainingRound.status.in_(("pending", "running"))
-        )).all()
-        for r in rounds:
-            r.status, r.finished_at = "failed", utcnow()
-            r.error = job.error or "interrupted: job lost"
-        ids = [r.id for r in rounds]
-    for rid in ids:
-        for d in (rt.settings.data_dir / "tmp").glob(f"round-{rid}-*"):
-            shutil.rmtree(d, ignore_errors=True)
-    for d in rt.settings.checkpoints_dir.glob(".tmp-*"):  # a registry copy cut short
-        shutil.rmtree(d, ignore_errors=True)
-
-
-if _recover_round not in RECOVERY_HOOKS:
-    RECOVERY_HOOKS.append(_recover_round)

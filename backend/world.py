@@ -1,4 +1,4 @@
-"""`python -m backend bootstrap`: build the embedded mini world into `<data_dir>/bundle/`.
+"""The embedded mini world's build (`python -m backend bootstrap`) into `<data_dir>/bundle/`.
 
 Offline, on CPU, from nothing but espeak-ng and the pinned Python packages:
 
@@ -37,14 +37,16 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-Progress = Callable[[float, str], None]
+from backend import stats
+from backend.files import write_wav
+from backend.jobs import JobContext, handler
+from backend.progress import Progress
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -104,12 +106,12 @@ STAGES = {"corpus": 1, "tts": 8, "tokenizer": 6, "vocoder": 1, "asr": 22, "unit_
 
 def code_hash() -> str:
     """Hash of the code that defines the bundle and its measured figures (models/mini, this
-    file, and the evaluation code the benchmark figures are scored with)."""
+    file, and the evaluation code and wav reader the benchmark figures are scored with)."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
     here = Path(__file__).resolve()
     for p in sorted([*(root / "models" / "mini").glob("*.py"), here,
-                     here.parent / "evaluation.py"]):
+                     here.parent / "loop" / "evaluate.py", here.parent / "files.py"]):
         h.update(p.name.encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:12]
@@ -227,13 +229,6 @@ def _seed_all(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def _write_wav(path: Path, wave: np.ndarray) -> None:
-    import soundfile as sf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, np.clip(wave, -1, 1), 16000, subtype="PCM_16")
-
-
 def _dir_bytes(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
@@ -241,7 +236,7 @@ def _dir_bytes(p: Path) -> int:
 def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
     import torch
 
-    from backend import evaluation
+    from backend.loop import evaluate
     from models.interfaces import dedup
     from models.mini import asr as asr_mod
     from models.mini import audio, benchmarks, world
@@ -404,7 +399,7 @@ def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
                 continue
             seen.add(key)
             fname = f"{split}/{s.id}.wav"
-            _write_wav(out / "prompts" / fname, waves[keys[key]])
+            write_wav(out / "prompts" / fname, waves[keys[key]], 16000, "PCM_16")
             prompt_rows.append({
                 "file": fname, "split": split, "reference_text": s.sentences[0],
                 "story_id": s.id, "topic": s.topic, "character": s.name, "activity": s.activity,
@@ -430,10 +425,10 @@ def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
                     wav = np.concatenate(
                         [x for s in sents for x in (waves[keys[(s, p.voice)]], gap)][:-1])
                     fname = f"{split}_{p.id}_{correct}"
-                    _write_wav(d / split / f"{fname}.wav", wav)
+                    write_wav(d / split / f"{fname}.wav", wav, 16000, "PCM_16")
                     # Scored as written (16-bit PCM), as `evaluation` and every user reads it:
                     # the float wave's units differ enough to move sWUGGY by a point.
-                    pair_units.append(tok.encode(*evaluation.read_wave(d / split / f"{fname}.wav")))
+                    pair_units.append(tok.encode(*evaluate.read_wave(d / split / f"{fname}.wav")))
                     if name == "swuggy":
                         word = p.word if correct else sents[0]
                         lines.append(f"{fname} {p.voice} {int(correct)} {word} - {p.id} {correct}")
@@ -454,7 +449,7 @@ def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
     for name, splits in bench_units.items():
         for split, pu in splits.items():
             lps = lm_mod.logprobs(lm, [u for pair in pu for u in pair])
-            wins = evaluation.pair_outcomes(lps[0::2], lps[1::2])  # ties count half
+            wins = evaluate.pair_outcomes(lps[0::2], lps[1::2])  # ties count half
             bench_acc.setdefault(name, {})[split] = {
                 "accuracy": round(float(np.mean(wins)), 4), "n": len(wins),
                 "ci95": _bootstrap_ci(np.array(wins, float), seed)}
@@ -506,12 +501,12 @@ def _json_default(o):
     raise TypeError(type(o))
 
 
-def _bootstrap_ci(x: np.ndarray, seed: int, n: int = 1000) -> list[float]:
+def _bootstrap_ci(x: np.ndarray, seed: int) -> list[float]:
+    """The manifest's 95% interval of a mean (1000 resamples, rounded)."""
     if len(x) == 0:
         return [float("nan"), float("nan")]
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), (n, len(x)))].mean(1)
-    return [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)]
+    est = stats.mean_bootstrap(x, resamples=1000, seed=seed)
+    return [round(est.low, 4), round(est.high, 4)]
 
 
 def _judge_ranking(held, judge, asr, voc, units, keys, story_voice, n, seed) -> dict:
@@ -622,53 +617,12 @@ def _bars(m: dict) -> dict:
 
 
 # --- job + CLI ---------------------------------------------------------------------------------
-try:
-    from backend.jobs import JobContext, handler
-
-    @handler("bootstrap", resumable=True, exclusive=True)
-    def _bootstrap_job(ctx: JobContext) -> dict:
-        """Build the bundle as a job (params: preset, seed, force); reloads models afterwards."""
-        s = ctx.runtime.settings
-        path = build_bundle(s, ctx.params.get("preset"), ctx.params.get("seed"),
-                            progress=ctx.progress, force=bool(ctx.params.get("force")))
-        ctx.runtime.forget_components()
-        m = read_manifest(path) or {}
-        return {"bundle": str(path), "preset": m.get("preset"), "bars": m.get("bars")}
-except ImportError:  # pragma: no cover - backend.jobs is always there in the app
-    pass
-
-
-def cmd_bootstrap(args) -> None:
-    from backend.config import load_settings
-
-    settings = load_settings()
-    if args.info:
-        print(json.dumps(bundle_info(settings), indent=2))
-        return
-    from tqdm import tqdm
-
-    bar = tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]")
-
-    def progress(frac: float, msg: str) -> None:
-        bar.n = round(100 * frac, 1)
-        bar.set_description(msg[:40])
-        bar.refresh()
-
-    t0 = time.monotonic()
-    path = build_bundle(settings, args.preset, args.seed, progress=progress, force=args.force)
-    bar.close()
+@handler("bootstrap", resumable=True, exclusive=True)
+def _bootstrap_job(ctx: JobContext) -> dict:
+    """Build the bundle as a job (params: preset, seed, force); reloads models afterwards."""
+    s = ctx.runtime.settings
+    path = build_bundle(s, ctx.params.get("preset"), ctx.params.get("seed"),
+                        progress=ctx.progress, force=bool(ctx.params.get("force")))
+    ctx.runtime.forget_components()
     m = read_manifest(path) or {}
-    print(f"bundle at {path} (preset {m.get('preset')}, seed {m.get('seed')}, "
-          f"{time.monotonic() - t0:.0f} s this run; built in "
-          f"{m.get('build_seconds', {}).get('total')} s)")
-    print(json.dumps(m.get("bars", {}), indent=2))
-
-
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("bootstrap", help="build the embedded mini world (offline, CPU)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="full (the product; build times in docs/results.md) or tiny (tests)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--force", action="store_true", help="rebuild even if a bundle exists")
-    p.add_argument("--info", action="store_true", help="print the bundle's manifest")
-    p.set_defaults(func=cmd_bootstrap)
+    return {"bundle": str(path), "preset": m.get("preset"), "bars": m.get("bars")}

@@ -1,4 +1,5 @@
-"""Evaluation of a model version: spoken-LM benchmarks and the judge score of its samples.
+"""Step 6 of the loop: evaluate a model version: spoken-LM benchmarks and the judge score of
+its samples.
 
 Benchmarks (ZeroSpeech 2021 style layout, produced by the mini world's bootstrap and by the
 converters for the real sets):
@@ -25,15 +26,13 @@ can be compared on the same items with a paired bootstrap (`compare_versions`, C
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
 import math
 import os
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,15 +40,16 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from backend import registry, stats
-from backend.jobs import JobContext, handler
+from backend import queries, registry, stats
+from backend.files import atomic_write_text, read_wav, save_figure, sha256_bytes, sha256_file
+from backend.jobs import JobContext, JobError, handler
+from backend.progress import Progress, noop, span
 from backend.runtime import Runtime
-from db.schema import EvalResult, Judgment, ModelVersion, Prompt, Sample
+from db.schema import EvalResult, ModelVersion
 
 log = logging.getLogger(__name__)
 
 BENCHMARKS = ("swuggy", "sblimp", "ssc", "tsc")
-Progress = Callable[[float, str], None]
 SCORE_BATCH = 64
 ENCODE_BATCH = 32
 
@@ -137,46 +137,25 @@ def _tokenizer_id(rt: Runtime) -> str:
     return f"{getattr(cfg, 'kind', '')}|{Path(path).resolve() if path else ''}|{stamp}"
 
 
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_wave(path: Path) -> tuple[np.ndarray, int]:
     """Mono float32 samples and rate of a benchmark wav, as every scorer of it reads it."""
-    import soundfile as sf
-
     try:
-        wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        return read_wav(path)
     except Exception as e:  # noqa: BLE001 - soundfile raises several types
         raise EvaluationError(f"cannot read audio {path}: {e}") from e
-    return wave.mean(axis=1), int(sr)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def units_for_files(rt: Runtime, paths: Sequence[Path], progress: Progress | None = None
                     ) -> list[list[int]]:
     """Deduplicated units of each wav, through `rt.tokenizer`, cached on disk."""
     cache = rt.settings.data_dir / "cache" / "units"
-    tok_key = hashlib.sha256(_tokenizer_id(rt).encode()).hexdigest()[:16]
+    tok_key = sha256_bytes(_tokenizer_id(rt).encode())[:16]
     out: list[list[int] | None] = [None] * len(paths)
     todo: list[tuple[int, Path]] = []
     for i, p in enumerate(paths):
         if not p.is_file():
             raise EvaluationError(f"benchmark audio missing: {p}")
-        key = f"{_file_sha(p)}-{tok_key}"
+        key = f"{sha256_file(p)}-{tok_key}"
         f = cache / key[:2] / f"{key}.json"
         if f.is_file():
             try:
@@ -198,7 +177,7 @@ def units_for_files(rt: Runtime, paths: Sequence[Path], progress: Progress | Non
         for (i, f), u in zip(chunk, units, strict=True):
             u = [int(x) for x in u]
             out[i] = u
-            _atomic_write_text(f, json.dumps(u))
+            atomic_write_text(f, json.dumps(u))
         if progress:
             progress(min(1.0, (start + len(chunk)) / len(todo)), "tokenizing")
     return [u if u is not None else [] for u in out]
@@ -239,12 +218,6 @@ def _result(benchmark: str, metric: str, values: np.ndarray, ids: list[str], spl
     }
 
 
-def _scaled(progress: Progress | None, lo: float, hi: float) -> Progress | None:
-    if progress is None:
-        return None
-    return lambda f, m="": progress(lo + (hi - lo) * f, m)
-
-
 def evaluate_benchmark(rt: Runtime, name: str, split: str, adapter: str | None,
                        root: Path | None = None, progress: Progress | None = None) -> list[dict]:
     """Accuracy and length-normalized accuracy of one benchmark split (result dicts)."""
@@ -254,8 +227,8 @@ def evaluate_benchmark(rt: Runtime, name: str, split: str, adapter: str | None,
                               f"{[str(r) for r in ([root] if root else benchmark_roots(rt))]}")
     pairs = read_item_file(bdir / f"{split}.item")
     files = [bdir / split / f"{f}.wav" for p in pairs for f in (p.good, p.bad)]
-    units = units_for_files(rt, files, _scaled(progress, 0.0, 0.4))
-    total, mean = score_sequences(rt, units, adapter, _scaled(progress, 0.4, 1.0))
+    units = units_for_files(rt, files, span(progress, 0.0, 0.4))
+    total, mean = score_sequences(rt, units, adapter, span(progress, 0.4, 1.0))
     ids = [p.id for p in pairs]
     out = []
     for metric, arr in (("accuracy", total), ("accuracy_norm", mean)):
@@ -271,20 +244,12 @@ def evaluate_benchmark(rt: Runtime, name: str, split: str, adapter: str | None,
 # --- judge score ------------------------------------------------------------------------------
 def judge_scores(rt: Runtime, version_id: int, split: str | None = None
                  ) -> dict[str, list[tuple[int, int, float]]]:
-    """Per judge name: (prompt id, sample id, value) of the stored, valid, unflagged AI
-    judgments of the version's samples (on prompts of `split` when given)."""
-    q = (
-        select(Judgment.judge_name, Judgment.rater, Sample.prompt_id, Sample.id, Judgment.value)
-        .join(Sample, Judgment.sample_id == Sample.id)
-        .where(Judgment.kind == "ai", Judgment.value.is_not(None), Judgment.error.is_(None),
-               Judgment.flagged.is_(False), Sample.model_version_id == version_id)
-    )
-    if split:
-        q = q.join(Prompt, Sample.prompt_id == Prompt.id).where(Prompt.split == split)
+    """Per judge identity (`name@prompt_version`): (prompt id, sample id, value) of the counted
+    AI judgments (backend.queries) of the version's samples, on prompts of `split` if given."""
     out: dict[str, list] = {}
     with rt.store.read() as s:
-        for judge, rater, pid, sid, value in s.execute(q):
-            out.setdefault(judge or rater, []).append((int(pid), int(sid), float(value)))
+        for a in queries.ai_scores(s, version_id=version_id, split=split or None):
+            out.setdefault(a.judge, []).append((a.prompt_id, a.sample_id, a.value))
     return out
 
 
@@ -331,7 +296,7 @@ def _summary(r: dict) -> dict:
     return {k: r[k] for k in ("benchmark", "metric", "value", "n", "ci_low", "ci_high")}
 
 
-def _fmt_ci(lo, hi, pct: bool) -> str:
+def fmt_ci(lo, hi, pct: bool) -> str:
     if lo is None or hi is None:
         return "-"
     return f"[{100 * lo:.1f}, {100 * hi:.1f}]" if pct else f"[{lo:.3f}, {hi:.3f}]"
@@ -356,7 +321,7 @@ def write_report(rt: Runtime, version: dict, results: list[dict], split: str) ->
         pct = r["metric"].startswith("accuracy")
         val = f"{100 * r['value']:.1f}%" if pct else f"{r['value']:.3f}"
         lines.append(f"| {r['benchmark']} | {r['metric']} | {val} | "
-                     f"{_fmt_ci(r['ci_low'], r['ci_high'], pct)} | {r['n']} |")
+                     f"{fmt_ci(r['ci_low'], r['ci_high'], pct)} | {r['n']} |")
     lines += ["", "Accuracy: share of pairs where the correct item has the higher summed "
               "log-likelihood (ties half), Wilson 95% CI; `accuracy_norm` uses the mean per "
               "token. Judge score: mean of valid AI judgments, 95% CI by resampling prompts.", ""]
@@ -375,7 +340,7 @@ def write_report(rt: Runtime, version: dict, results: list[dict], split: str) ->
         ax.set_ylabel("accuracy")
         ax.set_title(f"{version['name']} ({split})", fontsize=9)
         fig.tight_layout()
-        _save_fig(fig, d / "accuracy.png")
+        save_figure(fig, d / "accuracy.png", dpi=110)
         lines.append("![accuracy](accuracy.png)")
     for r in results:
         if r["metric"] != "mean_score":
@@ -390,24 +355,15 @@ def write_report(rt: Runtime, version: dict, results: list[dict], split: str) ->
         ax.legend(fontsize=8)
         fig.tight_layout()
         fname = f"{_safe(r['benchmark'])}.png"
-        _save_fig(fig, d / fname)
+        save_figure(fig, d / fname, dpi=110)
         lines.append(f"![{r['benchmark']}]({fname})")
     path = d / "report.md"
-    _atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _save_fig(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
 
 
 def evaluate_version(
@@ -418,7 +374,7 @@ def evaluate_version(
     """Evaluate a version on the benchmarks (default: every one found for `split`) and its judge
     score; stores eval_results rows, writes the report; returns the rows (without details)."""
     v = _resolve_version(rt, version)
-    progress = progress or (lambda f, m="": None)
+    progress = progress or noop
     names = list(benchmarks) if benchmarks else available_benchmarks(rt, split, root)
     unknown = [b for b in names if not find_benchmark(rt, b, split, root)]
     if unknown:
@@ -504,23 +460,23 @@ def write_comparison(rt: Runtime, rows: list[dict], out: Path | None = None,
         lines.append(
             f"| {r['version']} | {r['round']} | {r['benchmark']} | {r['metric']} | "
             f"{r['baseline']:.4f} | {r['aligned']:.4f} | {r['diff']:+.4f}{mark} | "
-            f"{_fmt_ci(r['ci_low'], r['ci_high'], False)} | {r['n_paired']} |")
+            f"{fmt_ci(r['ci_low'], r['ci_high'], False)} | {r['n_paired']} |")
     if not rows:
         lines.append("| (no paired results: evaluate the baseline and an aligned version) |"
                      + " |" * 8)
-    _atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
     buf = io.StringIO()
     fields = ["version", "round", "benchmark", "metric", "baseline", "aligned", "diff", "ci_low",
               "ci_high", "n_paired", "significant"]
     w = csv.DictWriter(buf, fieldnames=fields)
     w.writeheader()
     w.writerows(rows)
-    _atomic_write_text(out / "comparison.csv", buf.getvalue())
+    atomic_write_text(out / "comparison.csv", buf.getvalue())
     return out / "report.md"
 
 
-# --- job and CLI -----------------------------------------------------------------------------
-def _bench_list(value) -> list[str] | None:
+# --- job -----------------------------------------------------------------------------
+def bench_list(value) -> list[str] | None:
     if not value:
         return None
     if isinstance(value, str):
@@ -532,104 +488,10 @@ def _bench_list(value) -> list[str] | None:
 def evaluate_job(ctx: JobContext) -> dict:
     p = ctx.params
     if not p.get("version"):
-        from backend.jobs import JobError
-
         raise JobError("evaluate: parameter 'version' is required")
     split = p.get("split") or "dev"
-    res = evaluate_version(ctx.runtime, p["version"], benchmarks=_bench_list(p.get("benchmarks")),
+    res = evaluate_version(ctx.runtime, p["version"], benchmarks=bench_list(p.get("benchmarks")),
                            split=split, progress=ctx.progress, job_id=ctx.job_id)
     for r in res:
         ctx.log(f"{r['benchmark']} {r['metric']} = {r['value']:.4f} (n={r['n']})")
     return {"version": str(p["version"]), "split": split, "results": res}
-
-
-def _run_inline(rt: Runtime, job_id: int) -> str:
-    """Run one queued job in this process with a tqdm bar; Ctrl-C asks it to cancel."""
-    import threading
-
-    from sqlalchemy import update
-    from tqdm import tqdm
-
-    from backend import jobs
-    from db.schema import Job, utcnow
-
-    with rt.store.session() as s:
-        now = utcnow()
-        claimed = s.execute(
-            update(Job).where(Job.id == job_id, Job.status == "queued")
-            .values(status="running", worker_id=f"cli:{os.getpid()}", started_at=now,
-                    heartbeat_at=now, attempts=Job.attempts + 1, message="started")
-            .execution_options(synchronize_session=False)).rowcount
-    if claimed != 1:
-        return jobs.get(rt, job_id)["status"]
-    state: dict[str, str] = {}
-    th = threading.Thread(target=lambda: state.update(s=jobs.run_job(rt, job_id)), daemon=True)
-    th.start()
-    with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {elapsed}") as bar:
-        try:
-            while th.is_alive():
-                th.join(0.3)
-                j = jobs.get(rt, job_id)
-                bar.n = int(round(100 * j["progress"]))
-                bar.set_description_str((j["message"] or "")[:40])
-                bar.refresh()
-        except KeyboardInterrupt:
-            jobs.cancel(rt, job_id)
-            th.join()
-    return state.get("s", "failed")
-
-
-def cmd_evaluate(args) -> None:
-    from backend import jobs
-    from backend.cli import CLIError, runtime_from
-
-    rt = runtime_from(args)
-    v = registry.get_version(rt, args.version)
-    benches = _bench_list(args.bench)
-    roots = ", ".join(str(r) for r in benchmark_roots(rt))
-    for b in benches or []:
-        if not find_benchmark(rt, b, args.split):
-            raise CLIError(f"benchmark {b}/{args.split}.item not found under {roots} "
-                           f"(known names: {', '.join(BENCHMARKS)})")
-    params = {"version": v["name"], "split": args.split, "benchmarks": benches}
-    job_id = jobs.submit(rt, "evaluate", params)
-    if not args.wait:
-        print(f"queued evaluate job {job_id}")
-        return
-    status = _run_inline(rt, job_id)
-    j = jobs.get(rt, job_id)
-    if status != "done":
-        raise CLIError(f"evaluate job {job_id} {status}: {j.get('error') or ''}".strip())
-    for r in j["result"].get("results", []):
-        ci = _fmt_ci(r["ci_low"], r["ci_high"], False)
-        print(f"{r['benchmark']:<24} {r['metric']:<14} {r['value']:.4f} {ci} n={r['n']}")
-    print(f"report: {rt.settings.data_dir / 'reports' / v['name'] / 'report.md'}")
-
-
-def cmd_report(args) -> None:
-    from backend.cli import runtime_from
-
-    rt = runtime_from(args)
-    rows = compare_versions(rt, split=args.split)
-    path = write_comparison(rt, rows, Path(args.out) if args.out else None, args.split)
-    for r in rows:
-        ci = _fmt_ci(r["ci_low"], r["ci_high"], False)
-        print(f"{r['version']:<28} {r['benchmark']:<20} {r['metric']:<14} "
-              f"{r['diff']:+.4f} {ci}{' *' if r['significant'] else ''}")
-    print(f"report: {path}")
-
-
-def add_cli(sub) -> None:
-    ev = sub.add_parser("evaluate", help="benchmark accuracies + judge score of a version")
-    ev.add_argument("version", help="model version name or id")
-    ev.add_argument("--bench", default="", help=f"comma list (default: all of {BENCHMARKS})")
-    ev.add_argument("--split", default="dev")
-    g = ev.add_mutually_exclusive_group()
-    g.add_argument("--wait", dest="wait", action="store_true", default=True,
-                   help="run the job here with a progress bar (default)")
-    g.add_argument("--no-wait", dest="wait", action="store_false", help="only queue the job")
-    ev.set_defaults(func=cmd_evaluate)
-    rp = sub.add_parser("report", help="baseline vs aligned versions with paired-bootstrap CIs")
-    rp.add_argument("--out", default="", help="output directory (default: data/reports/comparison)")
-    rp.add_argument("--split", default="dev")
-    rp.set_defaults(func=cmd_report)

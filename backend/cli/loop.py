@@ -1,0 +1,125 @@
+"""The loop's steps one by one (`import-prompts`, `generate`, `transcribe`, `judge`) and whole
+rounds (`round`). A round runs as a job: queued and left (`--no-wait`) or run here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from backend.cli import common
+from backend.cli.common import CLIError, print_json, run_with_bar
+
+
+def cmd_import_prompts(args) -> None:
+    from backend.prompts import import_bundle_prompts
+
+    run_with_bar(args, import_bundle_prompts, "import",
+                 bundle_dir=Path(args.bundle) if args.bundle else None)
+
+
+def cmd_generate(args) -> None:
+    from backend import registry
+    from backend.loop.generate import generate
+    from backend.progress import tqdm_progress
+
+    rt = common.runtime_from(args)
+    version = args.version or registry.ensure_baseline(rt)["name"]
+    update, close = tqdm_progress("generate")
+    try:
+        res = generate(rt, version, split=args.split, n=args.n, seed=args.seed,
+                       limit=args.limit, progress=update)
+    finally:
+        close()
+    print_json(res)
+
+
+def cmd_transcribe(args) -> None:
+    from backend.loop.transcribe import transcribe
+
+    run_with_bar(args, transcribe, "transcribe")
+
+
+def cmd_judge(args) -> None:
+    from backend.loop.judge import judge
+
+    run_with_bar(args, judge, "judge", judges=args.judge, version=args.version)
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings -> round overrides; KEY is a setting (`lr`, `beta`) or
+    `section.field` (`dpo.beta`); a value is JSON where it parses, else a string. The round
+    checks every key and value against the settings model before anything runs."""
+    out: dict[str, Any] = {}
+    for kv in pairs:
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            raise CLIError(f"--set needs KEY=VALUE, got {kv!r}")
+        try:
+            value = json.loads(v)
+        except json.JSONDecodeError:
+            value = v
+        section, dot, field = k.partition(".")
+        if dot:
+            out.setdefault(section, {})[field] = value
+        else:
+            out[k] = value
+    return out
+
+
+def cmd_round(args) -> None:
+    from backend import jobs
+    from backend.loop.rounds import start_round
+
+    rt = common.runtime_from(args)
+    overrides = parse_sets(args.set)
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    job_id = start_round(rt, args.parent, args.source, args.rounds, args.curriculum,
+                         overrides, evaluate=not args.no_eval)
+    if args.no_wait:
+        print(f"queued round job {job_id} (python -m backend jobs show {job_id})")
+        return
+    status = jobs.run_inline(rt, job_id)
+    j = jobs.get(rt, job_id)
+    if status != "done":
+        raise CLIError(f"round job {job_id} {status}: {j.get('error') or ''}".strip())
+    print_json(j["result"])
+
+
+def add_commands(sub) -> None:
+    from db.schema import PAIR_SOURCES
+
+    ip = sub.add_parser("import-prompts", help="load a bundle's prompts into the store")
+    ip.add_argument("--bundle", default=None,
+                    help="directory with prompts/prompts.jsonl (default: <data_dir>/bundle)")
+    ip.set_defaults(func=cmd_import_prompts)
+
+    g = sub.add_parser("generate", help="sample continuations with a model version")
+    g.add_argument("version", nargs="?", default=None, help="name or id (default: baseline)")
+    g.add_argument("--split", default=None)
+    g.add_argument("--n", type=int, default=None)
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--limit", type=int, default=None, help="at most this many prompts")
+    g.set_defaults(func=cmd_generate)
+
+    t = sub.add_parser("transcribe", help="ASR over samples and prompts without transcript")
+    t.set_defaults(func=cmd_transcribe)
+
+    j = sub.add_parser("judge", help="AI-judge samples (retries failed judgments)")
+    j.add_argument("--judge", action="append", default=None, help="judge name (repeatable)")
+    j.add_argument("--version", default=None)
+    j.set_defaults(func=cmd_judge)
+
+    rp = sub.add_parser("round", help="run DPO round(s): generate, judge, pairs, DPO, evaluate")
+    rp.add_argument("--parent", default=None, help="version name or id (default: baseline)")
+    rp.add_argument("--source", choices=PAIR_SOURCES, default="ai")
+    rp.add_argument("--rounds", type=int, default=1)
+    rp.add_argument("--curriculum", action="store_true", help="raise thresholds each round")
+    rp.add_argument("--steps", type=int, default=None, help="DPO max steps")
+    rp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a dpo/selection/generation setting (JSON value), e.g. "
+                         "dpo.beta=0.2 or lr=1e-4")
+    rp.add_argument("--no-eval", action="store_true")
+    rp.add_argument("--no-wait", action="store_true", help="queue a job and print its id")
+    rp.set_defaults(func=cmd_round)
