@@ -279,15 +279,10 @@ def test_bundle_reuse_and_atomic_swap(tmp_path, mini_bundle, monkeypatch):
 
 
 def test_cli_info(mini_settings, capsys, monkeypatch):
-    import argparse
-
-    from backend import world
+    from backend import cli
 
     monkeypatch.setattr("backend.config.load_settings", lambda **kw: mini_settings)
-    p = argparse.ArgumentParser()
-    world.add_cli(p.add_subparsers())
-    args = p.parse_args(["bootstrap", "--info"])
-    args.func(args)
+    assert cli.main(["bootstrap", "--info"]) == 0
     assert json.loads(capsys.readouterr().out)["preset"] == "tiny"
 
 

@@ -14,7 +14,7 @@ import soundfile as sf
 
 from backend import leaderboard, media, prompts, rating, traps, users
 from backend.config import Settings
-from backend.loop import rounds
+from backend.loop import pairs
 from backend.runtime import Runtime
 from db.schema import RatingTask, Sample
 from tests.rating.seed import seed
@@ -106,7 +106,7 @@ def test_trap_clips_stay_out_of_tasks_listen_and_statistics(rt):
     assert clip.id not in [x["id"] for v in view["versions"] for x in v["samples"]]
     assert leaderboard.leaderboard(rt)["n_ab_votes"] == 0
     assert rating.sample_ratings(rt, [real.id])[real.id]["ab"] == {"win": 0, "loss": 0, "tie": 0}
-    votes, _mos = rounds.human_feedback(rt, "train")
+    votes, _mos = pairs.human_feedback(rt, "train")
     assert votes == []
 
 
