@@ -71,7 +71,7 @@ def _lineage_rows(rt: Runtime, bad_adapters: set[str]) -> list[dict]:
 
 
 def _job_kinds() -> list[str]:
-    jobs._load_handlers()
+    jobs.load_handlers()
     return [k for k in JOB_KINDS if k in jobs.HANDLERS]
 
 
