@@ -127,3 +127,31 @@ def test_db_upgrade_and_downgrade(cli):
     assert cli("db", "upgrade").returncode == 0
     assert cli("db", "downgrade", "base").returncode == 0
     assert cli("db", "upgrade").returncode == 0
+
+
+@pytest.mark.parametrize("command", [("config", "show"), ("users", "list"), ("jobs", "list"),
+                                     ("versions", "list")])
+def test_light_commands_do_not_import_torch(tmp_path, command):
+    """Building the parser and running a store or settings command loads neither torch nor
+    the models: such a command answers in a moment."""
+    probe = ("import sys\nfrom backend.cli import main\n"
+             f"code = main({list(command)!r})\n"
+             "heavy = sorted(m for m in ('torch', 'transformers', 'trl', 'peft', 'gradio')"
+             " if m in sys.modules)\n"
+             "print('HEAVY', heavy)\nsys.exit(code)\n")
+    env = {**os.environ, "STUDIO_DATA_DIR": str(tmp_path / "data"),
+           "STUDIO_CONFIG": str(tmp_path / "studio.toml"), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_set_is_checked_against_the_settings_before_a_round_runs(cli):
+    """A misspelt or ill-typed `--set` fails at once with the setting's name, before any job is
+    queued or sampling starts."""
+    proc = cli("round", "--set", "dpo.bta=0.2", "--no-wait")
+    assert "bta" in _one_line_error(proc)
+    proc = cli("round", "--set", "learning_rate=fast", "--no-wait")
+    assert "learning_rate" in _one_line_error(proc)
+    assert cli("jobs", "list").stdout.strip() == ""  # nothing was queued
