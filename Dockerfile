@@ -18,6 +18,7 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
     && pip install --no-cache-dir -r requirements.txt
 COPY . .
+RUN pip install --no-cache-dir --no-deps -e .
 
 VOLUME ["/data"]
 EXPOSE 7860

@@ -8,12 +8,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bootstrap bench clean-venv
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first: the pinned CPU build (a later unpinned torch would pull a multi-GB CUDA build)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -r requirements.txt
+	# the project itself, editable: the `studio` command, and benches run as `python -m bench.X`
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -39,7 +41,8 @@ test: $(STAMP)
 		$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	for b in bench/[a-z]*.py; do m=$$(basename $$b .py); echo "== bench.$$m"; \
+		$(BIN)/python -m bench.$$m || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)

@@ -7,7 +7,7 @@
   the data before training, no reference forward per step).
 
 Each mode runs in its own subprocess so peak RSS (ru_maxrss) is per mode. CPU, 2 threads.
-Usage: .venv/bin/python bench/dpo.py [--hidden 256 --layers 4 --steps 12 --pairs 64]
+Usage: .venv/bin/python -m bench.dpo [--hidden 256 --layers 4 --steps 12 --pairs 64]
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 MODES = ("adapter_off", "ref_copy", "precompute")
 
 

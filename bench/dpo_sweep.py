@@ -6,7 +6,7 @@ continuations are judged and compared with the baseline's by a paired bootstrap 
 This is how the mini world's DPO defaults (`dpo.mini_overrides`) are chosen: see
 docs/results.md.
 
-    .venv/bin/python bench/dpo_sweep.py --data-dir data --threads 1 \\
+    .venv/bin/python -m bench.dpo_sweep --data-dir data --threads 1 \\
         "lr=1e-4,steps=80" "lr=1e-4,steps=80,loss_type=sigmoid+sft,loss_weights=1+1"
 
 A variant is comma-separated round settings (the names `python -m backend round --set` takes);
@@ -19,11 +19,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from bench.loop import heldout_scores, paired_bootstrap  # noqa: E402
 

@@ -9,7 +9,7 @@
    the process RSS from after the imports to holding the models (includes allocator slack and
    transient load buffers, so it is noisier).
 
-Usage: .venv/bin/python bench/generation.py [--hidden 256 --layers 4 --threads 1]
+Usage: .venv/bin/python -m bench.generation [--hidden 256 --layers 4 --threads 1]
 The last line is `speed-up: N.NNx`; the line before it the memory ratio.
 """
 
@@ -22,9 +22,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 K, OFFSET, N_ADAPTERS = 500, 3, 4
 

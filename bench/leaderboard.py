@@ -7,20 +7,15 @@ on them; it is run for `--lr-resamples` resamples and its per-resample time extr
 Prints times, the max abs difference of the point estimates, and as the LAST line `ratio: N.NN`
 (extrapolated LR time / our time).
 
-Usage: .venv/bin/python bench/leaderboard.py [--votes 1000000 --versions 20 --resamples 200]
+Usage: .venv/bin/python -m bench.leaderboard [--votes 1000000 --versions 20 --resamples 200]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from backend import stats  # noqa: E402
 

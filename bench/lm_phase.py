@@ -3,7 +3,7 @@ LM was trained (each sentence tokenized from its own recording, so starting on a
 vs the same stories tokenized as one recording (sentences at arbitrary sub-frame offsets, as in
 the benchmarks and in any continuous speech). A large gap means the LM memorised unit strings.
 
-    .venv/bin/python bench/lm_phase.py --bundle data/bundle [--stories 40]
+    .venv/bin/python -m bench.lm_phase --bundle data/bundle [--stories 40]
 """
 
 from __future__ import annotations
@@ -11,14 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:

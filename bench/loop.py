@@ -1,8 +1,8 @@
 """Measure what the Align-SLM loop buys: mean AI-judge score on held-out prompts, baseline vs the
 aligned version(s), with a paired bootstrap 95% CI over prompts.
 
-    .venv/bin/python bench/loop.py --world mini --data-dir data [--rounds 3]   # built bundle
-    .venv/bin/python bench/loop.py --world tiny                                 # stand-in world
+    .venv/bin/python -m bench.loop --world mini --data-dir data [--rounds 3]   # built bundle
+    .venv/bin/python -m bench.loop --world tiny                                 # stand-in world
 
 The mini world needs `python -m backend bootstrap` to have built `<data_dir>/bundle`.
 """
@@ -12,16 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def heldout_scores(rt, version: str, split: str | None = None, n: int | None = None,

@@ -1,8 +1,9 @@
 """Run `python -m app ARGS` under yappi (CPU clock, every thread) and, on SIGTERM, write the
 profile: `PATH.txt` (functions by own CPU time and by total) and `PATH.pstat` (for snakeviz or
-pstats). Used by `bench/raters.py --profile PATH` to see where the server's CPU per vote goes.
+pstats). Used by `python -m bench.raters --profile PATH` to see where the server's CPU per vote
+goes.
 
-    .venv/bin/python bench/profile_server.py PATH --host 127.0.0.1 --port 7860
+    .venv/bin/python -m bench.profile_server PATH --host 127.0.0.1 --port 7860
 """
 
 from __future__ import annotations
@@ -12,10 +13,6 @@ import runpy
 import signal
 import sys
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ if they differ or a row is duplicated), which background jobs ran, and the CPU u
 vs by other processes (the machine is shared); then whether p95 < 250 ms at 32 raters (the
 issue's target; reported, never enforced).
 
-    .venv/bin/python bench/raters.py [--raters 8,32,64] [--votes-per-rater 20] [--seconds 30]
+    .venv/bin/python -m bench.raters [--raters 8,32,64] [--votes-per-rater 20] [--seconds 30]
         [--listen 0.2] [--arrivals spread|together] [--load auto|world|cpu|none]
         [--jobs server|thread|workers] [--nice 0]
         [--database-url URL] [--data-dir DIR]
@@ -57,8 +57,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from tests.reliability.rater_client import ApiError, CallFailed, Rater  # noqa: E402
 
@@ -162,7 +160,7 @@ def start_server(env: dict, log_path: Path, worker: bool = True, profile: Path |
     bench/profile_server.py with `profile`); returns once the page answers."""
     port = free_port()
     log = open(log_path, "w")
-    runner = ([str(ROOT / "bench" / "profile_server.py"), str(profile)] if profile
+    runner = (["-m", "bench.profile_server", str(profile)] if profile
               else ["-m", "app"])
     cmd = [sys.executable, *runner, "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(cmd + ([] if worker else ["--no-worker"]), cwd=ROOT, env=env,

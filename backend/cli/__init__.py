@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from backend.cli import evaluate, exports, jobs, loop, rating, system, users, world
 from backend.cli.common import CLIError
@@ -19,7 +20,8 @@ __all__ = ["CLIError", "COMMANDS", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m backend", description="Align-SLM Studio backend")
+    prog = "studio" if Path(sys.argv[0]).name == "studio" else "python -m backend"
+    p = argparse.ArgumentParser(prog=prog, description="Align-SLM Studio backend")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:

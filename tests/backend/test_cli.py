@@ -155,3 +155,14 @@ def test_set_is_checked_against_the_settings_before_a_round_runs(cli):
     proc = cli("round", "--set", "learning_rate=fast", "--no-wait")
     assert "learning_rate" in _one_line_error(proc)
     assert cli("jobs", "list").stdout.strip() == ""  # nothing was queued
+
+
+def test_console_script_is_installed():
+    """`make` installs the project (editable), so `studio` runs the same CLI from anywhere."""
+    import shutil
+
+    exe = shutil.which("studio", path=str(Path(sys.executable).parent))
+    assert exe, "the `studio` console script is not installed in this environment"
+    proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60,
+                          cwd="/")
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: studio"), proc.stderr
