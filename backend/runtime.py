@@ -7,7 +7,6 @@ tests build a Runtime on a temporary SQLite file (or PostgreSQL) with a tiny wor
 from __future__ import annotations
 
 import threading
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +81,7 @@ class Runtime:
             self.unit_lm.load_adapter(name, version["adapter_path"])
             return name
 
-        with self.lm_lock:
-            return self._component(f"adapter:{name}", load)
-
-    @cached_property
-    def lm_lock(self) -> threading.Lock:
-        """Serializes use of the unit LM (adapter switching is not thread-safe)."""
-        return threading.Lock()
+        return self._component(f"adapter:{name}", load)
 
     def forget_components(self) -> None:
         """Drop loaded models (after a bundle rebuild)."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -76,7 +77,22 @@ class SpeechTokenizer(Protocol):
 
 @runtime_checkable
 class UnitLM(Protocol):
+    """A causal LM over speech units with named LoRA adapters (one per aligned version).
+
+    Implementations are safe to share between threads: they serialize their own use of the
+    model (switching adapters is not thread-safe), so callers never take a lock."""
+
     vocab_size: int
+    hf_tokenizer: Any
+    """The HF tokenizer training feeds TRL with (unit strings -> ids)."""
+
+    def units_to_text(self, units: Sequence[int]) -> str:
+        """The string form of units that `hf_tokenizer` reads (the tokeniser owns it)."""
+        ...
+
+    def load_adapter(self, name: str, path: str | Path) -> None:
+        """Load a saved adapter under `name` (idempotent); `adapter=name` then applies it."""
+        ...
 
     def sample(
         self, prompts: Sequence[Units], params: SamplingParams, adapter: str | None = None

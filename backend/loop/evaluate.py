@@ -193,8 +193,7 @@ def score_sequences(rt: Runtime, seqs: Sequence[list[int]], adapter: str | None,
     lm = rt.unit_lm
     for start in range(0, len(seqs), batch_size):
         chunk = list(seqs[start:start + batch_size])
-        with rt.lm_lock:
-            lps = lm.logprob(chunk, adapter=adapter)
+        lps = lm.logprob(chunk, adapter=adapter)
         for k, lp in enumerate(lps):
             total[start + k] = lp.total
             mean[start + k] = lp.total / max(1, len(lp.per_token))

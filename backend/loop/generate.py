@@ -49,8 +49,7 @@ def sample_continuations(rt: Runtime, version: dict, prompt_units: Sequence[Sequ
                          params: SamplingParams) -> list[list[list[int]]]:
     """`params.n` continuations (unit lists) of each prompt by `version`, in memory."""
     adapter = rt.adapter(version)
-    with rt.lm_lock:
-        return rt.unit_lm.sample([list(u) for u in prompt_units], params, adapter=adapter)
+    return rt.unit_lm.sample([list(u) for u in prompt_units], params, adapter=adapter)
 
 
 def generate(

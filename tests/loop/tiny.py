@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -75,6 +76,7 @@ class TinyUnitLM:
         self.hf_tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.model = AutoModelForCausalLM.from_pretrained(self.path).eval()
         self.adapters: dict[str, str] = {}
+        self._lock = threading.RLock()  # the UnitLM contract: safe to share between threads
 
     def units_to_text(self, units: Sequence[int]) -> str:
         return " ".join(f"<u{int(u)}>" for u in units)
@@ -82,6 +84,10 @@ class TinyUnitLM:
     def load_adapter(self, name: str, path: str | Path) -> None:
         from peft import PeftModel
 
+        with self._lock:
+            self._load_adapter(name, path, PeftModel)
+
+    def _load_adapter(self, name, path, PeftModel) -> None:
         if name in self.adapters:
             return
         if isinstance(self.model, PeftModel):
@@ -109,6 +115,10 @@ class TinyUnitLM:
 
     @torch.no_grad()
     def sample(self, prompts, params: SamplingParams, adapter=None):
+        with self._lock:  # the global torch seed and the active adapter are shared state
+            return self._sample(prompts, params, adapter)
+
+    def _sample(self, prompts, params: SamplingParams, adapter=None):
         torch.manual_seed(params.seed)
         seqs = [self._ids(p) for p in prompts]
         width = max(len(s) for s in seqs)
@@ -138,7 +148,7 @@ class TinyUnitLM:
 
     @torch.no_grad()
     def logits(self, units: Units, adapter=None) -> torch.Tensor:
-        with self._ctx(adapter):
+        with self._lock, self._ctx(adapter):
             return self.model(input_ids=torch.tensor([self._ids(units)])).logits[0]
 
     @torch.no_grad()
