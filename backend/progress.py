@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-Progress = Callable[[float, str], None]
-Report = Callable[..., None]
-"""Live values for the UI while a job runs (`ctx.set_result`), e.g. a DPO step's metrics."""
+from models.interfaces import Progress, Report
+
+__all__ = ["Progress", "Report", "no_report", "noop", "span", "tqdm_progress"]
 
 
 def noop(fraction: float, message: str = "") -> None:

@@ -7,7 +7,7 @@ world. Units are plain Python ints 0..K-1; waves are 1-D float32 numpy arrays in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -15,6 +15,11 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 Units = list[int]
+Progress = Callable[[float, str], None]
+"""`progress(fraction 0..1, message)`; long work reports through it (and may be cancelled by it
+raising)."""
+Report = Callable[..., None]
+"""`report(**values)`: live values while work runs (e.g. a training step's metrics)."""
 
 
 def dedup(units: Sequence[int]) -> Units:

@@ -5,14 +5,9 @@ a LoRA adapter (peft).
   in front when it does not add one itself, as the sampler conditions on it); chosen / rejected =
   " " + continuation units (the leading space keeps the prompt's tokenization a prefix, STACK.md;
   TRL appends EOS to completions).
-- Reference model: the trainer gets the parent as a plain model plus `peft_config=LoraConfig`,
-  so the reference is the same weights with the new adapter disabled: no second copy in memory.
-- Parent: the baseline, or an aligned version. For an aligned parent the base is loaded, the
-  parent's adapter merged into it (`merge_and_unload`), and a new adapter trained on top, so the
-  reference of round r is exactly the model of round r-1 (paper's curriculum). The saved adapter
-  of every version is SELF-CONTAINED, relative to the base weights: for an aligned parent it is
-  the rank-concatenation of the parent's adapter and the new delta (peft `add_weighted_adapter`,
-  combination "cat", which is exact), so serving any version is one `load_adapter` on the base.
+- The model side (parent loading, LoRA, the TRL trainer, self-contained adapters) is
+  `models.training`; this module turns a round's stored pairs into examples and registers the
+  trained adapter as a new version.
 - The adapter is written to a temp dir under `<data_dir>/tmp/`, then `registry.derive_aligned`
   copies it atomically and commits the version row; the temp dir is always removed. A cancelled,
   failed or killed round leaves no version row and no checkpoint dir.
@@ -21,23 +16,21 @@ a LoRA adapter (peft).
 from __future__ import annotations
 
 import logging
-import math
 import shutil
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from sqlalchemy import select
 
 from backend import registry
 from backend.config import DPOSettings, Settings
 from backend.jobs import JobCancelled
-from backend.progress import Progress, Report, no_report, noop
+from backend.progress import Progress, Report
 from backend.runtime import Runtime
 from db.schema import PreferencePair, Prompt, Sample, TrainingRound, utcnow
+from models.training import train_dpo
 
 log = logging.getLogger(__name__)
 
@@ -82,143 +75,6 @@ def make_examples(unit_lm, triples: list[tuple[list[int], list[int], list[int]]]
         {"prompt": bos + to_text(p), "chosen": " " + to_text(c), "rejected": " " + to_text(r)}
         for p, c, r in triples
     ]
-
-
-# --- model -----------------------------------------------------------------------------------
-def load_parent_model(base_path: str | Path, adapter_paths: list[str]):
-    """The base LM with the given (self-contained) adapter merged in, as a plain HF model."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=torch.float32)
-    if adapter_paths:
-        from peft import PeftModel
-
-        # every stored adapter is self-contained: only the newest applies
-        model = PeftModel.from_pretrained(model, adapter_paths[-1]).merge_and_unload()
-    return model
-
-
-def combine_adapters(base_path: str | Path, parent_adapter: str | Path, delta: Path,
-                     out: Path) -> None:
-    """Write into `out` one adapter equal to parent + delta on the base (rank concatenation)."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=torch.float32)
-    m = PeftModel.from_pretrained(base, str(parent_adapter), adapter_name="parent")
-    m.load_adapter(str(delta), adapter_name="delta")
-    m.add_weighted_adapter(["parent", "delta"], [1.0, 1.0], "full", combination_type="cat")
-    m.delete_adapter("parent")
-    m.delete_adapter("delta")
-    stage = out.parent / f"{out.name}-stage"
-    m.save_pretrained(str(stage), selected_adapters=["full"])
-    src = stage / "full" if (stage / "full").is_dir() else stage
-    # saved under the name "full": make it the default adapter of the directory
-    shutil.move(str(src), str(out))
-    shutil.rmtree(stage, ignore_errors=True)
-
-
-def _callback(progress: Progress, report: Report, history: list[dict]):
-    from transformers import TrainerCallback
-
-    class _Stream(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kw):
-            if not logs:
-                return
-            row = {"step": state.global_step, **{
-                k: float(v) for k, v in logs.items() if isinstance(v, int | float)}}
-            history.append(row)
-            live = {k: row[k] for k in ("loss", "rewards/margins", "rewards/accuracies",
-                                        "rewards/chosen", "rewards/rejected") if k in row}
-            if live:
-                report(train_step=state.global_step, train_max_steps=state.max_steps,
-                       train_metrics=live)
-
-        def on_step_end(self, args, state, control, **kw):
-            last = history[-1] if history else {}
-            msg = f"DPO step {state.global_step}/{state.max_steps}"
-            if "loss" in last:
-                msg += f" loss {last['loss']:.3f}"
-            if "rewards/accuracies" in last:
-                msg += f" acc {last['rewards/accuracies']:.2f}"
-            progress(state.global_step / max(1, state.max_steps), msg)  # raises JobCancelled
-
-    return _Stream()
-
-
-def train_dpo(
-    base_path: str | Path, parent_adapters: list[str], tokenizer, examples: list[dict],
-    cfg: DPOSettings, out_dir: Path, progress: Progress | None = None,
-    report: Report | None = None, work_dir: Path | None = None,
-    on_trained: Callable[[Any], None] | None = None,
-) -> dict:
-    """Train one DPO adapter from the parent (base + merged adapters) and save it, self-contained
-    relative to the base, into `out_dir`. Returns metrics. `progress` may raise to cancel."""
-    from datasets import Dataset
-    from peft import LoraConfig
-    from trl import DPOConfig, DPOTrainer
-
-    progress = progress or noop
-    report = report or no_report
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    work = work_dir or out_dir.parent / f"{out_dir.name}-work"
-    work.mkdir(parents=True, exist_ok=True)
-    model = load_parent_model(base_path, parent_adapters)
-    lora = LoraConfig(
-        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM",
-    )
-    steps = cfg.max_steps if cfg.max_steps and cfg.max_steps > 0 else -1
-    args = DPOConfig(
-        output_dir=str(work / "trainer"), per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate, beta=cfg.beta, max_steps=steps,
-        num_train_epochs=cfg.epochs, lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_ratio if 0 < cfg.warmup_ratio < 1 else 0,
-        max_length=cfg.max_length, seed=cfg.seed, logging_steps=cfg.logging_steps,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        precompute_ref_log_probs=cfg.precompute_ref_log_probs,
-        use_cpu=cfg.use_cpu, bf16=cfg.bf16, report_to="none", save_strategy="no",
-        dataloader_num_workers=0, disable_tqdm=True, loss_type=list(cfg.loss_type),
-        loss_weights=list(cfg.loss_weights) if cfg.loss_weights else None,
-    )
-    history: list[dict] = []
-    trainer = DPOTrainer(
-        model=model, args=args, train_dataset=Dataset.from_list(examples),
-        processing_class=tokenizer, peft_config=lora,
-        callbacks=[_callback(progress, report, history)],
-    )
-    t0 = time.monotonic()
-    trainer.train()
-    train_s = time.monotonic() - t0
-    if on_trained is not None:  # tests: look at the in-memory trained model
-        on_trained(trainer.model)
-    delta = work / "delta"
-    trainer.model.save_pretrained(str(delta))
-    if parent_adapters:
-        combine_adapters(base_path, parent_adapters[-1], delta, out_dir)
-    else:
-        shutil.move(str(delta), str(out_dir))
-    steps_logged = [h for h in history if "rewards/accuracies" in h]
-    head, tail = steps_logged[: max(1, len(steps_logged) // 4)], steps_logged[
-        -max(1, len(steps_logged) // 4):]
-
-    def mean(rows, k):
-        vals = [r[k] for r in rows if k in r and not math.isnan(r[k])]
-        return sum(vals) / len(vals) if vals else None
-
-    metrics = {
-        "steps": trainer.state.global_step, "train_seconds": round(train_s, 2),
-        "n_examples": len(examples),
-        "reward_accuracy_first": mean(head, "rewards/accuracies"),
-        "reward_accuracy_last": mean(tail, "rewards/accuracies"),
-        "reward_margin_first": mean(head, "rewards/margins"),
-        "reward_margin_last": mean(tail, "rewards/margins"),
-        "loss_first": mean(head, "loss"), "loss_last": mean(tail, "loss"),
-        "history": history[-200:],
-    }
-    del trainer, model
-    return metrics
 
 
 # --- a round's training step ----------------------------------------------------------------
