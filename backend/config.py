@@ -167,6 +167,28 @@ class DPOSettings(BaseModel):
         """`--set loss_type=sigmoid` (or STUDIO_DPO__LOSS_TYPE=sigmoid) means ["sigmoid"]."""
         return [v] if isinstance(v, (str, int, float)) else v
 
+    @model_validator(mode="after")
+    def _consistent(self):
+        """Settings that cannot train fail here, at construction (the Admin form, `--set`, the
+        config file), not minutes later inside the trainer after sampling."""
+        if not self.loss_type:
+            raise ValueError("loss_type needs at least one loss")
+        if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
+            raise ValueError(f"loss_weights has {len(self.loss_weights)} values for "
+                             f"{len(self.loss_type)} losses in loss_type {self.loss_type}")
+        for name in ("beta", "learning_rate"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        for name in ("lora_rank", "batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError("warmup_ratio must be in [0, 1)")
+        unknown = set(self.mini_overrides) - set(type(self).model_fields)
+        if unknown:
+            raise ValueError(f"mini_overrides names unknown DPO settings: {sorted(unknown)}")
+        return self
+
     mini_overrides: dict[str, float | int | str | list] = Field(
         default_factory=lambda: {
             "learning_rate": 2e-4, "lora_rank": 8, "lora_alpha": 16, "max_steps": 120,
