@@ -221,30 +221,37 @@ def _claim(s, job_id: int, worker_id: str) -> bool:
     return claimed.rowcount == 1
 
 
-def run_inline(runtime: Runtime, job_id: int) -> str:
-    """Run one queued job in this process with a tqdm bar (the CLI's way to wait for a job);
-    Ctrl-C asks it to cancel. Returns the job's end state, or its state if another worker had
-    claimed it."""
+def run_inline(runtime: Runtime, job_id: int, poll_s: float = 0.3) -> str:
+    """Wait for a job with a tqdm bar, running it in this process unless another worker (the
+    server's, say) claimed it first: the CLI's one way to wait. Ctrl-C asks it to cancel.
+    Returns the job's end state."""
     from tqdm import tqdm
 
     with runtime.store.session() as s:
-        if not _claim(s, job_id, f"cli:{os.getpid()}"):
-            return get(runtime, job_id)["status"]
-    state: dict[str, str] = {}
-    th = threading.Thread(target=lambda: state.update(s=run_job(runtime, job_id)), daemon=True)
-    th.start()
+        mine = _claim(s, job_id, f"cli:{os.getpid()}")
+    th = None
+    if mine:
+        th = threading.Thread(target=run_job, args=(runtime, job_id), daemon=True)
+        th.start()
+    ended = ("done", "failed", "cancelled")
     with tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
         try:
-            while th.is_alive():
-                th.join(0.3)
+            while True:
                 j = get(runtime, job_id)
                 bar.n = int(round(100 * j["progress"]))
                 bar.set_description_str((j["message"] or "")[:40])
                 bar.refresh()
+                if j["status"] in ended and (th is None or not th.is_alive()):
+                    return j["status"]
+                if th is not None:
+                    th.join(poll_s)
+                else:
+                    time.sleep(poll_s)
         except KeyboardInterrupt:
             cancel(runtime, job_id)
-            th.join()
-    return state.get("s", "failed")
+            if th is not None:
+                th.join()
+            return get(runtime, job_id)["status"]
 
 
 def run_job(runtime: Runtime, job_id: int) -> str:

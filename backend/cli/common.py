@@ -30,6 +30,18 @@ def choices_of(model, field: str) -> list[str]:
     return list(get_args(model.model_fields[field].annotation))
 
 
+def run_job_here(rt, job_id: int, what: str) -> dict:
+    """Run a queued job in this process with a progress bar (Ctrl-C cancels it); its record
+    when it is done, else a CLIError with the job's error."""
+    from backend import jobs
+
+    status = jobs.run_inline(rt, job_id)
+    j = jobs.get(rt, job_id)
+    if status != "done":
+        raise CLIError(f"{what} job {job_id} {status}: {j.get('error') or ''}".strip())
+    return j
+
+
 def run_with_bar(args, fn, desc: str, **kw) -> None:
     """Run a service function `fn(rt, progress=..., **kw)` with a tqdm bar; print its result."""
     from backend.progress import tqdm_progress

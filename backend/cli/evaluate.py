@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from backend.cli import common
-from backend.cli.common import CLIError
+from backend.cli.common import CLIError, run_job_here
 
 
 def cmd_evaluate(args) -> None:
@@ -32,11 +32,7 @@ def cmd_evaluate(args) -> None:
     if not args.wait:
         print(f"queued evaluate job {job_id}")
         return
-    status = jobs.run_inline(rt, job_id)
-    j = jobs.get(rt, job_id)
-    if status != "done":
-        raise CLIError(f"evaluate job {job_id} {status}: {j.get('error') or ''}".strip())
-    for r in j["result"].get("results", []):
+    for r in run_job_here(rt, job_id, "evaluate")["result"].get("results", []):
         ci = fmt_ci(r["ci_low"], r["ci_high"], False)
         print(f"{r['benchmark']:<24} {r['metric']:<14} {r['value']:.4f} {ci} n={r['n']}")
     print(f"report: {rt.settings.data_dir / 'reports' / v['name'] / 'report.md'}")

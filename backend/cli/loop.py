@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.cli import common
-from backend.cli.common import CLIError, print_json, run_with_bar
+from backend.cli.common import CLIError, print_json, run_job_here, run_with_bar
 
 
 def cmd_import_prompts(args) -> None:
@@ -68,7 +68,6 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
 
 
 def cmd_round(args) -> None:
-    from backend import jobs
     from backend.loop.rounds import start_round
 
     rt = common.runtime_from(args)
@@ -80,11 +79,7 @@ def cmd_round(args) -> None:
     if args.no_wait:
         print(f"queued round job {job_id} (python -m backend jobs show {job_id})")
         return
-    status = jobs.run_inline(rt, job_id)
-    j = jobs.get(rt, job_id)
-    if status != "done":
-        raise CLIError(f"round job {job_id} {status}: {j.get('error') or ''}".strip())
-    print_json(j["result"])
+    print_json(run_job_here(rt, job_id, "round")["result"])
 
 
 def add_commands(sub) -> None:

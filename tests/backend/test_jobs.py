@@ -144,3 +144,26 @@ def test_worker_limits_torch_threads_to_leave_cores_for_serving(tmp_path, sqlite
         worker.stop()
         rt.close()
         torch.set_num_threads(before)
+
+
+def test_run_inline_runs_a_queued_job_here(sqlite_runtime):
+    job_id = jobs.submit(sqlite_runtime, "test_count", {"n": 3})
+    assert jobs.run_inline(sqlite_runtime, job_id, poll_s=0.05) == "done"
+    job = jobs.get(sqlite_runtime, job_id)
+    assert job["worker_id"].startswith("cli:") and job["result"] == {"counted": 3}
+
+
+def test_run_inline_follows_a_job_another_worker_claimed(sqlite_runtime):
+    """The CLI waits for a job the server's worker took first, instead of giving up."""
+    import threading
+
+    job_id = jobs.submit(sqlite_runtime, "test_count", {"n": 4, "sleep": 0.1})
+    assert jobs.claim_next(sqlite_runtime, "server-worker") == job_id
+    other = threading.Thread(target=jobs.run_job, args=(sqlite_runtime, job_id))
+    other.start()
+    try:
+        assert jobs.run_inline(sqlite_runtime, job_id, poll_s=0.05) == "done"
+    finally:
+        other.join()
+    job = jobs.get(sqlite_runtime, job_id)
+    assert job["worker_id"] == "server-worker" and job["result"] == {"counted": 4}
