@@ -386,6 +386,22 @@ class Worker:
                 self._stop.wait(self.poll_s * 4)
 
 
+def lower_priority(nice: int) -> None:
+    """Lower this process's CPU priority by `nice`. With session autogroups on (Linux,
+    /proc/sys/kernel/sched_autogroup_enabled) a nice value only ranks processes within their
+    session, so a worker that leads its own session (a service) also lowers its autogroup;
+    the server's own worker shares the server's session and needs only os.nice."""
+    if nice <= 0:
+        return
+    os.nice(nice)
+    if os.getsid(0) == os.getpid():
+        try:
+            with open("/proc/self/autogroup", "w") as f:
+                f.write(str(min(19, nice)))
+        except OSError:  # no autogroups here, or not permitted: os.nice is what there is
+            pass
+
+
 def bind_to_parent(parent_pid: int) -> None:
     """Called by a worker process the server started: on Linux, ask for SIGTERM when its parent
     dies; exit at once if the parent is already gone. (Done by the child itself, not in a
@@ -429,7 +445,10 @@ class WorkerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "backend", "worker", "--parent", str(os.getpid()),
              "--nice", str(self.nice)], cwd=root,
-            start_new_session=True,  # Ctrl-C reaches the server, which then stops the worker
+            # Own process group, so a terminal's Ctrl-C reaches only the server (which then
+            # stops the worker); the same session, so the nice value counts against the server:
+            # with autogroups on, niceness only ranks processes within one session's group.
+            process_group=0,
         )
         self._started_at = time.monotonic()
 

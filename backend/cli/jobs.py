@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from backend.cli import common
 from backend.cli.common import CLIError, print_json
 
@@ -11,8 +9,7 @@ from backend.cli.common import CLIError, print_json
 def cmd_worker(args) -> None:
     from backend import jobs
 
-    if args.nice:
-        os.nice(args.nice)
+    jobs.lower_priority(args.nice)
     if args.parent is not None:
         jobs.bind_to_parent(args.parent)
     rt = common.runtime_from(args)

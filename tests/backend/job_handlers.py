@@ -49,3 +49,16 @@ def torch_threads(ctx):
     import torch
 
     return {"threads": torch.get_num_threads()}
+
+
+@handler("test_spin")
+def spin(ctx):
+    """CPU-bound for `seconds` (pure Python: one core), reporting progress now and then."""
+    end = time.monotonic() + float(ctx.params.get("seconds", 5.0))
+    n, last = 0, 0.0
+    while (now := time.monotonic()) < end:
+        n += sum(range(10_000)) > 0
+        if now - last > 1.0:  # rarely: a progress write waits for the disk, not the CPU
+            ctx.progress(0.5, "spinning")
+            last = now
+    return {"loops": n}
