@@ -127,7 +127,8 @@ def _share_beside(pid: int, seconds: float) -> float:
 def test_a_cpu_bound_worker_child_yields_the_core_to_the_server(tmp_path, monkeypatch):
     """The server's worker child at nice 10, on the same core as a busy server thread, takes
     only a small part of it, also on kernels with session autogroups, where a nice value counts
-    only within a session (a child in a session of its own, niced by os.nice alone, got 34-36 % here)."""
+    only within a session (a child in a session of its own, niced by os.nice alone, got 34-36 %
+    here)."""
     import tests.backend.job_handlers  # noqa: F401 - test_spin
     from backend import jobs
     from backend.config import Settings
