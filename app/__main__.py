@@ -36,7 +36,7 @@ def startup(rt) -> dict:
     if built and (rt.settings.bundle_dir / "prompts").exists():
         try:
             report["prompts"] = prompts.import_bundle_prompts(rt)
-            report["baseline"] = registry.ensure_baseline(rt)["name"]
+            report["baseline"] = registry.ensure_baseline(rt).name
             if not problems:
                 report["seeding_jobs"] = queue_first_samples(rt, report["baseline"])
         except Exception as e:  # noqa: BLE001 - serve anyway, say why

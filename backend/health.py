@@ -49,12 +49,12 @@ def check_adapters(rt: Runtime) -> list[dict]:
     """Aligned versions whose adapter directory is missing or no longer matches its hash."""
     problems = []
     for v in registry.list_versions(rt):
-        if v.get("adapter_path") and not registry.verify_adapter(v):
+        if v.adapter_path and not registry.verify_adapter(v):
             problems.append({
-                "component": f"adapter of {v['name']}", "path": v["adapter_path"],
+                "component": f"adapter of {v.name}", "path": v.adapter_path,
                 "error": "adapter files are missing or differ from the hash recorded at "
                          "registration",
-                "fix": f"do not use {v['name']}: retrain it with a new round from its parent "
+                "fix": f"do not use {v.name}: retrain it with a new round from its parent "
                        f"(its parent and other versions are unaffected)"})
     return problems
 

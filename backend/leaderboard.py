@@ -29,13 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 
-from backend import queries, stats
+from backend import queries, registry, stats
 from backend.files import save_figure
 from backend.rating import rater_report
 from backend.runtime import Runtime
-from db.schema import ASPECTS, ModelVersion
+from db.schema import ASPECTS
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +42,6 @@ RIDGE = 0.01
 
 
 # --- loading ----------------------------------------------------------------------------------
-def _versions(rt: Runtime) -> list[dict]:
-    with rt.store.read() as s:
-        return [{"id": v.id, "name": v.name, "kind": v.kind, "round_index": v.round_index,
-                 "parent_id": v.parent_id}
-                for v in s.scalars(select(ModelVersion).order_by(ModelVersion.id))]
-
-
 def _ab_votes(rt: Runtime) -> list[queries.ABVoteRow]:
     with rt.store.read() as s:
         return queries.ab_votes(s)
@@ -116,8 +108,8 @@ def leaderboard(rt: Runtime, source: str = "all", seed: int = 0) -> dict[str, An
     """Per model version: win rate vs baseline, Bradley-Terry strength with bootstrap CI, MOS
     per aspect, AI judge mean score, number of judgments. See the module docstring."""
     cfg = rt.settings.rating
-    versions = _versions(rt)
-    base = next((v for v in versions if v["kind"] == "baseline"), None)
+    versions = registry.list_versions(rt)
+    base = next((v for v in versions if v.kind == "baseline"), None)
     human = source in ("all", "human")
     use_ai = source != "human"
     judge = None if source in ("all", "human", "ai") else source
@@ -150,7 +142,7 @@ def leaderboard(rt: Runtime, source: str = "all", seed: int = 0) -> dict[str, An
         wins, ties = stats.counts_from_votes(
             np.array([index[int(v)] for v in arr[:, 0]]),
             np.array([index[int(v)] for v in arr[:, 1]]), arr[:, 2], len(in_graph))
-        ref = index.get(base["id"]) if base else None
+        ref = index.get(base.id) if base else None
         res = stats.bt_bootstrap(wins, ties, reference=ref, ridge=RIDGE,
                                  resamples=cfg.bootstrap_resamples, seed=seed)
         for vid, row in zip(in_graph, res.rows(), strict=True):
@@ -160,9 +152,9 @@ def leaderboard(rt: Runtime, source: str = "all", seed: int = 0) -> dict[str, An
     wr: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
     if base:
         for i, j, o in comps:
-            if base["id"] not in (i, j) or i == j:
+            if base.id not in (i, j) or i == j:
                 continue
-            other, o_other = (j, 1 - o) if i == base["id"] else (i, o)
+            other, o_other = (j, 1 - o) if i == base.id else (i, o)
             k = 0 if o_other == 1.0 else 1 if o_other == 0.0 else 2
             wr[other][k] += 1
 
@@ -175,17 +167,17 @@ def leaderboard(rt: Runtime, source: str = "all", seed: int = 0) -> dict[str, An
 
     rows, unlisted = [], []
     for v in versions:
-        vid = v["id"]
+        vid = v.id
         n = n_judg.get(vid, 0)
         if n < cfg.leaderboard_min_votes:
-            unlisted.append({"version": v["name"], "n_judgments": n})
+            unlisted.append({"version": v.name, "n_judgments": n})
             continue
         w, lo_, t = wr.get(vid, [0, 0, 0])
         row = {
-            "version": v["name"], "version_id": vid, "kind": v["kind"],
-            "round_index": v["round_index"], "n_judgments": n,
+            "version": v.name, "version_id": vid, "kind": v.kind,
+            "round_index": v.round_index, "n_judgments": n,
             "preliminary": n < cfg.leaderboard_preliminary_votes,
-            "win_rate": None if base is None or vid == base["id"] else {
+            "win_rate": None if base is None or vid == base.id else {
                 **(_est(stats.win_rate(w, lo_, t)) or {"value": None, "low": None,
                                                        "high": None, "n": 0}),
                 "wins": w, "losses": lo_, "ties": t,
@@ -205,7 +197,7 @@ def leaderboard(rt: Runtime, source: str = "all", seed: int = 0) -> dict[str, An
 
     rows.sort(key=key)
     return {
-        "source": source, "baseline": base["name"] if base else None, "rows": rows,
+        "source": source, "baseline": base.name if base else None, "rows": rows,
         "unlisted": unlisted, "n_comparisons": len(comps),
         "n_ab_votes": len(ab), "n_mos": len(mos), "n_ai": len(ai),
         "min_votes": cfg.leaderboard_min_votes,
@@ -322,7 +314,7 @@ def round_curves(rt: Runtime, out_dir: Path | None = None, split: str = "dev") -
 
     out_dir = Path(out_dir) if out_dir else rt.settings.data_dir / "reports" / "curves"
     out_dir.mkdir(parents=True, exist_ok=True)
-    versions = {v["id"]: v for v in _versions(rt)}
+    versions = {v.id: v for v in registry.list_versions(rt)}
     latest = latest_results(rt, split)
     panels = {
         "judge_score.png": ("judge score (mean, 95% CI)",
@@ -338,7 +330,7 @@ def round_curves(rt: Runtime, out_dir: Path | None = None, split: str = "dev") -
                 continue
             lo = r["ci_low"] if r["ci_low"] is not None else r["value"]
             hi = r["ci_high"] if r["ci_high"] is not None else r["value"]
-            series[bench].append((versions[vid]["round_index"], r["value"], lo, hi))
+            series[bench].append((versions[vid].round_index, r["value"], lo, hi))
         fig, ax = plt.subplots(figsize=(5, 3.4))
         for k, (bench, pts) in enumerate(sorted(series.items())):
             pts.sort()

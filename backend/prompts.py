@@ -319,8 +319,8 @@ def continue_clip(rt: Runtime, data: bytes, max_versions: int = 4) -> dict:
     versions = registry.list_versions(rt)
     if not versions:
         raise PromptError("no model version is registered yet")
-    base = [v for v in versions if v["kind"] == "baseline"][:1]
-    aligned = [v for v in versions if v["kind"] == "aligned"][-(max_versions - 1):]
+    base = [v for v in versions if v.kind == "baseline"][:1]
+    aligned = [v for v in versions if v.kind == "aligned"][-(max_versions - 1):]
     digest = sha256_bytes(wav_bytes(wave, TARGET_SR))[:24]
     out_dir = rt.settings.audio_dir / "live"
     prompt_path = out_dir / f"{digest}_prompt.wav"
@@ -340,7 +340,7 @@ def continue_clip(rt: Runtime, data: bytes, max_versions: int = 4) -> dict:
         try:
             cont = sample_continuations(rt, v, [units], params)[0][0]
             audio = vocoder.decode(list(cont))
-            path = out_dir / f"{digest}_{v['id']}.wav"
+            path = out_dir / f"{digest}_{v.id}.wav"
             atomic_write_bytes(path, wav_bytes(audio, vocoder.sample_rate))
             text = transcribe_waves(rt, [(audio, vocoder.sample_rate)])[0]
             try:
@@ -348,10 +348,10 @@ def continue_clip(rt: Runtime, data: bytes, max_versions: int = 4) -> dict:
                 score = sc.value if sc.ok else None
             except Exception:  # noqa: BLE001 - a score is optional here
                 score = None
-            results.append({"version": v["name"], "audio_path": str(path),
+            results.append({"version": v.name, "audio_path": str(path),
                             "transcript": text, "ai_score": score, "error": None})
         except Exception as e:  # noqa: BLE001 - show the others
-            results.append({"version": v["name"], "audio_path": None, "transcript": None,
+            results.append({"version": v.name, "audio_path": None, "transcript": None,
                             "ai_score": None, "error": f"{type(e).__name__}: {e}"})
     return {"prompt_path": str(prompt_path), "prompt_text": prompt_text, "duration_s": duration,
             "n_units": len(units), "continuations": results}

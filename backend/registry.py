@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,29 +25,49 @@ class RegistryError(ValueError):
     pass
 
 
-def version_dict(v: ModelVersion) -> dict[str, Any]:
-    return {
-        "id": v.id, "name": v.name, "kind": v.kind, "parent_id": v.parent_id,
-        "round_index": v.round_index, "base_ref": v.base_ref, "adapter_path": v.adapter_path,
-        "adapter_sha256": v.adapter_sha256, "config": v.config, "created_at": v.created_at,
-    }
+@dataclass(frozen=True)
+class Version:
+    """A model version as services hand it around (a snapshot of its row)."""
+
+    id: int
+    name: str
+    kind: str
+    """baseline | aligned"""
+    parent_id: int | None
+    round_index: int
+    base_ref: str
+    """the base weights (path or hub name) every version of the lineage applies to"""
+    adapter_path: str | None
+    """the aligned version's self-contained adapter; None for the baseline"""
+    adapter_sha256: str | None
+    config: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, v: ModelVersion) -> Version:
+        return cls(v.id, v.name, v.kind, v.parent_id, v.round_index, v.base_ref,
+                   v.adapter_path, v.adapter_sha256, dict(v.config or {}), v.created_at)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.kind == "baseline"
 
 
-def create_baseline(rt: Runtime, name: str, base_ref: str, config: dict | None = None) -> dict:
+def create_baseline(rt: Runtime, name: str, base_ref: str, config: dict | None = None) -> Version:
     """Register a pre-trained model (idempotent for the same name and base_ref)."""
     with rt.store.session() as s:
         existing = s.scalar(select(ModelVersion).where(ModelVersion.name == name))
         if existing:
             if existing.kind != "baseline" or existing.base_ref != base_ref:
                 raise RegistryError(f"version {name!r} exists with different settings")
-            return version_dict(existing)
+            return Version.of(existing)
         v = ModelVersion(name=name, kind="baseline", base_ref=base_ref, config=config or {})
         s.add(v)
         s.flush()
-        return version_dict(v)
+        return Version.of(v)
 
 
-def get_version(rt: Runtime, ref: int | str) -> dict:
+def get_version(rt: Runtime, ref: int | str) -> Version:
     """A version by id or name."""
     with rt.store.read() as s:
         if isinstance(ref, int) or str(ref).isdigit():
@@ -54,27 +76,27 @@ def get_version(rt: Runtime, ref: int | str) -> dict:
             v = s.scalar(select(ModelVersion).where(ModelVersion.name == ref))
         if v is None:
             raise RegistryError(f"unknown model version {ref!r}")
-        return version_dict(v)
+        return Version.of(v)
 
 
-def list_versions(rt: Runtime) -> list[dict]:
+def list_versions(rt: Runtime) -> list[Version]:
     with rt.store.read() as s:
-        return [version_dict(v) for v in s.scalars(select(ModelVersion).order_by(ModelVersion.id))]
+        return [Version.of(v) for v in s.scalars(select(ModelVersion).order_by(ModelVersion.id))]
 
 
-def baseline(rt: Runtime) -> dict | None:
+def baseline(rt: Runtime) -> Version | None:
     with rt.store.read() as s:
         v = s.scalar(
             select(ModelVersion).where(ModelVersion.kind == "baseline").order_by(ModelVersion.id)
         )
-        return version_dict(v) if v else None
+        return Version.of(v) if v else None
 
 
-def lineage(rt: Runtime, ref: int | str) -> list[dict]:
+def lineage(rt: Runtime, ref: int | str) -> list[Version]:
     """The version and its ancestors, newest first, ending at the baseline."""
     chain = [get_version(rt, ref)]
-    while chain[-1]["parent_id"] is not None:
-        chain.append(get_version(rt, chain[-1]["parent_id"]))
+    while chain[-1].parent_id is not None:
+        chain.append(get_version(rt, chain[-1].parent_id))
     return chain
 
 
@@ -85,7 +107,7 @@ def derive_aligned(
     round_index: int,
     config: dict | None = None,
     name: str | None = None,
-) -> dict:
+) -> Version:
     """Register a new aligned version whose adapter is copied from `adapter_src`."""
     par = get_version(rt, parent)
     adapter_src = Path(adapter_src)
@@ -99,20 +121,20 @@ def derive_aligned(
     try:
         with rt.store.session() as s:
             v = ModelVersion(
-                name=name, kind="aligned", parent_id=par["id"], round_index=round_index,
-                base_ref=par["base_ref"], adapter_path=str(final), adapter_sha256=digest,
+                name=name, kind="aligned", parent_id=par.id, round_index=round_index,
+                base_ref=par.base_ref, adapter_path=str(final), adapter_sha256=digest,
                 config=config or {},
             )
             s.add(v)
             s.flush()
-            return version_dict(v)
+            return Version.of(v)
     except Exception:
         shutil.rmtree(final, ignore_errors=True)
         raise
 
 
-def _root_name(rt: Runtime, version: dict) -> str:
-    return lineage(rt, version["id"])[-1]["name"]
+def _root_name(rt: Runtime, version: Version) -> str:
+    return lineage(rt, version.id)[-1].name
 
 
 def atomic_copy_dir(src: Path, dst: Path) -> str:
@@ -123,17 +145,17 @@ def atomic_copy_dir(src: Path, dst: Path) -> str:
         raise RegistryError(f"could not write checkpoint {dst}: {e.strerror or e}") from e
 
 
-def verify_adapter(version: dict) -> bool:
+def verify_adapter(version: Version) -> bool:
     """True when the adapter on disk still matches the hash recorded at registration."""
-    path = version.get("adapter_path")
+    path = version.adapter_path
     if not path:
         return True
     if not Path(path).is_dir():
         return False
-    return files.sha256_dir(path) == version.get("adapter_sha256")
+    return files.sha256_dir(path) == version.adapter_sha256
 
 
-def ensure_baseline(rt: Runtime) -> dict:
+def ensure_baseline(rt: Runtime) -> Version:
     """Register the configured base unit LM as the baseline version (idempotent): an existing
     baseline with the same base weights is returned as is."""
     cfg = rt.settings.models.unit_lm
@@ -143,7 +165,7 @@ def ensure_baseline(rt: Runtime) -> dict:
             ModelVersion.kind == "baseline", ModelVersion.base_ref == base_ref
         ).order_by(ModelVersion.id))
         if v is not None:
-            return version_dict(v)
+            return Version.of(v)
         taken = set(s.scalars(select(ModelVersion.name)))
     stem = "mini-base" if rt.settings.world == "mini" else (Path(base_ref).name or "baseline")
     name, k = stem, 2

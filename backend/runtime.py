@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.config import Settings, load_settings
 from backend.files import sha256_dir
 from db.session import Store
+
+if TYPE_CHECKING:
+    from backend.registry import Version
 
 
 class AdapterCorruptError(RuntimeError):
@@ -64,21 +67,21 @@ class Runtime:
             raise ValueError(f"unknown judge {name!r}; configured: {[j.name for j in judges]}")
         return self._component(f"judge:{cfg.name}", lambda: _factory().build_judge(cfg))
 
-    def adapter(self, version: dict) -> str | None:
+    def adapter(self, version: Version) -> str | None:
         """The adapter name to pass to the unit LM for a model version, loading it into the
         shared LM once (name = version name); None for the baseline. Each aligned version's
         adapter applies directly on the base weights (see backend.training)."""
-        if version.get("kind") == "baseline" or not version.get("adapter_path"):
+        if version.kind == "baseline" or not version.adapter_path:
             return None
-        name = version["name"]
+        name = version.name
 
         def load():
-            path = version["adapter_path"]
-            if not Path(path).is_dir() or sha256_dir(path) != version.get("adapter_sha256"):
+            path = version.adapter_path
+            if not Path(path).is_dir() or sha256_dir(path) != version.adapter_sha256:
                 raise AdapterCorruptError(
-                    f"adapter of {name} at {version['adapter_path']} is missing or differs from "
+                    f"adapter of {name} at {version.adapter_path} is missing or differs from "
                     f"the hash recorded at registration; it is not loaded")
-            self.unit_lm.load_adapter(name, version["adapter_path"])
+            self.unit_lm.load_adapter(name, version.adapter_path)
             return name
 
         return self._component(f"adapter:{name}", load)

@@ -49,7 +49,7 @@ def sweep(rt, variants: list[dict], heldout_n: int | None, seed: int = 1000) -> 
     from backend import registry
     from backend.loop import rounds as rounds_mod
 
-    base = registry.ensure_baseline(rt)["name"]
+    base = registry.ensure_baseline(rt).name
     t0 = time.monotonic()
     base_scores = heldout_scores(rt, base, n=heldout_n, seed=seed)
     print(f"baseline held-out: {len(base_scores)} prompts in {time.monotonic() - t0:.0f} s",

@@ -28,13 +28,13 @@ def heldout_scores(rt, version: str, split: str | None = None, n: int | None = N
 
     split = split or rt.settings.generation.heldout_split
     v = registry.get_version(rt, version)
-    generate.generate(rt, v["id"], split=split, n=n, seed=seed)
-    judge.judge(rt, version=v["id"])
+    generate.generate(rt, v.id, split=split, n=n, seed=seed)
+    judge.judge(rt, version=v.id)
     judges = [queries.judge_identity(j.name, j.prompt_version)
               for j in (rt.judge(c.name) for c in rt.settings.models.judges)]
     per: dict[int, list[float]] = {}
     with rt.store.read() as s:
-        for a in queries.ai_scores(s, judges=judges, version_id=v["id"], split=split, seed=seed):
+        for a in queries.ai_scores(s, judges=judges, version_id=v.id, split=split, seed=seed):
             per.setdefault(a.prompt_id, []).append(a.value)
     return {p: statistics.fmean(v) for p, v in per.items()}
 
@@ -63,7 +63,7 @@ def measure(rt, rounds: int = 1, curriculum: bool = True, overrides: dict | None
     from backend import registry
     from backend.loop import rounds as rounds_mod
 
-    base = registry.ensure_baseline(rt)["name"]
+    base = registry.ensure_baseline(rt).name
     t0 = time.monotonic()
     res = rounds_mod.run_rounds(rt, base, "ai", rounds=rounds, curriculum=curriculum,
                                 overrides=overrides or {}, evaluate=False)

@@ -262,7 +262,7 @@ class Load:
         from backend import jobs, registry
         from backend.loop import rounds
 
-        baseline = registry.ensure_baseline(rt)["name"]
+        baseline = registry.ensure_baseline(rt).name
         seed = 1000
         while not self._stop.is_set():
             try:

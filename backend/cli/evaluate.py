@@ -27,7 +27,7 @@ def cmd_evaluate(args) -> None:
         if not find_benchmark(rt, b, args.split):
             raise CLIError(f"benchmark {b}/{args.split}.item not found under {roots} "
                            f"(known names: {', '.join(BENCHMARKS)})")
-    params = {"version": v["name"], "split": args.split, "benchmarks": benches}
+    params = {"version": v.name, "split": args.split, "benchmarks": benches}
     job_id = jobs.submit(rt, "evaluate", params)
     if not args.wait:
         print(f"queued evaluate job {job_id}")
@@ -35,7 +35,7 @@ def cmd_evaluate(args) -> None:
     for r in run_job_here(rt, job_id, "evaluate")["result"].get("results", []):
         ci = fmt_ci(r["ci_low"], r["ci_high"], False)
         print(f"{r['benchmark']:<24} {r['metric']:<14} {r['value']:.4f} {ci} n={r['n']}")
-    print(f"report: {rt.settings.data_dir / 'reports' / v['name'] / 'report.md'}")
+    print(f"report: {rt.settings.data_dir / 'reports' / v.name / 'report.md'}")
 
 
 def cmd_report(args) -> None:

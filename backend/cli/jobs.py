@@ -57,16 +57,16 @@ def cmd_versions_list(args) -> None:
     from backend import registry
 
     for v in registry.list_versions(common.runtime_from(args)):
-        parent = v["parent_id"] if v["parent_id"] is not None else "-"
-        print(f"{v['id']:>4}  {v['name']:<32} {v['kind']:<8} parent={parent}", end=" ")
-        print(f"round={v['round_index']}")
+        parent = v.parent_id if v.parent_id is not None else "-"
+        print(f"{v.id:>4}  {v.name:<32} {v.kind:<8} parent={parent}", end=" ")
+        print(f"round={v.round_index}")
 
 
 def cmd_versions_lineage(args) -> None:
     from backend import registry
 
     chain = registry.lineage(common.runtime_from(args), args.version)
-    print(" <- ".join(f"{v['name']} ({v['kind']})" for v in chain))
+    print(" <- ".join(f"{v.name} ({v.kind})" for v in chain))
 
 
 def add_commands(sub) -> None:

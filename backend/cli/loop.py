@@ -24,7 +24,7 @@ def cmd_generate(args) -> None:
     from backend.progress import tqdm_progress
 
     rt = common.runtime_from(args)
-    version = args.version or registry.ensure_baseline(rt)["name"]
+    version = args.version or registry.ensure_baseline(rt).name
     update, close = tqdm_progress("generate")
     try:
         res = generate(rt, version, split=args.split, n=args.n, seed=args.seed,

@@ -44,6 +44,7 @@ from backend import queries, registry, stats
 from backend.files import atomic_write_text, read_wav, save_figure, sha256_bytes, sha256_file
 from backend.jobs import JobContext, JobError, handler
 from backend.progress import Progress, noop, span
+from backend.registry import Version
 from backend.runtime import Runtime
 from db.schema import EvalResult, ModelVersion
 
@@ -274,8 +275,8 @@ def evaluate_judge(rt: Runtime, version_id: int, split: str | None) -> list[dict
 
 
 # --- store and report -------------------------------------------------------------------------
-def _resolve_version(rt: Runtime, version: int | str | dict) -> dict:
-    if isinstance(version, dict):
+def _resolve_version(rt: Runtime, version: int | str | Version) -> Version:
+    if isinstance(version, Version):
         return version
     return registry.get_version(rt, version)
 
@@ -301,18 +302,18 @@ def fmt_ci(lo, hi, pct: bool) -> str:
     return f"[{100 * lo:.1f}, {100 * hi:.1f}]" if pct else f"[{lo:.3f}, {hi:.3f}]"
 
 
-def write_report(rt: Runtime, version: dict, results: list[dict], split: str) -> Path:
+def write_report(rt: Runtime, version: Version, results: list[dict], split: str) -> Path:
     """`<data_dir>/reports/<version>/report.md` plus PNGs (accuracy bars, judge histograms)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    d = rt.settings.data_dir / "reports" / version["name"]
+    d = rt.settings.data_dir / "reports" / version.name
     d.mkdir(parents=True, exist_ok=True)
     lines = [
-        f"# Evaluation of `{version['name']}`", "",
-        f"kind {version['kind']}, round {version['round_index']}, split `{split}`, "
+        f"# Evaluation of `{version.name}`", "",
+        f"kind {version.kind}, round {version.round_index}, split `{split}`, "
         f"{time.strftime('%Y-%m-%d %H:%M:%S')}", "",
         "| benchmark | metric | value | 95% CI | n |", "| --- | --- | --- | --- | --- |",
     ]
@@ -337,7 +338,7 @@ def write_report(rt: Runtime, version: dict, results: list[dict], split: str) ->
         ax.set_xticks(x, [r["benchmark"] for r in acc])
         ax.set_ylim(0, 1)
         ax.set_ylabel("accuracy")
-        ax.set_title(f"{version['name']} ({split})", fontsize=9)
+        ax.set_title(f"{version.name} ({split})", fontsize=9)
         fig.tight_layout()
         save_figure(fig, d / "accuracy.png", dpi=110)
         lines.append("![accuracy](accuracy.png)")
@@ -366,7 +367,7 @@ def _safe(name: str) -> str:
 
 
 def evaluate_version(
-    rt: Runtime, version: int | str | dict, benchmarks: Sequence[str] | None = None,
+    rt: Runtime, version: int | str | Version, benchmarks: Sequence[str] | None = None,
     split: str = "dev", progress: Progress | None = None, *, root: Path | None = None,
     job_id: int | None = None, judge: bool = True,
 ) -> list[dict]:
@@ -389,8 +390,8 @@ def evaluate_version(
         results += evaluate_benchmark(rt, name, split, adapter, root, sub)
     if judge:
         progress(len(names) / max(1, steps), "judge score")
-        results += evaluate_judge(rt, v["id"], split)
-    store_results(rt, v["id"], results, job_id)
+        results += evaluate_judge(rt, v.id, split)
+    store_results(rt, v.id, results, job_id)
     write_report(rt, v, results, split)
     progress(1.0, "done")
     return [_summary(r) for r in results]
@@ -419,16 +420,16 @@ def compare_versions(rt: Runtime, split: str = "dev", resamples: int = 2000) -> 
     if base is None:
         raise EvaluationError("no baseline version registered")
     with rt.store.read() as s:
-        aligned = [registry.version_dict(v) for v in s.scalars(
+        aligned = [registry.Version.of(v) for v in s.scalars(
             select(ModelVersion).where(ModelVersion.kind == "aligned")
             .order_by(ModelVersion.round_index, ModelVersion.id))]
     latest = latest_results(rt, split)
     rows = []
     for v in aligned:
         for (vid, bench, metric), r in sorted(latest.items(), key=lambda kv: kv[0][1:]):
-            if vid != v["id"] or (base["id"], bench, metric) not in latest:
+            if vid != v.id or (base.id, bench, metric) not in latest:
                 continue
-            b = latest[(base["id"], bench, metric)]
+            b = latest[(base.id, bench, metric)]
             bi = dict(zip(b["details"].get("ids", []), b["details"].get("outcomes", []),
                           strict=False))
             ai = dict(zip(r["details"].get("ids", []), r["details"].get("outcomes", []),
@@ -437,7 +438,7 @@ def compare_versions(rt: Runtime, split: str = "dev", resamples: int = 2000) -> 
             diff = stats.paired_bootstrap_diff([bi[i] for i in common], [ai[i] for i in common],
                                                resamples=resamples)
             rows.append({
-                "version": v["name"], "round": v["round_index"], "benchmark": bench,
+                "version": v.name, "round": v.round_index, "benchmark": bench,
                 "metric": metric, "baseline": b["value"], "aligned": r["value"],
                 "diff": diff.value, "ci_low": diff.low, "ci_high": diff.high,
                 "n_paired": diff.n,

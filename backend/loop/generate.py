@@ -18,6 +18,7 @@ from backend import registry
 from backend.files import write_wav
 from backend.jobs import JobContext, handler
 from backend.progress import Progress, noop
+from backend.registry import Version
 from backend.runtime import Runtime
 from db.schema import Prompt, Sample
 from models.interfaces import SamplingParams
@@ -45,7 +46,7 @@ def select_prompts(
     return ids[:limit] if limit else ids
 
 
-def sample_continuations(rt: Runtime, version: dict, prompt_units: Sequence[Sequence[int]],
+def sample_continuations(rt: Runtime, version: Version, prompt_units: Sequence[Sequence[int]],
                          params: SamplingParams) -> list[list[list[int]]]:
     """`params.n` continuations (unit lists) of each prompt by `version`, in memory."""
     adapter = rt.adapter(version)
@@ -68,14 +69,14 @@ def generate(
     with rt.store.session() as s:
         have: dict[int, set[int]] = {}
         for pid, idx in s.execute(select(Sample.prompt_id, Sample.index).where(
-            Sample.model_version_id == ver["id"], Sample.seed == params.seed,
+            Sample.model_version_id == ver.id, Sample.seed == params.seed,
             Sample.prompt_id.in_(pids),
         )):
             have.setdefault(pid, set()).add(idx)
         todo = [p for p in pids if len(have.get(p, ())) < params.n]
         units_of = dict(s.execute(select(Prompt.id, Prompt.units).where(Prompt.id.in_(todo))).all())
     bs = max(1, rt.settings.generation.batch_size)
-    out_dir = rt.settings.audio_dir / "samples" / ver["name"]
+    out_dir = rt.settings.audio_dir / "samples" / ver.name
     made = 0
     progress(0.0, f"{len(todo)} of {len(pids)} prompts to sample")
     vocoder = rt.vocoder if todo else None
@@ -90,7 +91,7 @@ def generate(
                 path = out_dir / f"{pid}_{params.seed}_{i}.wav"
                 write_wav(path, vocoder.decode(list(units)), vocoder.sample_rate)
                 rows.append(Sample(
-                    prompt_id=pid, model_version_id=ver["id"], seed=params.seed, index=i,
+                    prompt_id=pid, model_version_id=ver.id, seed=params.seed, index=i,
                     sampling_params=_params_dict(params), units=[int(u) for u in units],
                     audio_path=str(path),
                 ))
@@ -98,7 +99,7 @@ def generate(
             s.add_all(rows)
         made += len(rows)
         progress((b + len(batch)) / len(todo), f"sampled {b + len(batch)}/{len(todo)} prompts")
-    return {"version": ver["name"], "prompts": len(pids), "new_samples": made,
+    return {"version": ver.name, "prompts": len(pids), "new_samples": made,
             "skipped_prompts": len(pids) - len(todo)}
 
 
@@ -110,5 +111,5 @@ def _params_dict(p: SamplingParams) -> dict:
 @handler("generate", resumable=True)
 def _job_generate(ctx: JobContext) -> dict:
     p = dict(ctx.params)
-    version = p.pop("version", None) or registry.ensure_baseline(ctx.runtime)["name"]
+    version = p.pop("version", None) or registry.ensure_baseline(ctx.runtime).name
     return generate(ctx.runtime, version, progress=ctx.progress, **p)

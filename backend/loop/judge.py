@@ -36,7 +36,7 @@ def judge(
     progress = progress or noop
     names = list(judges) if judges else [j.name for j in rt.settings.models.judges]
     transcribe(rt, sample_ids=sample_ids, version=version)
-    vid = registry.get_version(rt, version)["id"] if version is not None else None
+    vid = registry.get_version(rt, version).id if version is not None else None
     stats = {"scored": 0, "failed": 0, "skipped": 0}
     plan = []
     for name in names:

@@ -24,6 +24,7 @@ from backend.loop.judge import judge
 from backend.loop.pairs import Thresholds, curriculum_thresholds, select_pairs
 from backend.loop.transcribe import transcribe
 from backend.progress import Progress, Report, no_report, noop, span
+from backend.registry import Version
 from backend.runtime import Runtime
 from db.schema import PAIR_SOURCES, Job, PreferencePair, TrainingRound, utcnow
 
@@ -74,22 +75,22 @@ def round_options(rt: Runtime) -> dict:
 
 
 # --- the loop --------------------------------------------------------------------------------
-def _sample_and_judge(rt: Runtime, version: dict, split: str, gen: GenerationConfig,
+def _sample_and_judge(rt: Runtime, version: Version, split: str, gen: GenerationConfig,
                       progress: Progress, n: int | None = None, limit: int | None = None) -> None:
     """`n` (default `gen.n`) continuations of up to `limit` prompts of `split` by `version`
     with the round's sampling settings, transcribed and AI-judged. Resumable: what exists is
     kept."""
     generate(
-        rt, version["id"], split=split, n=n or gen.n, seed=gen.seed, limit=limit,
+        rt, version.id, split=split, n=n or gen.n, seed=gen.seed, limit=limit,
         progress=span(progress, 0.0, 0.6, "generate"), temperature=gen.temperature,
         top_k=gen.top_k, top_p=gen.top_p, max_new_units=gen.max_new_units,
     )
-    transcribe(rt, version=version["id"], progress=span(progress, 0.6, 0.7,
+    transcribe(rt, version=version.id, progress=span(progress, 0.6, 0.7,
                                                                      "transcribe"))
-    judge(rt, version=version["id"], progress=span(progress, 0.7, 1.0, "judge"))
+    judge(rt, version=version.id, progress=span(progress, 0.7, 1.0, "judge"))
 
 
-def _evaluate(rt: Runtime, version: dict, parent: dict, gen: GenerationConfig,
+def _evaluate(rt: Runtime, version: Version, parent: Version, gen: GenerationConfig,
               progress: Progress) -> dict:
     """Held-out continuations of the new version and its parent, AI-judged, then the
     benchmarks and the judge score. Without those samples the evaluation had no judge score
@@ -102,15 +103,15 @@ def _evaluate(rt: Runtime, version: dict, parent: dict, gen: GenerationConfig,
         if select_prompts(rt, split=split):
             for k, v in enumerate((parent, version)):
                 _sample_and_judge(rt, v, split, gen, span(progress, 0.25 * k, 0.25 * (k + 1),
-                                                           f"{split} samples of {v['name']}"),
+                                                           f"{split} samples of {v.name}"),
                                   n=gen.heldout_n)
-        res = evaluate_version(rt, version["name"], split=split,
+        res = evaluate_version(rt, version.name, split=split,
                                progress=span(progress, 0.5, 1.0, "benchmarks"))
         return {"results": res}
     except JobCancelled:
         raise
     except Exception as e:  # noqa: BLE001 - the version exists; evaluation can be rerun
-        log.exception("evaluation of %s failed", version["name"])
+        log.exception("evaluation of %s failed", version.name)
         return {"error": f"{type(e).__name__}: {e}"}
 
 
@@ -138,18 +139,18 @@ def run_rounds(
         lo, hi = r / rounds, (r + 1) / rounds
         step = lambda a, b, name, lo=lo, hi=hi, r=r: span(  # noqa: E731
             progress, lo + (hi - lo) * a, lo + (hi - lo) * b, f"round {r + 1}/{rounds} {name}")
-        round_index = current["round_index"] + 1
+        round_index = current.round_index + 1
         th = curriculum_thresholds(base_th, round_index if curriculum else 1,
                                    sel.curriculum_step, 1.0, sel.score_max)
         if source in ("ai", "both"):
             _sample_and_judge(rt, current, gen.train_split, gen, step(0.0, 0.4, "samples"),
                               limit=gen.max_prompts)
-        pairs = select_pairs(rt, source, current["id"], sel, th, round_index, gen.train_split)
+        pairs = select_pairs(rt, source, current.id, sel, th, round_index, gen.train_split)
         selection = {**sel.model_dump(), "chosen_min": th.chosen_min,
                      "rejected_max": th.rejected_max, "curriculum": curriculum}
         with rt.store.session() as s:
             row = TrainingRound(
-                parent_version_id=current["id"], round_index=round_index, pair_source=source,
+                parent_version_id=current.id, round_index=round_index, pair_source=source,
                 selection=selection, dpo_config=dpo.model_dump(), status="pending",
                 n_pairs=len(pairs), job_id=job_id,
             )
@@ -177,12 +178,12 @@ def run_rounds(
         with rt.store.session() as s:
             rr = s.get(TrainingRound, round_id)
             rr.metrics = {**rr.metrics, "evaluation": json.loads(json.dumps(ev, default=str))}
-        done.append({"round_id": round_id, "version": version["name"], "n_pairs": len(pairs),
+        done.append({"round_id": round_id, "version": version.name, "n_pairs": len(pairs),
                      "metrics": res["metrics"], "evaluation": ev})
         report(versions=[d["version"] for d in done])
         current = version
-        progress(hi, f"round {r + 1}/{rounds} done: {version['name']}")
-    return {"rounds": done, "final_version": current["name"], "stopped_early": stopped}
+        progress(hi, f"round {r + 1}/{rounds} done: {version.name}")
+    return {"rounds": done, "final_version": current.name, "stopped_early": stopped}
 
 
 def _logged(ctx: JobContext) -> Progress:
@@ -250,8 +251,8 @@ def start_round(
     train.effective_dpo(rt.settings, ov["dpo"])  # validates values
     SelectionConfig(**{**rt.settings.selection.model_dump(), **ov["selection"]})
     GenerationConfig(**{**rt.settings.generation.model_dump(), **ov["generation"]})
-    par = registry.get_version(rt, parent)["name"] if parent is not None \
-        else registry.ensure_baseline(rt)["name"]
+    par = registry.get_version(rt, parent).name if parent is not None \
+        else registry.ensure_baseline(rt).name
     return jobs.submit(rt, "round", {
         "parent": par, "source": source, "rounds": int(rounds), "curriculum": bool(curriculum),
         "overrides": overrides or {}, "evaluate": evaluate,

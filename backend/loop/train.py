@@ -112,17 +112,17 @@ def run_training(
     try:
         triples = round_triples(rt, round_id)
         examples = make_examples(rt.unit_lm, triples)
-        adapters = [parent["adapter_path"]] if parent["adapter_path"] else []
+        adapters = [parent.adapter_path] if parent.adapter_path else []
         out = work / "adapter"
-        metrics = train_dpo(parent["base_ref"], adapters, rt.unit_lm.hf_tokenizer, examples, cfg,
+        metrics = train_dpo(parent.base_ref, adapters, rt.unit_lm.hf_tokenizer, examples, cfg,
                             out, progress, report, work_dir=work)
         version = registry.derive_aligned(
-            rt, parent["id"], out, round_index,
+            rt, parent.id, out, round_index,
             config={"dpo": cfg.model_dump(), "round_id": round_id, "self_contained": True,
-                    "parent": parent["name"]},
+                    "parent": parent.name},
         )
         summary = {k: v for k, v in metrics.items() if k != "history"}
-        _set_round(rt, round_id, status="done", result_version_id=version["id"],
+        _set_round(rt, round_id, status="done", result_version_id=version.id,
                    metrics={**summary, "history": metrics["history"]}, finished_at=utcnow())
         return {"version": version, "metrics": summary}
     except (JobCancelled, KeyboardInterrupt) as e:

@@ -31,7 +31,7 @@ def transcribe(
 ) -> dict:
     """ASR over samples (and prompts) that have no transcript yet, batched."""
     progress = progress or noop
-    vid = registry.get_version(rt, version)["id"] if version is not None else None
+    vid = registry.get_version(rt, version).id if version is not None else None
     with rt.store.session() as s:
         q = select(Sample.id, Sample.audio_path).where(
             Sample.transcript.is_(None), Sample.audio_path.is_not(None), Sample.is_trap.is_(False)

@@ -114,7 +114,7 @@ def test_admin_runs_a_dpo_round_to_done(admin_page, world_server, world_rt):
     log = page.locator("#admin-job-log").inner_text()
     assert "generate" in log and "DPO" in log, log  # the job log tells the stages
 
-    aligned = [v for v in registry.list_versions(world_rt) if v["kind"] == "aligned"]
+    aligned = [v for v in registry.list_versions(world_rt) if v.kind == "aligned"]
     assert len(aligned) == 1
     name = aligned[0]["name"]
     assert name in page.locator("#admin-job-metrics").inner_text()  # final_version

@@ -56,30 +56,30 @@ def _adapter(tmp_path: Path, text: str = "weights") -> Path:
 
 def test_registry_lineage_and_atomic_adapter(runtime, tmp_path):
     base = registry.create_baseline(runtime, "twist-mini", "bundle/unit_lm")
-    assert registry.create_baseline(runtime, "twist-mini", "bundle/unit_lm")["id"] == base["id"]
-    r1 = registry.derive_aligned(runtime, base["id"], _adapter(tmp_path, "r1"), round_index=1)
-    r2 = registry.derive_aligned(runtime, r1["name"], _adapter(tmp_path, "r2"), round_index=2)
-    assert [v["name"] for v in registry.lineage(runtime, r2["id"])] == [
-        r2["name"], r1["name"], "twist-mini"
+    assert registry.create_baseline(runtime, "twist-mini", "bundle/unit_lm").id == base.id
+    r1 = registry.derive_aligned(runtime, base.id, _adapter(tmp_path, "r1"), round_index=1)
+    r2 = registry.derive_aligned(runtime, r1.name, _adapter(tmp_path, "r2"), round_index=2)
+    assert [v.name for v in registry.lineage(runtime, r2.id)] == [
+        r2.name, r1.name, "twist-mini"
     ]
-    assert Path(r2["adapter_path"]).parent == runtime.settings.checkpoints_dir
-    assert (Path(r2["adapter_path"]) / "adapter_model.safetensors").read_text() == "r2"
+    assert Path(r2.adapter_path).parent == runtime.settings.checkpoints_dir
+    assert (Path(r2.adapter_path) / "adapter_model.safetensors").read_text() == "r2"
     assert registry.verify_adapter(r2)
-    (Path(r2["adapter_path"]) / "adapter_model.safetensors").write_text("tampered")
+    (Path(r2.adapter_path) / "adapter_model.safetensors").write_text("tampered")
     assert not registry.verify_adapter(r2)
     assert not list(runtime.settings.checkpoints_dir.glob(".tmp-*"))
 
 
 def test_failed_registration_leaves_no_checkpoint(runtime, tmp_path):
     base = registry.create_baseline(runtime, "base", "ref")
-    registry.derive_aligned(runtime, base["id"], _adapter(tmp_path, "a"), 1, name="taken")
+    registry.derive_aligned(runtime, base.id, _adapter(tmp_path, "a"), 1, name="taken")
     with pytest.raises(registry.RegistryError, match="already exists"):
-        registry.derive_aligned(runtime, base["id"], _adapter(tmp_path, "b"), 1, name="taken")
+        registry.derive_aligned(runtime, base.id, _adapter(tmp_path, "b"), 1, name="taken")
     # a commit that fails after the copy (duplicate row name) removes the copied adapter
     ckpt = runtime.settings.checkpoints_dir
     (ckpt / "taken").rename(ckpt / "moved")  # directory free, row name still taken
     with pytest.raises(IntegrityError):
-        registry.derive_aligned(runtime, base["id"], _adapter(tmp_path, "c"), 1, name="taken")
+        registry.derive_aligned(runtime, base.id, _adapter(tmp_path, "c"), 1, name="taken")
     assert not (ckpt / "taken").exists()
     assert sorted(p.name for p in ckpt.iterdir()) == ["moved"]
 
@@ -88,6 +88,6 @@ def test_empty_adapter_is_refused(runtime, tmp_path):
     base = registry.create_baseline(runtime, "base", "ref")
     (tmp_path / "empty").mkdir()
     with pytest.raises(registry.RegistryError, match="missing or empty"):
-        registry.derive_aligned(runtime, base["id"], tmp_path / "empty", 1)
+        registry.derive_aligned(runtime, base.id, tmp_path / "empty", 1)
     with pytest.raises(registry.RegistryError, match="unknown model version"):
         registry.derive_aligned(runtime, 999, _adapter(tmp_path), 1)

@@ -19,7 +19,7 @@ def _aligned(rt, tmp_path, bias):
     src = tmp_path / "adapter-src"
     src.mkdir(exist_ok=True)
     (src / "adapter.json").write_text(json.dumps({"bias": bias}))
-    return base, registry.derive_aligned(rt, base["id"], src, 1, name="aligned-r1")
+    return base, registry.derive_aligned(rt, base.id, src, 1, name="aligned-r1")
 
 
 def test_read_item_file_validates(tmp_path):
@@ -81,10 +81,10 @@ def _judgments(rt, version_id, values, split="dev", extra=()):
 
 def test_judge_score_excludes_failed_and_flagged(eval_rt):
     base = registry.create_baseline(eval_rt, "base", "ref")
-    _judgments(eval_rt, base["id"], [2.0, 4.0, 3.0, 5.0], extra=[
+    _judgments(eval_rt, base.id, [2.0, 4.0, 3.0, 5.0], extra=[
         {"value": None, "error": "timeout"}, {"value": 1.0, "flagged": True}])
-    _judgments(eval_rt, base["id"], [1.0], split="train")  # other split: ignored
-    res = evaluate.evaluate_judge(eval_rt, base["id"], "dev")
+    _judgments(eval_rt, base.id, [1.0], split="train")  # other split: ignored
+    res = evaluate.evaluate_judge(eval_rt, base.id, "dev")
     assert len(res) == 1
     r = res[0]
     assert r["benchmark"] == "judge:j@v1" and r["value"] == pytest.approx(3.5) and r["n"] == 4
@@ -101,14 +101,14 @@ def test_judge_score_per_prompt_version(eval_rt):
                        split="dev")
             s.add(p)
             s.flush()
-            smp = Sample(prompt_id=p.id, model_version_id=base["id"], seed=0, units=[1])
+            smp = Sample(prompt_id=p.id, model_version_id=base.id, seed=0, units=[1])
             s.add(smp)
             s.flush()
             for pv, value in (("v1", v1), ("v2", v2)):
                 s.add(Judgment(kind="ai", rater=f"ai:j@{pv}", task_key=f"s{smp.id}",
                                sample_id=smp.id, judge_name="j", prompt_version=pv,
                                value=value))
-    res = {r["benchmark"]: r["value"] for r in evaluate.evaluate_judge(eval_rt, base["id"],
+    res = {r["benchmark"]: r["value"] for r in evaluate.evaluate_judge(eval_rt, base.id,
                                                                        "dev")}
     assert res == {"judge:j@v1": pytest.approx(2.5), "judge:j@v2": pytest.approx(4.5)}
 
@@ -121,11 +121,11 @@ def test_evaluate_version_stores_reports_and_compares(eval_rt, tmp_path):
         ("sblimp", "accuracy"), ("sblimp", "accuracy_norm"),
         ("swuggy", "accuracy"), ("swuggy", "accuracy_norm")}
     assert seen == sorted(seen) and seen[-1] == 1.0
-    out_a = evaluate.evaluate_version(eval_rt, aligned["name"], benchmarks=["sblimp"])
+    out_a = evaluate.evaluate_version(eval_rt, aligned.name, benchmarks=["sblimp"])
     acc = {r["metric"]: r["value"] for r in out_a}
     assert acc["accuracy"] == pytest.approx(0.875)  # the adapter flips p3
     lm = eval_rt.unit_lm
-    assert aligned["name"] in lm.adapters and any(a == aligned["name"] for _, a in lm.calls)
+    assert aligned.name in lm.adapters and any(a == aligned.name for _, a in lm.calls)
     with eval_rt.store.session() as s:
         rows = s.scalars(select(EvalResult)).all()
         assert len(rows) == 6

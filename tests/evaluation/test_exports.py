@@ -53,7 +53,7 @@ def store(tmp_path):
         u = User(name="r", password_hash="x", role="rater")
         s.add(u)
         s.flush()
-        rnd = TrainingRound(parent_version_id=base["id"], round_index=1)
+        rnd = TrainingRound(parent_version_id=base.id, round_index=1)
         s.add(rnd)
         s.flush()
         ids["round"] = rnd.id
@@ -63,9 +63,9 @@ def store(tmp_path):
                        units=[k % K, (k + 1) % K, (k + 2) % K])
             s.add(p)
             s.flush()
-            a = Sample(prompt_id=p.id, model_version_id=base["id"], seed=0, index=0,
+            a = Sample(prompt_id=p.id, model_version_id=base.id, seed=0, index=0,
                        units=[1, 2, 3, 4])
-            b = Sample(prompt_id=p.id, model_version_id=base["id"], seed=0, index=1,
+            b = Sample(prompt_id=p.id, model_version_id=base.id, seed=0, index=1,
                        units=[9, 9, 8])
             s.add_all([a, b])
             s.flush()

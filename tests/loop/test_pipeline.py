@@ -28,12 +28,12 @@ def test_import_is_idempotent_and_copies_audio(tiny_rt):
         assert Path(p.audio_path).parent == rt.settings.audio_dir / "prompts"
         assert p.units and p.reference_text == " ".join(f"w{u}" for u in p.units)
         assert p.split == "train"
-    assert registry.ensure_baseline(rt)["name"] == registry.ensure_baseline(rt)["name"]
+    assert registry.ensure_baseline(rt).name == registry.ensure_baseline(rt).name
 
 
 def test_generate_resumes_and_writes_wavs(tiny_rt):
     rt = tiny_rt
-    base = registry.ensure_baseline(rt)["name"]
+    base = registry.ensure_baseline(rt).name
     res = generate.generate(rt, base, split="dev", n=3)
     assert res["new_samples"] == 12 and res["skipped_prompts"] == 0
     with rt.store.session() as s:
@@ -54,7 +54,7 @@ def test_generate_resumes_and_writes_wavs(tiny_rt):
 
 def test_transcribe_only_missing(tiny_rt):
     rt = tiny_rt
-    generate.generate(rt, registry.ensure_baseline(rt)["name"], split="dev", n=2)
+    generate.generate(rt, registry.ensure_baseline(rt).name, split="dev", n=2)
     first = transcribe.transcribe(rt)
     assert first["transcribed"] == 8 + 16
     assert transcribe.transcribe(rt)["transcribed"] == 0
@@ -66,7 +66,7 @@ def test_transcribe_only_missing(tiny_rt):
 def test_judge_stores_failures_and_retries_them(tmp_path, tiny_lm_dir):
     flaky = tiny.FlakyJudge(fail_first=3)
     rt = make_tiny_runtime(tmp_path / "d", tiny_lm_dir, judges=[tiny.TinyJudge(), flaky])
-    generate.generate(rt, registry.ensure_baseline(rt)["name"], split="dev", n=2)
+    generate.generate(rt, registry.ensure_baseline(rt).name, split="dev", n=2)
     stats = judge.judge(rt)
     assert stats["failed"] >= 3 and stats["scored"] + stats["failed"] == 16
     with rt.store.session() as s:

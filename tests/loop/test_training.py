@@ -47,7 +47,7 @@ def test_dpo_learns_registers_and_reloads_identically(tiny_rt, tmp_path):
 
     live = []
     out = tmp_path / "adapter"
-    m = train.train_dpo(base["base_ref"], [], lm.hf_tokenizer,
+    m = train.train_dpo(base.base_ref, [], lm.hf_tokenizer,
                            train.make_examples(lm, synthetic_triples()), cfg, out,
                            report=lambda **kw: live.append(kw), on_trained=keep)
     assert m["steps"] == 16
@@ -55,23 +55,23 @@ def test_dpo_learns_registers_and_reloads_identically(tiny_rt, tmp_path):
     assert m["reward_accuracy_last"] >= 0.8 and m["reward_margin_last"] > 0
     assert live and "rewards/margins" in live[-1]["train_metrics"]
 
-    v1 = registry.derive_aligned(rt, base["id"], out, 1, config={"test": True})
-    assert v1["kind"] == "aligned" and Path(v1["adapter_path"]).is_dir()
+    v1 = registry.derive_aligned(rt, base.id, out, 1, config={"test": True})
+    assert v1.kind == "aligned" and Path(v1.adapter_path).is_dir()
     assert registry.verify_adapter(v1)
-    lm.load_adapter(v1["name"], v1["adapter_path"])
-    assert torch.allclose(lm.logits(probe, adapter=v1["name"]), seen["logits"], atol=1e-5)
+    lm.load_adapter(v1.name, v1.adapter_path)
+    assert torch.allclose(lm.logits(probe, adapter=v1.name), seen["logits"], atol=1e-5)
     assert not torch.allclose(lm.logits(probe, adapter=None), seen["logits"], atol=1e-4)
 
     # round 2 from the aligned parent: its adapter is self-contained on the base weights
     out2 = tmp_path / "adapter2"
-    train.train_dpo(base["base_ref"], [v1["adapter_path"]], lm.hf_tokenizer,
+    train.train_dpo(base.base_ref, [v1.adapter_path], lm.hf_tokenizer,
                        train.make_examples(lm, synthetic_triples(seed=1)), cfg, out2,
                        on_trained=keep)
-    v2 = registry.derive_aligned(rt, v1["id"], out2, 2)
-    lm.load_adapter(v2["name"], v2["adapter_path"])
-    assert torch.allclose(lm.logits(probe, adapter=v2["name"]), seen["logits"], atol=1e-4)
-    assert [v["name"] for v in registry.lineage(rt, v2["id"])] == [
-        v2["name"], v1["name"], base["name"]]
+    v2 = registry.derive_aligned(rt, v1.id, out2, 2)
+    lm.load_adapter(v2.name, v2.adapter_path)
+    assert torch.allclose(lm.logits(probe, adapter=v2.name), seen["logits"], atol=1e-4)
+    assert [v.name for v in registry.lineage(rt, v2.id)] == [
+        v2.name, v1.name, base.name]
 
 
 def test_round_end_to_end_on_tiny_world(tiny_rt):
@@ -210,7 +210,7 @@ def test_loss_type_setting_reaches_trl(tiny_rt, tmp_path):
 
     before = chosen_logprob(lm.model)
     seen = {}
-    m = train.train_dpo(base["base_ref"], [], lm.hf_tokenizer,
+    m = train.train_dpo(base.base_ref, [], lm.hf_tokenizer,
                            train.make_examples(lm, triples), cfg, tmp_path / "adapter",
                            on_trained=lambda model: seen.update(after=chosen_logprob(model.eval())))
     assert m["loss_first"] > math.log(2) + 1.0  # an NLL over ~K units, not the sigmoid loss

@@ -55,7 +55,7 @@ def seed(rt, n_prompts: int = 4, seconds: float = 0.6, raters=("rater1", "rater2
     try:
         aligned = registry.get_version(rt, "test-aligned")
     except registry.RegistryError:
-        aligned = registry.derive_aligned(rt, base["id"], adapter, 1, name="test-aligned")
+        aligned = registry.derive_aligned(rt, base.id, adapter, 1, name="test-aligned")
     out = Path(rt.settings.audio_dir) / "samples" / "seed"
     out.mkdir(parents=True, exist_ok=True)
     pids = []
@@ -67,14 +67,14 @@ def seed(rt, n_prompts: int = 4, seconds: float = 0.6, raters=("rater1", "rater2
         with rt.store.session() as s:
             for v in (base, aligned):
                 for k in range(samples_per_version):
-                    path = out / f"{p['id']}_{v['id']}_{k}.wav"
-                    sf.write(path, tone(300 + 50 * k + 30 * v["id"], seconds), SR)
+                    path = out / f"{p['id']}_{v.id}_{k}.wav"
+                    sf.write(path, tone(300 + 50 * k + 30 * v.id, seconds), SR)
                     exists = s.query(Sample).filter_by(prompt_id=p["id"],
-                                                        model_version_id=v["id"], seed=0,
+                                                        model_version_id=v.id, seed=0,
                                                         index=k).first()
                     if exists is None:
-                        s.add(Sample(prompt_id=p["id"], model_version_id=v["id"], seed=0,
+                        s.add(Sample(prompt_id=p["id"], model_version_id=v.id, seed=0,
                                      index=k, audio_path=str(path),
-                                     transcript=f"{v['name']} continuation {k}", units=[1, 2]))
+                                     transcript=f"{v.name} continuation {k}", units=[1, 2]))
     created = rating.sync_tasks(rt, per_prompt_pairs=per_prompt_pairs)
     return {"prompts": pids, "base": base, "aligned": aligned, "tasks": created}

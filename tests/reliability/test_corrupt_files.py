@@ -61,9 +61,9 @@ def _lora_adapter(lm_dir, out):
 def test_corrupt_adapter_is_reported_refused_and_parent_still_works(bundle_copy, tmp_path):
     rt = _runtime(bundle_copy)
     base = registry.ensure_baseline(rt)
-    good = registry.derive_aligned(rt, base["id"], _lora_adapter(
+    good = registry.derive_aligned(rt, base.id, _lora_adapter(
         bundle_copy / "bundle" / "unit_lm", tmp_path / "a1"), 1)
-    bad = registry.derive_aligned(rt, base["id"], _lora_adapter(
+    bad = registry.derive_aligned(rt, base.id, _lora_adapter(
         bundle_copy / "bundle" / "unit_lm", tmp_path / "a2"), 1)
     weights = next(p for p in (bundle_copy / "checkpoints" / bad["name"]).rglob("*.safetensors"))
     raw = bytearray(weights.read_bytes())

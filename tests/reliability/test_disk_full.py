@@ -24,8 +24,8 @@ def test_adapter_on_full_disk_is_refused_cleanly(sqlite_runtime, tmp_path, full_
     src = _adapter_dir(tmp_path, 512 * 1024)  # bigger than the free space
     rt.settings.data_dir = full_disk  # checkpoints now land on the full filesystem
     with pytest.raises(registry.RegistryError, match="No space left on device"):
-        registry.derive_aligned(rt, base["id"], src, round_index=1, name="r1")
-    assert [v["name"] for v in registry.list_versions(rt)] == ["base"]
+        registry.derive_aligned(rt, base.id, src, round_index=1, name="r1")
+    assert [v.name for v in registry.list_versions(rt)] == ["base"]
     assert sorted(p.name for p in full_disk.iterdir()) == ["checkpoints", "filler"]
     assert list((full_disk / "checkpoints").iterdir()) == []
 
@@ -37,6 +37,6 @@ def test_adapter_into_a_read_only_data_directory_is_refused_cleanly(sqlite_runti
     src = _adapter_dir(tmp_path, 1024)
     rt.settings.data_dir = readonly_dir
     with pytest.raises(registry.RegistryError, match="Read-only file system"):
-        registry.derive_aligned(rt, base["id"], src, round_index=1, name="r1")
-    assert [v["name"] for v in registry.list_versions(rt)] == ["base"]
+        registry.derive_aligned(rt, base.id, src, round_index=1, name="r1")
+    assert [v.name for v in registry.list_versions(rt)] == ["base"]
     assert list(readonly_dir.iterdir()) == []

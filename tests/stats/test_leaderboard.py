@@ -54,7 +54,7 @@ class World:
     def sample(self, version, prompt):
         self._k += 1
         with self.rt.store.session() as s:
-            smp = Sample(prompt_id=prompt, model_version_id=version["id"], seed=self._k,
+            smp = Sample(prompt_id=prompt, model_version_id=version.id, seed=self._k,
                          units=[1, 2, 3])
             s.add(smp)
             s.flush()
@@ -184,10 +184,10 @@ def test_round_curves_write_pngs(rt, tmp_path):
     w = World(rt, tmp_path)
     with rt.store.session() as s:
         for v, acc, js in ((w.base, 0.6, 2.5), (w.a1, 0.65, 3.0), (w.a2, 0.7, 3.4)):
-            s.add(EvalResult(model_version_id=v["id"], benchmark="sblimp", metric="accuracy",
+            s.add(EvalResult(model_version_id=v.id, benchmark="sblimp", metric="accuracy",
                              value=acc, n=100, ci_low=acc - 0.1, ci_high=acc + 0.1,
                              details={"split": "dev"}))
-            s.add(EvalResult(model_version_id=v["id"], benchmark="judge:j1",
+            s.add(EvalResult(model_version_id=v.id, benchmark="judge:j1",
                              metric="mean_score", value=js, n=50, ci_low=js - 0.2,
                              ci_high=js + 0.2, details={"split": "dev"}))
     paths = leaderboard.round_curves(rt, tmp_path / "curves")
