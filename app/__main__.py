@@ -58,7 +58,7 @@ def queue_first_samples(rt, baseline: str) -> list[int]:
     n = rt.settings.server.seed_samples
     if n <= 0 or prompts.count_samples(rt) > 0:
         return []
-    if any(j["kind"] in ("generate", "judge") for j in jobs.list_jobs(rt, limit=200)):
+    if any(j.kind in ("generate", "judge") for j in jobs.list_jobs(rt, limit=200)):
         return []
     return [
         jobs.submit(rt, "generate", {"version": baseline, "split": "test", "limit": n}),

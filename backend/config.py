@@ -28,13 +28,14 @@ from models.config import (
     ASRConfig,
     JudgeConfig,
     ModelsConfig,
+    Section,
     TokenizerConfig,
     UnitLMConfig,
     VocoderConfig,
 )
 
 
-class ServerConfig(BaseModel):
+class ServerConfig(Section):
     host: str = "127.0.0.1"
     port: int = 7860
     root_path: str = ""
@@ -70,7 +71,7 @@ class ServerConfig(BaseModel):
         return v
 
 
-class GenerationConfig(BaseModel):
+class GenerationConfig(Section):
     """Continuation sampling. Defaults: slamkit's Align-SLM-style recipe (PAPER.md): 3 s prompts,
     temperature 0.8, top-k 25, up to 150 new units; the paper samples 5 continuations per prompt."""
 
@@ -100,7 +101,7 @@ class GenerationConfig(BaseModel):
     held-out gain; 10 gave ~240 pairs and a gain whose CI excludes zero (docs/results.md)."""
 
 
-class SelectionConfig(BaseModel):
+class SelectionConfig(Section):
     """Preference-pair selection (paper: chosen >= 3, rejected <= 1 in round 1; +1 per curriculum
     round; auto-BLEU repetition filter)."""
 
@@ -126,7 +127,7 @@ class SelectionConfig(BaseModel):
     directions keeps the direction with the larger summed weight; weight 0 drops a source."""
 
 
-class DPOSettings(BaseModel):
+class DPOSettings(Section):
     """DPO + LoRA. Defaults: slamkit's (beta 0.1, lr 5e-5, LoRA on attention projections);
     the paper used rank 32, alpha 8."""
 
@@ -203,14 +204,14 @@ class DPOSettings(BaseModel):
     continuations' NLL added (RPO) raised them with a CI above zero."""
 
 
-class BootstrapConfig(BaseModel):
+class BootstrapConfig(Section):
     """The embedded mini world built by `python -m backend bootstrap`."""
 
     preset: Literal["full", "tiny"] = "full"
     seed: int = 0
 
 
-class RatingConfig(BaseModel):
+class RatingConfig(Section):
     daily_cap: int = 200
     gold_fraction: float = 0.1
     min_gold_accuracy: float = 0.7

@@ -20,8 +20,8 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
@@ -163,29 +163,49 @@ def cancel(runtime: Runtime, job_id: int) -> str:
         return job.status
 
 
-def get(runtime: Runtime, job_id: int) -> dict[str, Any]:
+def get(runtime: Runtime, job_id: int) -> JobRecord:
     with runtime.store.read() as s:
         job = s.get(Job, job_id)
         if job is None:
             raise ValueError(f"no job {job_id}")
-        return job_dict(job)
+        return JobRecord.of(job)
 
 
-def list_jobs(runtime: Runtime, limit: int = 50) -> list[dict[str, Any]]:
+def list_jobs(runtime: Runtime, limit: int = 50) -> list[JobRecord]:
     with runtime.store.read() as s:
         rows = s.scalars(select(Job).order_by(Job.id.desc()).limit(limit)).all()
-        return [job_dict(j) for j in rows]
+        return [JobRecord.of(j) for j in rows]
 
 
-def job_dict(job: Job) -> dict[str, Any]:
-    return {
-        c: getattr(job, c)
-        for c in (
-            "id", "kind", "params", "status", "progress", "message", "log", "error", "result",
-            "cancel_requested", "attempts", "worker_id", "created_at", "started_at",
-            "finished_at",
-        )
-    }
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as services hand it around (a snapshot of its row)."""
+
+    id: int
+    kind: str
+    params: dict[str, Any]
+    status: str
+    progress: float
+    message: str
+    log: str
+    error: str | None
+    result: dict[str, Any]
+    cancel_requested: bool
+    attempts: int
+    worker_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobRecord:
+        return cls(job.id, job.kind, dict(job.params or {}), job.status, float(job.progress or 0),
+                   job.message or "", job.log or "", job.error, dict(job.result or {}),
+                   bool(job.cancel_requested), int(job.attempts or 0), job.worker_id,
+                   job.created_at, job.started_at, job.finished_at)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def claim_next(runtime: Runtime, worker_id: str) -> int | None:
@@ -238,11 +258,11 @@ def run_inline(runtime: Runtime, job_id: int, poll_s: float = 0.3) -> str:
         try:
             while True:
                 j = get(runtime, job_id)
-                bar.n = int(round(100 * j["progress"]))
-                bar.set_description_str((j["message"] or "")[:40])
+                bar.n = int(round(100 * j.progress))
+                bar.set_description_str((j.message or "")[:40])
                 bar.refresh()
-                if j["status"] in ended and (th is None or not th.is_alive()):
-                    return j["status"]
+                if j.status in ended and (th is None or not th.is_alive()):
+                    return j.status
                 if th is not None:
                     th.join(poll_s)
                 else:

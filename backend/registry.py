@@ -67,15 +67,24 @@ def create_baseline(rt: Runtime, name: str, base_ref: str, config: dict | None =
         return Version.of(v)
 
 
+BASELINE_ALIAS = "baseline"
+"""A name that always means the registered baseline (unless a version is really called so):
+the baseline itself is named after its weights (`mini-base`, `TWIST-1.3B`)."""
+
+
 def get_version(rt: Runtime, ref: int | str) -> Version:
-    """A version by id or name."""
+    """A version by id or name; `baseline` is the registered baseline."""
     with rt.store.read() as s:
         if isinstance(ref, int) or str(ref).isdigit():
             v = s.get(ModelVersion, int(ref))
         else:
             v = s.scalar(select(ModelVersion).where(ModelVersion.name == ref))
+            if v is None and ref == BASELINE_ALIAS:
+                v = s.scalar(select(ModelVersion).where(ModelVersion.kind == "baseline")
+                             .order_by(ModelVersion.id))
         if v is None:
-            raise RegistryError(f"unknown model version {ref!r}")
+            known = ", ".join(s.scalars(select(ModelVersion.name).order_by(ModelVersion.id)))
+            raise RegistryError(f"unknown model version {ref!r} (registered: {known or 'none'})")
         return Version.of(v)
 
 

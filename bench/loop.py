@@ -73,8 +73,8 @@ def measure(rt, rounds: int = 1, curriculum: bool = True, overrides: dict | None
            "rounds": []}
     if benchmarks:
         out["baseline_benchmarks"] = base_bench = benchmark_accuracy(rt, base)
-    seconds = {r["id"]: (r["finished_at"] - r["created_at"]).total_seconds()
-               for r in rounds_mod.list_rounds(rt) if r["finished_at"] and r["created_at"]}
+    seconds = {r.id: (r.finished_at - r.created_at).total_seconds()
+               for r in rounds_mod.list_rounds(rt) if r.finished_at and r.created_at}
     for r in res["rounds"]:
         cmp = paired_bootstrap(base_scores, heldout_scores(rt, r["version"]))
         row = {"version": r["version"], "n_pairs": r["n_pairs"],

@@ -267,18 +267,18 @@ class Load:
         while not self._stop.is_set():
             try:
                 active = [j for j in jobs.list_jobs(rt, limit=50)
-                          if j["status"] in ("queued", "running")]
-                kinds = {j["kind"] for j in active}
+                          if j.status in ("queued", "running")]
+                kinds = {j.kind for j in active}
                 if "round" not in kinds:
                     self.submitted.append(rounds.start_round(rt, None, "ai"))
                 if "generate" not in kinds:
                     seed += 1
                     self.submitted.append(jobs.submit(rt, "generate", {
                         "version": baseline, "split": "test", "limit": 8, "seed": seed}))
-                running = {f"{j['kind']} in {self._where(rt, j['id'])}" for j in active
-                           if j["status"] == "running"}
-                stage = next(((j.get("message") or "?").split(":")[0][:32] for j in active
-                              if j["kind"] == "round" and j["status"] == "running"), "")
+                running = {f"{j.kind} in {self._where(rt, j.id)}" for j in active
+                           if j.status == "running"}
+                stage = next(((j.message or "?").split(":")[0][:32] for j in active
+                              if j.kind == "round" and j.status == "running"), "")
                 self.samples.append((time.time(), running, stage))
             except Exception as e:  # noqa: BLE001 - report it; the bench itself goes on
                 self.errors.append(f"{type(e).__name__}: {e}"[:200])
@@ -331,8 +331,8 @@ class Load:
         from backend import jobs
 
         seen = [jobs.get(rt, jid) for jid in self.submitted]
-        counts = Counter(f"{j['kind']} {j['status']}" for j in seen)
-        errors = sorted({(j.get("error") or "")[:100] for j in seen if j["status"] == "failed"})
+        counts = Counter(f"{j.kind} {j.status}" for j in seen)
+        errors = sorted({(j.error or "")[:100] for j in seen if j.status == "failed"})
         return ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + (
             f"; failures: {errors}" if errors else "")
 
@@ -344,8 +344,8 @@ class Load:
             from backend import jobs
 
             for j in jobs.list_jobs(rt, limit=100):
-                if j["status"] in ("queued", "running"):
-                    jobs.cancel(rt, j["id"])
+                if j.status in ("queued", "running"):
+                    jobs.cancel(rt, j.id)
         for p in self.procs:
             stop(p)
 

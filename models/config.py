@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["float32", "float16", "bfloat16"]
 
 
-class TokenizerConfig(BaseModel):
+class Section(BaseModel):
+    """A settings section: an unknown key (a typo such as `unit_ofset`) is an error, never
+    silently ignored. Every section of `backend.config.Settings` derives from this."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TokenizerConfig(Section):
     kind: Literal["hubert", "mini"] = "mini"
     path: str = ""
     """HuBERT: HF model dir or hub name (e.g. mHuBERT-base-25Hz). Mini: bundle tokenizer dir."""
@@ -27,7 +34,7 @@ class TokenizerConfig(BaseModel):
     device: Device = "auto"
 
 
-class UnitLMConfig(BaseModel):
+class UnitLMConfig(Section):
     kind: Literal["hf", "mini"] = "mini"
     path: str = ""
     """HF causal-LM directory (TWIST is Llama architecture) or hub name."""
@@ -40,7 +47,7 @@ class UnitLMConfig(BaseModel):
     batch_size: int = 64
 
 
-class VocoderConfig(BaseModel):
+class VocoderConfig(Section):
     kind: Literal["hifigan", "mini"] = "mini"
     checkpoint: str = ""
     """speech-resynthesis style generator checkpoint (.pt with a 'generator' state dict)."""
@@ -50,7 +57,7 @@ class VocoderConfig(BaseModel):
     device: Device = "auto"
 
 
-class ASRConfig(BaseModel):
+class ASRConfig(Section):
     kind: Literal["whisper", "hf_whisper", "mini"] = "mini"
     path: str = ""
     """openai-whisper checkpoint file (.pt), or an HF Whisper directory for `hf_whisper`."""
@@ -59,7 +66,7 @@ class ASRConfig(BaseModel):
     device: Device = "auto"
 
 
-class JudgeConfig(BaseModel):
+class JudgeConfig(Section):
     name: str = "mini-judge"
     kind: Literal["openai", "hf", "mini"] = "mini"
     model: str = "gpt-4o"
@@ -82,7 +89,7 @@ class JudgeConfig(BaseModel):
     price_per_1k_output: float = 0.0
 
 
-class ModelsConfig(BaseModel):
+class ModelsConfig(Section):
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     unit_lm: UnitLMConfig = Field(default_factory=UnitLMConfig)
     vocoder: VocoderConfig = Field(default_factory=VocoderConfig)

@@ -30,7 +30,7 @@ def refresh(rt: Runtime, user: UserInfo) -> tuple:
     return (world_md, manifest, users.users_table(rt), users.qc_table(rt),
             tasks.tasks_summary(rt),
             gr.Dropdown(choices=choices, value=names[-1] if names else None),
-            gr.Dropdown(choices=choices, value=(base or {}).get("name")),
+            gr.Dropdown(choices=choices, value=base.name if base else None),
             rounds.rounds_table(rt),
             versions.versions_table(rt, {p["path"] for p in adapter_problems}),
             jobs.jobs_table(rt))

@@ -25,9 +25,9 @@ def job_kinds() -> list[str]:
 
 
 def jobs_table(rt: Runtime) -> str:
-    rows = [{"id": j["id"], "kind": j["kind"], "status": j["status"],
-             "progress": f"{100 * (j['progress'] or 0):.0f}%", "message": j["message"],
-             "created": str(j["created_at"])[:19]} for j in jobs.list_jobs(rt, 25)]
+    rows = [{"id": j.id, "kind": j.kind, "status": j.status,
+             "progress": f"{100 * (j.progress or 0):.0f}%", "message": j.message,
+             "created": str(j.created_at)[:19]} for j in jobs.list_jobs(rt, 25)]
     return md_table(rows)
 
 
@@ -39,14 +39,14 @@ def job_detail(rt: Runtime, job_id) -> tuple[str, str, str]:
         j = jobs.get(rt, int(job_id))
     except ValueError as e:
         return f"**{esc(e)}**", "", ""
-    pct = 100 * (j["progress"] or 0)
+    pct = 100 * (j.progress or 0)
     bar = "█" * int(pct // 5) + "░" * (20 - int(pct // 5))
-    head = (f"**Job {j['id']} — {esc(j['kind'])}: {esc(j['status'])}** `{bar}` {pct:.0f}%  \n"
-            f"{esc(j['message'])}")
-    if j["error"]:
-        head += f"  \n**Error:** {esc(j['error'])}"
-    metrics = render_any(j["result"]) if j["result"] else "_no metrics yet_"
-    return head, (j["log"] or "")[-20_000:], metrics
+    head = (f"**Job {j.id} — {esc(j.kind)}: {esc(j.status)}** `{bar}` {pct:.0f}%  \n"
+            f"{esc(j.message)}")
+    if j.error:
+        head += f"  \n**Error:** {esc(j.error)}"
+    metrics = render_any(j.result) if j.result else "_no metrics yet_"
+    return head, (j.log or "")[-20_000:], metrics
 
 
 def start_job(rt: Runtime, user: UserInfo, kind: str, version: str | None, split: str | None,

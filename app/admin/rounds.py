@@ -18,7 +18,7 @@ ROUND_COLUMNS = ["id", "status", "pair_source", "round_index", "n_pairs", "paren
 
 
 def rounds_table(rt: Runtime) -> str:
-    return md_table(rounds.list_rounds(rt, 20), ROUND_COLUMNS)
+    return md_table([r.as_dict() for r in rounds.list_rounds(rt, 20)], ROUND_COLUMNS)
 
 
 def queue_round(rt: Runtime, user: UserInfo, parent: str | None, source: str, n, curriculum,

@@ -14,7 +14,7 @@ from backend.runtime import Runtime
 
 def version_choices(rt: Runtime) -> list[tuple[str, str]]:
     """(label, name) per registered version, oldest first."""
-    return [(f"{v['name']} ({v['kind']}, round {v['round_index']})", v["name"])
+    return [(f"{v.name} ({v.kind}, round {v.round_index})", v.name)
             for v in registry.list_versions(rt)]
 
 
@@ -23,14 +23,14 @@ def lineage_rows(rt: Runtime, bad_adapters: set[str]) -> list[dict]:
     rows = []
     for v in registry.list_versions(rt):
         try:
-            chain = " ← ".join(x["name"] for x in registry.lineage(rt, v["id"]))
+            chain = " ← ".join(x.name for x in registry.lineage(rt, v.id))
         except Exception:  # noqa: BLE001 - one broken chain must not hide the table
             chain = "?"
-        rows.append({"id": v["id"], "name": v["name"], "kind": v["kind"],
-                     "round": v["round_index"], "lineage": chain,
-                     "adapter ok": v["adapter_path"] not in bad_adapters
-                     if v["adapter_path"] else "",
-                     "created": str(v["created_at"])[:19]})
+        rows.append({"id": v.id, "name": v.name, "kind": v.kind,
+                     "round": v.round_index, "lineage": chain,
+                     "adapter ok": v.adapter_path not in bad_adapters
+                     if v.adapter_path else "",
+                     "created": str(v.created_at)[:19]})
     return rows
 
 

@@ -30,7 +30,7 @@ def choices_of(model, field: str) -> list[str]:
     return list(get_args(model.model_fields[field].annotation))
 
 
-def run_job_here(rt, job_id: int, what: str) -> dict:
+def run_job_here(rt, job_id: int, what: str):
     """Run a queued job in this process with a progress bar (Ctrl-C cancels it); its record
     when it is done, else a CLIError with the job's error."""
     from backend import jobs
@@ -38,7 +38,7 @@ def run_job_here(rt, job_id: int, what: str) -> dict:
     status = jobs.run_inline(rt, job_id)
     j = jobs.get(rt, job_id)
     if status != "done":
-        raise CLIError(f"{what} job {job_id} {status}: {j.get('error') or ''}".strip())
+        raise CLIError(f"{what} job {job_id} {status}: {j.error or ''}".strip())
     return j
 
 

@@ -32,7 +32,7 @@ def cmd_evaluate(args) -> None:
     if not args.wait:
         print(f"queued evaluate job {job_id}")
         return
-    for r in run_job_here(rt, job_id, "evaluate")["result"].get("results", []):
+    for r in run_job_here(rt, job_id, "evaluate").result.get("results", []):
         ci = fmt_ci(r["ci_low"], r["ci_high"], False)
         print(f"{r['benchmark']:<24} {r['metric']:<14} {r['value']:.4f} {ci} n={r['n']}")
     print(f"report: {rt.settings.data_dir / 'reports' / v.name / 'report.md'}")

@@ -30,15 +30,15 @@ def cmd_jobs_list(args) -> None:
     from backend import jobs
 
     for j in jobs.list_jobs(common.runtime_from(args), args.limit):
-        line = f"{j['id']:>5}  {j['kind']:<12} {j['status']:<9} {j['progress']:>5.0%}"
-        print(f"{line}  {j['message']}")
+        line = f"{j.id:>5}  {j.kind:<12} {j.status:<9} {j.progress:>5.0%}"
+        print(f"{line}  {j.message}")
 
 
 def cmd_jobs_show(args) -> None:
     from backend import jobs
 
     try:
-        print_json(jobs.get(common.runtime_from(args), args.id))
+        print_json(jobs.get(common.runtime_from(args), args.id).as_dict())
     except ValueError as e:
         raise CLIError(str(e)) from e
 

@@ -79,7 +79,7 @@ def cmd_round(args) -> None:
     if args.no_wait:
         print(f"queued round job {job_id} (python -m backend jobs show {job_id})")
         return
-    print_json(run_job_here(rt, job_id, "round")["result"])
+    print_json(run_job_here(rt, job_id, "round").result)
 
 
 def add_commands(sub) -> None:

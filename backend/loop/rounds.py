@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 
@@ -259,17 +262,39 @@ def start_round(
     }, user_id=user_id)
 
 
-def round_dict(r: TrainingRound) -> dict:
-    return {c: getattr(r, c) for c in (
-        "id", "parent_version_id", "result_version_id", "round_index", "pair_source", "selection",
-        "dpo_config", "status", "n_pairs", "metrics", "error", "job_id", "created_at",
-        "finished_at")}
+@dataclass(frozen=True)
+class RoundRecord:
+    """A training round as services hand it around (a snapshot of its row)."""
+
+    id: int
+    parent_version_id: int
+    result_version_id: int | None
+    round_index: int
+    pair_source: str
+    selection: dict[str, Any]
+    dpo_config: dict[str, Any]
+    status: str
+    n_pairs: int
+    metrics: dict[str, Any]
+    error: str | None
+    job_id: int | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, r: TrainingRound) -> RoundRecord:
+        return cls(r.id, r.parent_version_id, r.result_version_id, r.round_index, r.pair_source,
+                   dict(r.selection or {}), dict(r.dpo_config or {}), r.status, int(r.n_pairs or 0),
+                   dict(r.metrics or {}), r.error, r.job_id, r.created_at, r.finished_at)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def list_rounds(rt: Runtime, limit: int = 50) -> list[dict]:
-    with rt.store.session() as s:
+def list_rounds(rt: Runtime, limit: int = 50) -> list[RoundRecord]:
+    with rt.store.read() as s:
         rows = s.scalars(select(TrainingRound).order_by(TrainingRound.id.desc()).limit(limit))
-        return [round_dict(r) for r in rows]
+        return [RoundRecord.of(r) for r in rows]
 
 
 def round_pairs(rt: Runtime, round_id: int) -> list[dict]:

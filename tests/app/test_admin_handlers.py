@@ -82,8 +82,8 @@ def test_started_job_shows_in_the_table_and_the_monitor(rt, boss):
     jid, message = jobs.start_job(rt, boss, "generate", "test-base", "dev", 3, "{}")
     assert message == f"Queued **generate** as job {jid}."
     job = backend_jobs.get(rt, jid)
-    assert job["params"] == {"version": "test-base", "split": "dev", "limit": 3}
-    assert job["status"] == "queued" and job["kind"] == "generate"
+    assert job.params == {"version": "test-base", "split": "dev", "limit": 3}
+    assert job.status == "queued" and job.kind == "generate"
 
     head, log, metrics = jobs.job_detail(rt, jid)
     assert head.startswith(f"**Job {jid} — generate: queued** `{'░' * 20}` 0%")
@@ -99,9 +99,9 @@ def test_started_job_shows_in_the_table_and_the_monitor(rt, boss):
 def test_job_form_fields_go_only_where_they_apply(rt, boss):
     """Explicit JSON parameters win over the form; `judge` takes no split or limit."""
     jid, _ = jobs.start_job(rt, boss, "generate", "test-base", "", 3, '{"limit": 1}')
-    assert backend_jobs.get(rt, jid)["params"] == {"version": "test-base", "limit": 1}
+    assert backend_jobs.get(rt, jid).params == {"version": "test-base", "limit": 1}
     jid, _ = jobs.start_job(rt, boss, "judge", "test-base", "dev", 3, "")
-    assert backend_jobs.get(rt, jid)["params"] == {"version": "test-base"}
+    assert backend_jobs.get(rt, jid).params == {"version": "test-base"}
 
 
 @pytest.mark.parametrize("kind, extra, says", [
@@ -155,7 +155,7 @@ def test_round_with_a_bad_setting_is_refused_before_queueing(rt, boss, changes, 
 def test_round_is_queued_with_the_form_as_explicit_settings(rt, boss, seeded):
     jid, message = rounds.queue_round(rt, boss, **_round_form(parent="test-aligned", rank=0))
     assert message == f"DPO round queued as job **{jid}**; watching it below."
-    params = backend_jobs.get(rt, jid)["params"]
+    params = backend_jobs.get(rt, jid).params
     assert params["parent"] == "test-aligned" and params["rounds"] == 1
     # 0 in a number box = the configured default, sent as "no override"
     assert params["overrides"] == {"chosen_min": 3.0, "rejected_max": 1.0, "beta": 0.1,
@@ -170,7 +170,7 @@ def test_versions_list_their_lineage_and_adapter_health(rt, seeded):
     base, aligned = versions.lineage_rows(rt, set())
     assert (base["lineage"], base["adapter ok"]) == ("test-base", "")
     assert (aligned["lineage"], aligned["adapter ok"]) == ("test-aligned ← test-base", True)
-    bad = {seeded["aligned"]["adapter_path"]}
+    bad = {seeded["aligned"].adapter_path}
     assert versions.lineage_rows(rt, bad)[1]["adapter ok"] is False
 
 

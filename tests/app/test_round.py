@@ -116,7 +116,7 @@ def test_admin_runs_a_dpo_round_to_done(admin_page, world_server, world_rt):
 
     aligned = [v for v in registry.list_versions(world_rt) if v.kind == "aligned"]
     assert len(aligned) == 1
-    name = aligned[0]["name"]
+    name = aligned[0].name
     assert name in page.locator("#admin-job-metrics").inner_text()  # final_version
 
     goto_tab(page, "Leaderboard")
@@ -151,7 +151,7 @@ def test_admin_exports_judgments_and_pairs(admin_page, world_rt, tmp_path):
     """After the round: the store has AI judgments and preference pairs to export."""
     from backend.loop import rounds
 
-    assert any(r["status"] == "done" for r in rounds.list_rounds(world_rt)), \
+    assert any(r.status == "done" for r in rounds.list_rounds(world_rt)), \
         "needs the round of test_admin_runs_a_dpo_round_to_done"
     page = admin_page
     page.get_by_role("tab", name="Exports").click()

@@ -40,3 +40,19 @@ def test_a_round_with_inconsistent_losses_is_refused_before_it_is_queued(tmp_pat
         assert jobs.list_jobs(rt) == []
     finally:
         rt.close()
+
+
+@pytest.mark.parametrize("section, key", [
+    ("models.unit_lm", "unit_ofset"), ("models.vocoder", "dur_predict"), ("dpo", "bta"),
+    ("generation", "max_new_unit"), ("server", "prot"),
+])
+def test_a_typo_inside_a_section_is_refused_from_the_file(tmp_path, monkeypatch, section, key):
+    """Every level refuses unknown keys, as the top level always did (a typo used to be
+    accepted silently inside a section and the default used)."""
+    toml = tmp_path / "studio.toml"
+    toml.write_text(f"[{section}]\n{key} = 1\n")
+    monkeypatch.setenv("STUDIO_CONFIG", str(toml))
+    from backend.config import load_settings
+
+    with pytest.raises(ValidationError, match=key):
+        load_settings(data_dir=tmp_path)

@@ -21,11 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_job_runs_to_done_with_progress_and_result(runtime):
     job_id = jobs.submit(runtime, "test_count", {"n": 3})
-    assert jobs.get(runtime, job_id)["status"] == "queued"
+    assert jobs.get(runtime, job_id).status == "queued"
     assert jobs.Worker(runtime).run_once()
     job = jobs.get(runtime, job_id)
-    assert (job["status"], job["progress"], job["result"]) == ("done", 1.0, {"counted": 3})
-    assert "counted" in job["log"]
+    assert (job.status, job.progress, job.result) == ("done", 1.0, {"counted": 3})
+    assert "counted" in job.log
     assert not jobs.Worker(runtime).run_once()  # nothing left
 
 
@@ -35,11 +35,11 @@ def test_clean_failure_and_crash_are_recorded(runtime):
     worker = jobs.Worker(runtime)
     worker.run_once()
     worker.run_once()
-    assert jobs.get(runtime, bad)["error"] == "the input was bad"
+    assert jobs.get(runtime, bad).error == "the input was bad"
     crashed = jobs.get(runtime, crash)
-    assert crashed["status"] == "failed"
-    assert crashed["error"].startswith("ZeroDivisionError")
-    assert "Traceback" in crashed["log"]
+    assert crashed.status == "failed"
+    assert crashed.error.startswith("ZeroDivisionError")
+    assert "Traceback" in crashed.log
 
 
 def test_unknown_job_kind_is_refused(runtime):
@@ -53,13 +53,13 @@ def test_cancel_queued_and_running_jobs(sqlite_runtime):
     assert jobs.cancel(rt, queued) == "cancelled"
     running = jobs.submit(rt, "test_count", {"n": 400, "sleep": 0.01})
     worker = jobs.Worker(rt, poll_s=0.05).start()
-    wait_for(lambda: jobs.get(rt, running)["status"] == "running", 20, "the job to start", 0.02)
+    wait_for(lambda: jobs.get(rt, running).status == "running", 20, "the job to start", 0.02)
     assert jobs.cancel(rt, running) == "running"
-    wait_for(lambda: jobs.get(rt, running)["status"] != "running", 20, "the job to stop", 0.05)
+    wait_for(lambda: jobs.get(rt, running).status != "running", 20, "the job to stop", 0.05)
     worker.stop()
     job = jobs.get(rt, running)
-    assert job["status"] == "cancelled"
-    assert job["progress"] < 1.0
+    assert job.status == "cancelled"
+    assert job.progress < 1.0
 
 
 def test_exclusive_jobs_run_one_at_a_time(runtime):
@@ -103,7 +103,7 @@ def test_killed_worker_leaves_no_job_running(runtime, tmp_path, kind):
     proc = _worker_process(runtime, tmp_path)
     try:
         _wait_for(marker)
-        assert jobs.get(runtime, job_id)["status"] == "running"
+        assert jobs.get(runtime, job_id).status == "running"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
@@ -111,14 +111,14 @@ def test_killed_worker_leaves_no_job_running(runtime, tmp_path, kind):
     assert jobs.recover_stale(runtime, stale_after_s=1.0) == [job_id]
     job = jobs.get(runtime, job_id)
     if kind == "test_long":
-        assert job["status"] == "failed"
-        assert job["error"].startswith("interrupted: worker") and "lost" in job["error"]
+        assert job.status == "failed"
+        assert job.error.startswith("interrupted: worker") and "lost" in job.error
     else:
-        assert job["status"] == "queued" and "requeued" in job["log"]
+        assert job.status == "queued" and "requeued" in job.log
         jobs.Worker(runtime).run_once()  # a new worker resumes it
         job = jobs.get(runtime, job_id)
-        assert (job["status"], job["result"]) == ("done", {"resumed": True})
-        assert job["attempts"] == 2
+        assert (job.status, job.result) == ("done", {"resumed": True})
+        assert job.attempts == 2
 
 
 def test_worker_limits_torch_threads_to_leave_cores_for_serving(tmp_path, sqlite_url):
@@ -137,9 +137,9 @@ def test_worker_limits_torch_threads_to_leave_cores_for_serving(tmp_path, sqlite
     job_id = jobs.submit(rt, "test_torch_threads")
     worker = jobs.Worker(rt, poll_s=0.05).start()
     try:
-        job = wait_for(lambda: (j := jobs.get(rt, job_id))["status"] in ("done", "failed") and j,
+        job = wait_for(lambda: (j := jobs.get(rt, job_id)).status in ("done", "failed") and j,
                        60, "the job", 0.05)
-        assert job["result"] == {"threads": 1}, job
+        assert job.result == {"threads": 1}, job
     finally:
         worker.stop()
         rt.close()
@@ -150,7 +150,7 @@ def test_run_inline_runs_a_queued_job_here(sqlite_runtime):
     job_id = jobs.submit(sqlite_runtime, "test_count", {"n": 3})
     assert jobs.run_inline(sqlite_runtime, job_id, poll_s=0.05) == "done"
     job = jobs.get(sqlite_runtime, job_id)
-    assert job["worker_id"].startswith("cli:") and job["result"] == {"counted": 3}
+    assert job.worker_id.startswith("cli:") and job.result == {"counted": 3}
 
 
 def test_run_inline_follows_a_job_another_worker_claimed(sqlite_runtime):
@@ -166,4 +166,4 @@ def test_run_inline_follows_a_job_another_worker_claimed(sqlite_runtime):
     finally:
         other.join()
     job = jobs.get(sqlite_runtime, job_id)
-    assert job["worker_id"] == "server-worker" and job["result"] == {"counted": 4}
+    assert job.worker_id == "server-worker" and job.result == {"counted": 4}

@@ -91,3 +91,14 @@ def test_empty_adapter_is_refused(runtime, tmp_path):
         registry.derive_aligned(runtime, base.id, tmp_path / "empty", 1)
     with pytest.raises(registry.RegistryError, match="unknown model version"):
         registry.derive_aligned(runtime, 999, _adapter(tmp_path), 1)
+
+
+def test_baseline_is_a_name_for_the_registered_baseline(sqlite_runtime):
+    """README's `round --parent baseline` and `evaluate baseline` work whatever the baseline
+    is called (it is named after its weights)."""
+    with pytest.raises(registry.RegistryError, match="registered: none"):
+        registry.get_version(sqlite_runtime, "baseline")
+    base = registry.create_baseline(sqlite_runtime, "TWIST-1.3B", "/weights/TWIST-1.3B")
+    assert registry.get_version(sqlite_runtime, "baseline") == base
+    with pytest.raises(registry.RegistryError, match="registered: TWIST-1.3B"):
+        registry.get_version(sqlite_runtime, "nope")

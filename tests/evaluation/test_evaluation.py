@@ -154,9 +154,9 @@ def test_evaluate_job_runs_through_the_worker(eval_rt):
     jid = jobs.submit(eval_rt, "evaluate", {"version": "base", "benchmarks": "sblimp"})
     assert jobs.Worker(eval_rt).run_once()
     j = jobs.get(eval_rt, jid)
-    assert j["status"] == "done", j["error"]
-    assert j["progress"] == 1.0
-    assert {r["benchmark"] for r in j["result"]["results"]} == {"sblimp"}
+    assert j.status == "done", j.error
+    assert j.progress == 1.0
+    assert {r["benchmark"] for r in j.result["results"]} == {"sblimp"}
     with eval_rt.store.session() as s:
         assert s.scalar(select(EvalResult.job_id).limit(1)) == jid
 

@@ -94,8 +94,8 @@ def test_generate_job_runs_through_worker(tiny_rt):
     jid = jobs.submit(rt, "generate", {"split": "dev", "n": 2})
     assert jobs.Worker(rt).run_once()
     job = jobs.get(rt, jid)
-    assert job["status"] == "done", job["error"]
-    assert job["result"]["new_samples"] == 8 and job["progress"] == 1.0
+    assert job.status == "done", job.error
+    assert job.result["new_samples"] == 8 and job.progress == 1.0
     jid = jobs.submit(rt, "judge", {})
     jobs.Worker(rt).run_once()
-    assert jobs.get(rt, jid)["status"] == "done"
+    assert jobs.get(rt, jid).status == "done"

@@ -109,12 +109,12 @@ def test_cancel_mid_training_leaves_nothing(tiny_rt):
     worker = jobs.Worker(rt)
     t = threading.Thread(target=worker.run_once)
     t.start()
-    wait_for(lambda: "DPO step" in jobs.get(rt, jid)["message"], 120, "training to start", 0.2)
+    wait_for(lambda: "DPO step" in jobs.get(rt, jid).message, 120, "training to start", 0.2)
     assert jobs.cancel(rt, jid) == "running"
     t.join(60)
     job = jobs.get(rt, jid)
-    assert job["status"] == "cancelled"
-    assert job["result"]["train_step"] >= 1
+    assert job.status == "cancelled"
+    assert job.result["train_step"] >= 1
     with rt.store.session() as s:
         r = s.scalars(select(TrainingRound)).one()
         assert r.status == "cancelled" and r.result_version_id is None

@@ -65,16 +65,16 @@ def test_corrupt_adapter_is_reported_refused_and_parent_still_works(bundle_copy,
         bundle_copy / "bundle" / "unit_lm", tmp_path / "a1"), 1)
     bad = registry.derive_aligned(rt, base.id, _lora_adapter(
         bundle_copy / "bundle" / "unit_lm", tmp_path / "a2"), 1)
-    weights = next(p for p in (bundle_copy / "checkpoints" / bad["name"]).rglob("*.safetensors"))
+    weights = next(p for p in (bundle_copy / "checkpoints" / bad.name).rglob("*.safetensors"))
     raw = bytearray(weights.read_bytes())
     raw[-5] ^= 0xFF  # one flipped bit pattern in the tensor data: still a loadable file
     weights.write_bytes(bytes(raw))
 
     problems = health.check(rt)
-    assert [p["component"] for p in problems] == [f"adapter of {bad['name']}"]
-    with pytest.raises(AdapterCorruptError, match=bad["name"]):
+    assert [p["component"] for p in problems] == [f"adapter of {bad.name}"]
+    with pytest.raises(AdapterCorruptError, match=bad.name):
         rt.adapter(bad)
-    assert rt.adapter(good) == good["name"]  # siblings and the parent are unaffected
+    assert rt.adapter(good) == good.name  # siblings and the parent are unaffected
     assert rt.adapter(base) is None
     rt.close()
 

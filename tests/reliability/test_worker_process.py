@@ -27,9 +27,9 @@ def run_job_and_find_its_worker(rt, server_pid: int) -> int:
     from backend import jobs
 
     job_id = jobs.submit(rt, "judge", {})
-    job = wait_for(lambda: (j := jobs.get(rt, job_id))["status"] in ("done", "failed") and j,
+    job = wait_for(lambda: (j := jobs.get(rt, job_id)).status in ("done", "failed") and j,
                    60, "the job to be run")
-    worker_pid = int(job["worker_id"].split(":")[1])
+    worker_pid = int(job.worker_id.split(":")[1])
     assert worker_pid != server_pid, "the job ran inside the server process"
     return worker_pid
 
@@ -144,7 +144,7 @@ def test_a_cpu_bound_worker_child_yields_the_core_to_the_server(tmp_path, monkey
     worker = jobs.WorkerProcess(nice=10).start()
     try:
         job_id = jobs.submit(rt, "test_spin", {"seconds": 30})
-        wait_for(lambda: jobs.get(rt, job_id)["message"] == "spinning", 60,
+        wait_for(lambda: jobs.get(rt, job_id).message == "spinning", 60,
                  "the worker to start spinning")
         share = _share_beside(worker.pid, 3.0)
         jobs.cancel(rt, job_id)
