@@ -103,7 +103,10 @@ def launch_kwargs(rt: Runtime, host: str, port: int, root_path: str) -> dict:
         "server_name": host,
         "server_port": port,
         "root_path": root_path or None,
-        "allowed_paths": [str(audio), str(s.data_dir / "reports"), str(s.exports_dir)],
+        "allowed_paths": [str(audio), str(s.data_dir / "reports")],
+        # exports hold every judgment: never served by path, even to a guessed URL (an admin
+        # downloads a private copy, app/admin/exports.py)
+        "blocked_paths": [str(s.exports_dir)],
         "footer_links": ["api", "settings"],
         "css_paths": [str(STATIC / "app.css")],
         "head": KEYS_JS,

@@ -142,6 +142,18 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return wave.mean(axis=1), int(sr)
 
 
+def private_copy(path: str | os.PathLike) -> Path:
+    """A copy of a file in a fresh directory of the system temp dir (mode 0700, unguessable
+    name), for handing a private file (an admin's export) to the web server, which copies it
+    into its own cache; the original's directory is then never served."""
+    import tempfile
+
+    src = Path(path)
+    dst = Path(tempfile.mkdtemp(prefix="studio-download-")) / src.name
+    shutil.copyfile(src, dst)
+    return dst
+
+
 def save_figure(fig, path: str | os.PathLike, **savefig_kw) -> None:
     """Save a matplotlib figure atomically and close it."""
     import matplotlib.pyplot as plt

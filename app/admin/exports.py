@@ -8,6 +8,7 @@ import gradio as gr
 from app.admin.base import PRIVATE
 from app.common import esc
 from backend import exports
+from backend.files import private_copy
 from backend.runtime import Runtime
 from backend.users import UserInfo
 
@@ -18,7 +19,9 @@ def export(rt: Runtime, user: UserInfo, what: str, fmt: str, flagged) -> tuple[s
         path = exports.export_file(rt, what, fmt, bool(flagged))
     except Exception as e:  # noqa: BLE001 - e.g. no pairs yet: say so
         raise gr.Error(f"Export failed: {e}") from None
-    return str(path), f"Exported {esc(what)} ({esc(fmt)}) to `{esc(path)}`."
+    # the exports folder is never served: the download is a private copy that Gradio moves
+    # into its cache under a content-hash name, handed only to this admin's page
+    return str(private_copy(path)), f"Exported {esc(what)} ({esc(fmt)}) to `{esc(path)}`."
 
 
 def build_exports(rt: Runtime, admin, session: gr.State) -> None:

@@ -139,3 +139,21 @@ def test_malformed_vote_events_are_refused_and_store_nothing(server, seeded):
         assert human_judgments() == before + 1
     finally:
         rater.close()
+
+
+def test_exports_are_not_served_by_path(server, seeded):
+    """An export's file name is the time it was made; its folder must not be reachable
+    through Gradio's file route, signed in or not (it was: 200 for a guessed name)."""
+    import urllib.error
+    import urllib.request
+
+    from backend import exports
+
+    rt, _ = seeded
+    path = exports.export_file(rt, "judgments", "csv")
+    assert path.is_file() and path.parent == rt.settings.exports_dir
+    for url in (f"{server.url}/gradio_api/file={path}",
+                f"{server.url}/gradio_api/file={rt.settings.exports_dir}/../exports/{path.name}"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10)
+        assert refused.value.code in (403, 404), url
