@@ -136,9 +136,10 @@ class DPOSettings(Section):
     lora_rank: int = 32
     lora_alpha: int = 8
     lora_dropout: float = 0.0
-    lora_targets: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
-    )
+    lora_targets: list[str] = Field(default_factory=lambda: ["attention"])
+    """Module names (suffixes) LoRA adapts. "attention" = the architecture's attention
+    projections (Llama q/k/v/o_proj, OPT q/k/v/out_proj); a name that matches no module of the
+    model is an error, never silently skipped."""
     batch_size: int = 8
     max_steps: int = 100
     epochs: float = 1.0

@@ -87,6 +87,34 @@ def _callback(progress: Progress, report: Report, history: list[dict]):
     return _Stream()
 
 
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj")
+"""What "attention" stands for in `lora_targets`: Llama (TWIST-7B, the mini LM) names the output
+projection `o_proj`, OPT (TWIST-1.3B) `out_proj`."""
+
+
+def lora_target_modules(model, targets: list[str]) -> list[str]:
+    """The module-name suffixes LoRA should adapt in `model`: "attention" expands to the
+    attention projections the model has; any other name must match at least one Linear module
+    (peft itself only refuses when *no* name matches, so an OPT model given Llama's `o_proj`
+    silently lost a quarter of its adapter)."""
+    linear = {name.rsplit(".", 1)[-1] for name, m in model.named_modules()
+              if isinstance(m, torch.nn.Linear)}
+    out: list[str] = []
+    for t in targets:
+        if t == "attention":
+            found = [p for p in ATTENTION_PROJECTIONS if p in linear]
+            if not found:
+                raise ValueError("lora_targets 'attention': the model has none of "
+                                 f"{ATTENTION_PROJECTIONS}; its linear modules: {sorted(linear)}")
+            out += found
+        elif t in linear:
+            out.append(t)
+        else:
+            raise ValueError(f"lora_targets {t!r} matches no linear module of the model; "
+                             f"it has: {sorted(linear)}")
+    return list(dict.fromkeys(out))
+
+
 def train_dpo(
     base_path: str | Path, parent_adapters: list[str], tokenizer, examples: list[dict],
     cfg: Any, out_dir: Path, progress: Progress | None = None,
@@ -108,7 +136,8 @@ def train_dpo(
     model = load_parent_model(base_path, parent_adapters)
     lora = LoraConfig(
         r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM",
+        target_modules=lora_target_modules(model, cfg.lora_targets), bias="none",
+        task_type="CAUSAL_LM",
     )
     steps = cfg.max_steps if cfg.max_steps and cfg.max_steps > 0 else -1
     args = DPOConfig(
