@@ -81,6 +81,9 @@ class GenerationConfig(Section):
     top_p: float = 1.0
     max_new_units: int = 150
     prompt_seconds: float = 3.0
+    """Prompts (imported, uploaded, continued live) are cut to their first N seconds before
+    they are tokenized and stored, so what Listen plays is what the model heard; 0 keeps them
+    whole."""
     seed: int = 0
     batch_size: int = 8
     """Prompts per `UnitLM.sample` call (each yields `n` continuations): batched generation is

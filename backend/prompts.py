@@ -29,6 +29,7 @@ from backend.files import (
     sha256_bytes,
     sha256_file,
     wav_bytes,
+    write_wav,
 )
 from backend.jobs import JobContext, handler
 from backend.progress import Progress, noop
@@ -121,6 +122,16 @@ def _tokenize(rt: Runtime, wave: np.ndarray, tokenizer=None) -> list[int]:
     return units
 
 
+def cut_prompt(rt: Runtime, wave: np.ndarray, sr: int) -> tuple[np.ndarray, float | None]:
+    """A prompt's first `generation.prompt_seconds` (the paper prompts with 3 s of speech), and
+    the original duration when it was longer (None when kept whole; 0 s keeps every prompt
+    whole)."""
+    limit = rt.settings.generation.prompt_seconds
+    if not limit or wave.size <= int(round(limit * sr)):
+        return wave, None
+    return wave[: int(round(limit * sr))], wave.size / sr
+
+
 # --- a bundle's prompt set --------------------------------------------------------------------
 def _first(d: dict, keys: Sequence[str], default=None):
     for k in keys:
@@ -162,12 +173,18 @@ def import_bundle_prompts(
             continue
         tok = tok or rt.tokenizer
         wave, sr = read_wav(src)
+        wave, cut_from = cut_prompt(rt, wave, sr)
         units = tok.encode(wave, sr)
-        dst = dest_dir / f"{digest[:16]}{src.suffix or '.wav'}"
+        dst = dest_dir / f"{digest[:16]}{'.wav' if cut_from else src.suffix or '.wav'}"
         if not dst.exists():
-            atomic_copy_file(src, dst)
+            if cut_from:  # the stored clip is what the model is prompted with
+                write_wav(dst, wave, sr, "PCM_16")
+            else:
+                atomic_copy_file(src, dst)
         meta = {k: v for k, v in row.items() if k not in ("audio", "audio_path", "wav", "path",
                                                           "file", "text", "reference_text")}
+        if cut_from:
+            meta["cut_from_s"] = round(cut_from, 3)
         with rt.store.session() as s:
             s.add(Prompt(
                 audio_path=str(dst), audio_sha256=digest, duration_s=max(len(wave) / sr, 1e-3),
@@ -198,7 +215,9 @@ def upload_prompt(
 ) -> dict:
     """Validate, store and tokenize an uploaded clip. Returns the prompt as a dict with
     `duplicate=True` when the same audio was uploaded before (nothing new is stored)."""
-    wave, duration = decode_audio(rt, data)
+    wave, _ = decode_audio(rt, data)
+    wave, cut_from = cut_prompt(rt, wave, TARGET_SR)
+    duration = wave.size / TARGET_SR
     wav = wav_bytes(wave, TARGET_SR)
     digest = sha256_bytes(wav)
     with rt.store.session() as s:
@@ -217,7 +236,8 @@ def upload_prompt(
                 audio_path=str(dest), audio_sha256=digest, duration_s=max(duration, 1e-3),
                 units=units, transcript=None,
                 reference_text=(reference_text or None), source=source, split=split,
-                meta={"uploaded": True}, created_by=user_id,
+                meta={"uploaded": True, **({"cut_from_s": round(cut_from, 3)} if cut_from
+                                           else {})}, created_by=user_id,
             )
             s.add(p)
             s.flush()
@@ -314,7 +334,9 @@ def continue_clip(rt: Runtime, data: bytes, max_versions: int = 4) -> dict:
     from backend.loop.judge import safe_score
     from backend.loop.transcribe import transcribe_waves
 
-    wave, duration = decode_audio(rt, data)
+    wave, _ = decode_audio(rt, data)
+    wave, _ = cut_prompt(rt, wave, TARGET_SR)
+    duration = wave.size / TARGET_SR
     units = _tokenize(rt, wave)
     versions = registry.list_versions(rt)
     if not versions:

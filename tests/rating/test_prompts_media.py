@@ -59,6 +59,22 @@ def test_upload_stereo_44k_flac_is_mono_16k(rt):
     assert again["duplicate"] and again["id"] == p["id"] and n_prompts(rt) == 1
 
 
+def test_uploaded_prompt_is_cut_to_prompt_seconds(rt, tmp_path):
+    """The model is prompted with the clip's first `generation.prompt_seconds` (the paper's
+    3 s); the stored clip is exactly that, so Listen plays what the model heard."""
+    import soundfile as sf
+
+    p = prompts.upload_prompt(rt, wav_bytes(tone(300, 5.0)), tokenizer=FakeTokenizer())
+    assert abs(p["duration_s"] - 3.0) < 0.01 and p["n_units"] == 75  # 3 s at 25 units/s
+    assert abs(sf.info(p["audio_path"]).duration - 3.0) < 0.01
+    whole = Runtime(Settings(data_dir=tmp_path / "whole", generation={"prompt_seconds": 0}))
+    try:
+        q = prompts.upload_prompt(whole, wav_bytes(tone(300, 5.0)), tokenizer=FakeTokenizer())
+        assert abs(q["duration_s"] - 5.0) < 0.01
+    finally:
+        whole.close()
+
+
 def test_upload_mp3(rt):
     p = prompts.upload_prompt(rt, wav_bytes(tone(300, 1.0, sr=16000), fmt="MP3"),
                               tokenizer=FakeTokenizer())
