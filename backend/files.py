@@ -142,12 +142,21 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return wave.mean(axis=1), int(sr)
 
 
-def private_copy(path: str | os.PathLike) -> Path:
+def private_copy(path: str | os.PathLike, keep_s: float = 3600.0) -> Path:
     """A copy of a file in a fresh directory of the system temp dir (mode 0700, unguessable
     name), for handing a private file (an admin's export) to the web server, which copies it
-    into its own cache; the original's directory is then never served."""
+    into its own cache; the original's directory is then never served. Copies older than
+    `keep_s` are removed here, so they do not pile up."""
     import tempfile
+    import time
 
+    tmp_root = Path(tempfile.gettempdir())
+    for old in tmp_root.glob("studio-download-*"):
+        try:
+            if time.time() - old.stat().st_mtime > keep_s:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:  # another process removed it first
+            pass
     src = Path(path)
     dst = Path(tempfile.mkdtemp(prefix="studio-download-")) / src.name
     shutil.copyfile(src, dst)

@@ -51,3 +51,24 @@ def test_non_audio_files_in_the_data_directory_are_refused(sqlite_runtime, audio
 def test_empty_nul_and_missing_are_refused(sqlite_runtime, audio, bad, message):
     with pytest.raises(MediaError, match=message):
         resolve_audio(sqlite_runtime, bad)
+
+
+def test_private_copies_for_downloads_do_not_pile_up(tmp_path, monkeypatch):
+    """An admin's download is a copy in its own 0700 temp dir; copies older than an hour are
+    removed when the next one is made."""
+    import os
+    import tempfile
+    import time
+
+    from backend.files import private_copy
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    src = tmp_path / "judgments.csv"
+    src.write_text("id\n1\n")
+    first = private_copy(src)
+    assert first.read_text() == "id\n1\n" and first.parent != src.parent
+    assert oct(first.parent.stat().st_mode & 0o777) == "0o700"
+    old = time.time() - 7200
+    os.utime(first.parent, (old, old))
+    second = private_copy(src)
+    assert second.is_file() and not first.exists()
