@@ -271,7 +271,7 @@ def run_inline(runtime: Runtime, job_id: int, poll_s: float = 0.3) -> str:
             cancel(runtime, job_id)
             if th is not None:
                 th.join()
-            return get(runtime, job_id)["status"]
+            return get(runtime, job_id).status
 
 
 def run_job(runtime: Runtime, job_id: int) -> str:
