@@ -49,7 +49,7 @@ def check_adapters(rt: Runtime) -> list[dict]:
     """Aligned versions whose adapter directory is missing or no longer matches its hash."""
     problems = []
     for v in registry.list_versions(rt):
-        if v.adapter_path and not registry.verify_adapter(v):
+        if v.adapter_path and not v.adapter_intact():
             problems.append({
                 "component": f"adapter of {v.name}", "path": v.adapter_path,
                 "error": "adapter files are missing or differ from the hash recorded at "

@@ -343,11 +343,12 @@ def continue_clip(rt: Runtime, data: bytes, max_versions: int = 4) -> dict:
         raise PromptError("no model version is registered yet")
     base = [v for v in versions if v.kind == "baseline"][:1]
     aligned = [v for v in versions if v.kind == "aligned"][-(max_versions - 1):]
-    digest = sha256_bytes(wav_bytes(wave, TARGET_SR))[:24]
+    prompt_wav = wav_bytes(wave, TARGET_SR)
+    digest = sha256_bytes(prompt_wav)[:24]
     out_dir = rt.settings.audio_dir / "live"
     prompt_path = out_dir / f"{digest}_prompt.wav"
     if not prompt_path.exists():
-        atomic_write_bytes(prompt_path, wav_bytes(wave, TARGET_SR))
+        atomic_write_bytes(prompt_path, prompt_wav)
     params = sampling_params(rt, n=1)
     results = []
     try:

@@ -52,6 +52,14 @@ class Version:
     def is_baseline(self) -> bool:
         return self.kind == "baseline"
 
+    def adapter_intact(self) -> bool:
+        """True when the adapter on disk still matches the hash recorded at registration (and
+        for a version without one)."""
+        if not self.adapter_path:
+            return True
+        return (Path(self.adapter_path).is_dir()
+                and files.sha256_dir(self.adapter_path) == self.adapter_sha256)
+
 
 def create_baseline(rt: Runtime, name: str, base_ref: str, config: dict | None = None) -> Version:
     """Register a pre-trained model (idempotent for the same name and base_ref)."""
@@ -152,16 +160,6 @@ def atomic_copy_dir(src: Path, dst: Path) -> str:
         return files.atomic_copy_dir(src, dst)
     except OSError as e:
         raise RegistryError(f"could not write checkpoint {dst}: {e.strerror or e}") from e
-
-
-def verify_adapter(version: Version) -> bool:
-    """True when the adapter on disk still matches the hash recorded at registration."""
-    path = version.adapter_path
-    if not path:
-        return True
-    if not Path(path).is_dir():
-        return False
-    return files.sha256_dir(path) == version.adapter_sha256
 
 
 def ensure_baseline(rt: Runtime) -> Version:

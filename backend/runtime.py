@@ -7,11 +7,9 @@ tests build a Runtime on a temporary SQLite file (or PostgreSQL) with a tiny wor
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backend.config import Settings, load_settings
-from backend.files import sha256_dir
 from db.session import Store
 
 if TYPE_CHECKING:
@@ -76,8 +74,7 @@ class Runtime:
         name = version.name
 
         def load():
-            path = version.adapter_path
-            if not Path(path).is_dir() or sha256_dir(path) != version.adapter_sha256:
+            if not version.adapter_intact():
                 raise AdapterCorruptError(
                     f"adapter of {name} at {version.adapter_path} is missing or differs from "
                     f"the hash recorded at registration; it is not loaded")

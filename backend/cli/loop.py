@@ -21,17 +21,13 @@ def cmd_import_prompts(args) -> None:
 def cmd_generate(args) -> None:
     from backend import registry
     from backend.loop.generate import generate
-    from backend.progress import tqdm_progress
 
-    rt = common.runtime_from(args)
-    version = args.version or registry.ensure_baseline(rt).name
-    update, close = tqdm_progress("generate")
-    try:
-        res = generate(rt, version, split=args.split, n=args.n, seed=args.seed,
-                       limit=args.limit, progress=update)
-    finally:
-        close()
-    print_json(res)
+    def run(rt, progress):
+        version = args.version or registry.ensure_baseline(rt).name
+        return generate(rt, version, split=args.split, n=args.n, seed=args.seed,
+                        limit=args.limit, progress=progress)
+
+    run_with_bar(args, run, "generate")
 
 
 def cmd_transcribe(args) -> None:

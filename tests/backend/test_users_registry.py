@@ -64,9 +64,9 @@ def test_registry_lineage_and_atomic_adapter(runtime, tmp_path):
     ]
     assert Path(r2.adapter_path).parent == runtime.settings.checkpoints_dir
     assert (Path(r2.adapter_path) / "adapter_model.safetensors").read_text() == "r2"
-    assert registry.verify_adapter(r2)
+    assert r2.adapter_intact()
     (Path(r2.adapter_path) / "adapter_model.safetensors").write_text("tampered")
-    assert not registry.verify_adapter(r2)
+    assert not r2.adapter_intact()
     assert not list(runtime.settings.checkpoints_dir.glob(".tmp-*"))
 
 

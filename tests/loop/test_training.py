@@ -57,7 +57,7 @@ def test_dpo_learns_registers_and_reloads_identically(tiny_rt, tmp_path):
 
     v1 = registry.derive_aligned(rt, base.id, out, 1, config={"test": True})
     assert v1.kind == "aligned" and Path(v1.adapter_path).is_dir()
-    assert registry.verify_adapter(v1)
+    assert v1.adapter_intact()
     lm.load_adapter(v1.name, v1.adapter_path)
     assert torch.allclose(lm.logits(probe, adapter=v1.name), seen["logits"], atol=1e-5)
     assert not torch.allclose(lm.logits(probe, adapter=None), seen["logits"], atol=1e-4)
