@@ -208,6 +208,76 @@ class DPOSettings(Section):
     continuations' NLL added (RPO) raised them with a CI above zero."""
 
 
+class GRPOSettings(Section):
+    """Online RL with the AI judge's score as reward: TRL's `GRPOTrainer` samples
+    `num_generations` continuations of each training prompt with the model being trained, the
+    judge path scores them (vocoder -> ASR -> judge, in memory), and each continuation is pushed
+    up or down by its score relative to its group's mean. Every sample is used, none is thrown
+    away as in pair selection. Sampling settings (temperature, top-k, max units) are the
+    round's `generation` settings."""
+
+    learning_rate: float = 1e-5
+    num_generations: int = 8
+    """Continuations per prompt in one group (the advantage baseline is the group mean)."""
+    prompts_per_step: int = 4
+    """Prompts per optimizer step; a step trains on prompts_per_step x num_generations."""
+    max_steps: int = 100
+    beta: float = 0.04
+    """KL coefficient against the parent (0 = no reference model, no KL term)."""
+    epsilon: float = 0.2
+    num_iterations: int = 1
+    loss_type: str = "dapo"
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    lora_rank: int = 32
+    lora_alpha: int = 8
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = Field(default_factory=lambda: ["attention"])
+    """As `dpo.lora_targets`."""
+    warmup_ratio: float = 0.0
+    lr_scheduler_type: str = "constant"
+    seed: int = 0
+    logging_steps: int = 1
+    use_cpu: bool = True
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        for name in ("learning_rate", "epsilon"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.beta < 0:
+            raise ValueError("beta must be >= 0")
+        if self.num_generations < 2:
+            raise ValueError("num_generations must be >= 2 (a group needs a mean to beat)")
+        for name in ("prompts_per_step", "max_steps", "num_iterations", "lora_rank"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError("warmup_ratio must be in [0, 1)")
+        unknown = set(self.mini_overrides) - set(type(self).model_fields)
+        if unknown:
+            raise ValueError(f"mini_overrides names unknown GRPO settings: {sorted(unknown)}")
+        return self
+
+    mini_overrides: dict[str, float | int | str | list] = Field(
+        default_factory=lambda: {"learning_rate": 1e-3, "lora_rank": 16, "lora_alpha": 32,
+                                 "beta": 0.0, "max_steps": 60}
+    )
+    """Applied when world == "mini" to fields not set explicitly (see `dpo.mini_overrides`)."""
+
+
+class TrainingConfig(Section):
+    """Which training method a round runs."""
+
+    method: Literal["dpo", "grpo"] = "dpo"
+    """dpo: the paper's offline DPO on stored preference pairs (AI and/or human judgments), the
+    `dpo` section. grpo: online RL on fresh samples scored by the AI judge as training goes,
+    the `grpo` section (AI feedback only)."""
+    mini_overrides: dict[str, str] = Field(default_factory=dict)
+    """Applied when world == "mini" to fields not set explicitly."""
+
+
 class BootstrapConfig(Section):
     """The embedded mini world built by `python -m backend bootstrap`."""
 
@@ -251,7 +321,9 @@ class Settings(BaseSettings):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
     dpo: DPOSettings = Field(default_factory=DPOSettings)
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings)
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
     rating: RatingConfig = Field(default_factory=RatingConfig)
 
@@ -274,7 +346,7 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'studio.db'}"
         if self.world == "mini":
             self.models = mini_models(self.bundle_dir, self.models.judges)
-            for section in (self.dpo, self.generation):
+            for section in (self.training, self.dpo, self.grpo, self.generation):
                 _apply_mini_overrides(section)
         return self
 

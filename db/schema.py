@@ -46,6 +46,8 @@ RATED_ASPECTS = ("meaningfulness", "naturalness")
 MEANING_ASPECTS = ("overall", "meaningfulness")
 """The aspects that say how meaningful a continuation is: they feed preference pairs."""
 PAIR_SOURCES = ("ai", "human", "both")
+TRAINING_METHODS = ("dpo", "grpo")
+"""How a round trains (backend.config.TrainingConfig.method)."""
 
 
 def utcnow() -> datetime:
@@ -264,6 +266,7 @@ class TrainingRound(Base):
     __table_args__ = (
         CheckConstraint(_in("status", ROUND_STATUSES), name="status"),
         CheckConstraint(_in("pair_source", PAIR_SOURCES), name="pair_source"),
+        CheckConstraint(_in("method", TRAINING_METHODS), name="method"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -272,7 +275,9 @@ class TrainingRound(Base):
     round_index: Mapped[int] = mapped_column(Integer, default=1)
     pair_source: Mapped[str] = mapped_column(String(8), default="ai")
     selection: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    dpo_config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    method: Mapped[str] = mapped_column(String(16), default="dpo")
+    train_config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """The settings section of `method` the round trained with (dpo or grpo)."""
     status: Mapped[str] = mapped_column(String(16), default="pending")
     n_pairs: Mapped[int] = mapped_column(Integer, default=0)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -99,6 +99,13 @@ class UnitLM(Protocol):
         """Load a saved adapter under `name` (idempotent); `adapter=name` then applies it."""
         ...
 
+    non_unit_ids: list[int]
+    """Token ids that are neither a unit nor EOS (an online trainer's sampler suppresses them)."""
+
+    def ids_to_units(self, row: Sequence[int]) -> Units:
+        """Sampled token ids (as `hf_tokenizer` numbers them) -> units, cut at EOS."""
+        ...
+
     def sample(
         self, prompts: Sequence[Units], params: SamplingParams, adapter: str | None = None
     ) -> list[list[Units]]:

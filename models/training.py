@@ -115,6 +115,28 @@ def lora_target_modules(model, targets: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def lora_config(model, cfg: Any):
+    """peft LoRA settings from a method's settings section (lora_rank, lora_alpha, ...)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=lora_target_modules(model, cfg.lora_targets), bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def save_self_contained(peft_model, base_path: str | Path, parent_adapters: list[str],
+                        out_dir: Path, work: Path) -> None:
+    """Save a trained delta adapter as one adapter relative to the base (parent + delta)."""
+    delta = work / "delta"
+    peft_model.save_pretrained(str(delta))
+    if parent_adapters:
+        combine_adapters(base_path, parent_adapters[-1], delta, out_dir)
+    else:
+        shutil.move(str(delta), str(out_dir))
+
+
 def train_dpo(
     base_path: str | Path, parent_adapters: list[str], tokenizer, examples: list[dict],
     cfg: Any, out_dir: Path, progress: Progress | None = None,
@@ -125,7 +147,6 @@ def train_dpo(
     relative to the base, into `out_dir`. Returns metrics. `progress` may raise to cancel.
     `cfg` is the `dpo` settings section (backend.config.DPOSettings)."""
     from datasets import Dataset
-    from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
     progress = progress or (lambda f, m="": None)
@@ -134,11 +155,7 @@ def train_dpo(
     work = work_dir or out_dir.parent / f"{out_dir.name}-work"
     work.mkdir(parents=True, exist_ok=True)
     model = load_parent_model(base_path, parent_adapters)
-    lora = LoraConfig(
-        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules=lora_target_modules(model, cfg.lora_targets), bias="none",
-        task_type="CAUSAL_LM",
-    )
+    lora = lora_config(model, cfg)
     steps = cfg.max_steps if cfg.max_steps and cfg.max_steps > 0 else -1
     args = DPOConfig(
         output_dir=str(work / "trainer"), per_device_train_batch_size=cfg.batch_size,
@@ -164,12 +181,7 @@ def train_dpo(
     train_s = time.monotonic() - t0
     if on_trained is not None:  # tests: look at the in-memory trained model
         on_trained(trainer.model)
-    delta = work / "delta"
-    trainer.model.save_pretrained(str(delta))
-    if parent_adapters:
-        combine_adapters(base_path, parent_adapters[-1], delta, out_dir)
-    else:
-        shutil.move(str(delta), str(out_dir))
+    save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work)
     steps_logged = [h for h in history if "rewards/accuracies" in h]
     head, tail = steps_logged[: max(1, len(steps_logged) // 4)], steps_logged[
         -max(1, len(steps_logged) // 4):]
@@ -190,3 +202,107 @@ def train_dpo(
     }
     del trainer, model
     return metrics
+
+
+RewardFn = Callable[[list[dict], list[list[int]]], list[float | None]]
+"""reward(rows, completion token ids) -> one score per completion (None = could not judge);
+`rows` are the dataset rows of the completions' prompts (extra columns included)."""
+
+
+def train_grpo(
+    base_path: str | Path, parent_adapters: list[str], tokenizer, prompts: list[dict],
+    reward: RewardFn, cfg: Any, sampling: dict, out_dir: Path,
+    progress: Progress | None = None, report: Report | None = None,
+    work_dir: Path | None = None, suppress_tokens: list[int] | None = None,
+) -> dict:
+    """Train one LoRA adapter with TRL's `GRPOTrainer` and save it self-contained into
+    `out_dir`. `prompts`: rows with a "prompt" string (unit text) plus any columns `reward`
+    needs. `sampling`: temperature, top_k, top_p, max_new_units (the round's sampler).
+    `suppress_tokens`: ids the policy may never sample (non-unit specials). `cfg` is the `grpo`
+    settings section (backend.config.GRPOSettings)."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    progress = progress or (lambda f, m="": None)
+    report = report or (lambda **kw: None)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    work = work_dir or out_dir.parent / f"{out_dir.name}-work"
+    work.mkdir(parents=True, exist_ok=True)
+    model = load_parent_model(base_path, parent_adapters)
+    gen_kwargs = {"suppress_tokens": list(suppress_tokens)} if suppress_tokens else None
+    per_step = cfg.prompts_per_step * cfg.num_generations
+    args = GRPOConfig(
+        output_dir=str(work / "trainer"), per_device_train_batch_size=per_step,
+        num_generations=cfg.num_generations, max_completion_length=sampling["max_new_units"],
+        temperature=sampling["temperature"], top_k=sampling.get("top_k") or 0,
+        top_p=sampling.get("top_p", 1.0), generation_kwargs=gen_kwargs,
+        learning_rate=cfg.learning_rate, beta=cfg.beta, epsilon=cfg.epsilon,
+        num_iterations=cfg.num_iterations, loss_type=cfg.loss_type,
+        scale_rewards=cfg.scale_rewards, max_steps=cfg.max_steps,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_ratio if 0 < cfg.warmup_ratio < 1 else 0,
+        seed=cfg.seed, logging_steps=cfg.logging_steps,
+        gradient_checkpointing=cfg.gradient_checkpointing, use_cpu=cfg.use_cpu, bf16=cfg.bf16,
+        report_to="none", save_strategy="no", dataloader_num_workers=0, disable_tqdm=True,
+        remove_unused_columns=False, log_completions=False,
+    )
+    seen = {"scored": 0}
+
+    def reward_fn(prompts, completions, completion_ids, **columns):
+        keys = [k for k in columns if k not in ("trainer_state", "log_extra", "log_metric")]
+        rows = [{k: columns[k][i] for k in keys} for i in range(len(completion_ids))]
+        scores = reward(rows, [list(c) for c in completion_ids])
+        seen["scored"] += len(scores)
+        return scores
+
+    reward_fn.__name__ = "judge"
+    history: list[dict] = []
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=[reward_fn], args=args, train_dataset=Dataset.from_list(prompts),
+        processing_class=tokenizer, peft_config=lora_config(model, cfg),
+        callbacks=[_grpo_callback(progress, report, history)],
+    )
+    t0 = time.monotonic()
+    trainer.train()
+    train_s = time.monotonic() - t0
+    save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work)
+    rewards = [h["reward"] for h in history if "reward" in h]
+    q = max(1, len(rewards) // 4)
+
+    def mean(xs):
+        return sum(xs) / len(xs) if xs else None
+
+    metrics = {
+        "steps": trainer.state.global_step, "train_seconds": round(train_s, 2),
+        "n_prompts": len(prompts), "judged_samples": seen["scored"],
+        "reward_first": mean(rewards[:q]), "reward_last": mean(rewards[-q:]),
+        "history": history[-200:],
+    }
+    del trainer, model
+    return metrics
+
+
+def _grpo_callback(progress: Progress, report: Report, history: list[dict]):
+    from transformers import TrainerCallback
+
+    class _Stream(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not logs:
+                return
+            row = {"step": state.global_step, **{
+                k: float(v) for k, v in logs.items() if isinstance(v, int | float)}}
+            history.append(row)
+            live = {k: row[k] for k in ("loss", "reward", "reward_std", "kl", "entropy")
+                    if k in row}
+            if live:
+                report(train_step=state.global_step, train_max_steps=state.max_steps,
+                       train_metrics=live)
+
+        def on_step_end(self, args, state, control, **kw):
+            last = history[-1] if history else {}
+            msg = f"GRPO step {state.global_step}/{state.max_steps}"
+            if "reward" in last:
+                msg += f" reward {last['reward']:.2f}"
+            progress(state.global_step / max(1, state.max_steps), msg)  # raises JobCancelled
+
+    return _Stream()

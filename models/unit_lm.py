@@ -301,10 +301,16 @@ class HFUnitLM:
                     generation_config=gen_cfg, logits_processor=self._processors(params, seeds),
                 )
                 for (i, j), row in zip(chunk, gen[:, width:].tolist(), strict=True):
-                    out[i][j] = self._to_units(row)
+                    out[i][j] = self.ids_to_units(row)
         return out
 
-    def _to_units(self, row: list[int]) -> Units:
+    @property
+    def non_unit_ids(self) -> list[int]:
+        """Token ids that are neither a unit nor EOS: what a sampler must never emit."""
+        return [int(i) for i in torch.nonzero(~self._allowed).flatten()]
+
+    def ids_to_units(self, row: Sequence[int]) -> Units:
+        """Sampled token ids -> units (cut at EOS, non-unit ids dropped)."""
         units: Units = []
         for t in row:
             if t == self.eos_token_id:

@@ -19,7 +19,13 @@ from typing import Any
 from sqlalchemy import select
 
 from backend import jobs, registry
-from backend.config import DPOSettings, GenerationConfig, SelectionConfig
+from backend.config import (
+    DPOSettings,
+    GenerationConfig,
+    GRPOSettings,
+    SelectionConfig,
+    TrainingConfig,
+)
 from backend.jobs import JobCancelled, JobContext, JobError, handler
 from backend.loop import train
 from backend.loop.generate import generate, select_prompts
@@ -29,49 +35,82 @@ from backend.loop.transcribe import transcribe
 from backend.progress import Progress, Report, no_report, noop, span
 from backend.registry import Version
 from backend.runtime import Runtime
-from db.schema import PAIR_SOURCES, Job, PreferencePair, TrainingRound, utcnow
+from db.schema import (
+    PAIR_SOURCES,
+    TRAINING_METHODS,
+    Job,
+    PreferencePair,
+    TrainingRound,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 SOURCES = PAIR_SOURCES
 
 
 # --- settings for one round job ---------------------------------------------------------------
-ALIASES = {"steps": ("dpo", "max_steps"), "lr": ("dpo", "learning_rate"),
-           "n": ("generation", "n")}
+SECTIONS = {"training": TrainingConfig, "dpo": DPOSettings, "grpo": GRPOSettings,
+            "selection": SelectionConfig, "generation": GenerationConfig}
+ALIASES = {"steps": "max_steps", "lr": "learning_rate"}
+"""Short flat names; they (like every flat training setting) go to the round's method's
+section."""
 
 
-def split_overrides(overrides: dict | None) -> dict[str, dict]:
-    """Flat or nested overrides -> {"dpo": {...}, "selection": {...}, "generation": {...}}.
-    Flat keys are looked up in dpo, then selection, then generation; unknown keys are errors."""
-    out: dict[str, dict] = {"dpo": {}, "selection": {}, "generation": {}}
-    sections = {"dpo": DPOSettings, "selection": SelectionConfig, "generation": GenerationConfig}
-    for k, v in (overrides or {}).items():
-        if v is None:
-            continue
-        if k in sections and isinstance(v, dict):
+def split_overrides(overrides: dict | None, default_method: str = "dpo") -> dict[str, dict]:
+    """Flat or nested overrides -> {"training": {...}, "dpo": {...}, "grpo": {...},
+    "selection": {...}, "generation": {...}}. A flat key is looked up in the section of the
+    round's method (`method` among the overrides, else `default_method`), then selection, then
+    generation (`n` is generation's); unknown keys are errors."""
+    out: dict[str, dict] = {k: {} for k in SECTIONS}
+    ov = {k: v for k, v in (overrides or {}).items() if v is not None}
+    method = ov.get("method") or (ov.get("training") or {}).get("method") or default_method
+    if method not in TrainingConfig.model_fields["method"].annotation.__args__:
+        raise ValueError(f"unknown training method {method!r}")
+    for k, v in ov.items():
+        if k in SECTIONS and isinstance(v, dict):
             for kk, vv in v.items():
-                if kk not in sections[k].model_fields:
+                if kk not in SECTIONS[k].model_fields:
                     raise ValueError(f"unknown {k} setting {kk!r}")
                 out[k][kk] = vv
             continue
-        if k in ALIASES:
-            sec, name = ALIASES[k]
-            out[sec][name] = v
+        if k == "method":
+            out["training"]["method"] = v
             continue
-        for sec, model in sections.items():
-            if k in model.model_fields:
-                out[sec][k] = v
+        name = ALIASES.get(k, k)
+        for sec in (method, "selection", "generation"):
+            if name in SECTIONS[sec].model_fields and name != "mini_overrides":
+                out[sec][name] = v
                 break
         else:
-            raise ValueError(f"unknown round setting {k!r}")
+            raise ValueError(f"unknown round setting {k!r} (method {method})")
     return out
 
 
+def round_settings(rt: Runtime, overrides: dict | None) -> dict:
+    """The effective, validated settings of a round: its method and that method's section,
+    selection and generation, each the configured one with the overrides on top."""
+    ov = split_overrides(overrides, rt.settings.training.method)
+    training = TrainingConfig(**{**rt.settings.training.model_dump(), **ov["training"]})
+    method_cfg = (train.effective_grpo(rt.settings, ov["grpo"]) if training.method == "grpo"
+                  else train.effective_dpo(rt.settings, ov["dpo"]))
+    return {
+        "method": training.method, "train": method_cfg,
+        "selection": SelectionConfig(**{**rt.settings.selection.model_dump(),
+                                        **ov["selection"]}),
+        "generation": GenerationConfig(**{**rt.settings.generation.model_dump(),
+                                          **ov["generation"]}),
+    }
+
+
 def round_options(rt: Runtime) -> dict:
-    """Defaults for the Admin form: effective DPO, selection and generation settings."""
+    """Defaults for the Admin form: the method and every method's, selection and generation
+    settings."""
     return {
         "sources": list(SOURCES),
+        "methods": list(TRAINING_METHODS),
+        "method": rt.settings.training.method,
         "dpo": train.effective_dpo(rt.settings).model_dump(),
+        "grpo": train.effective_grpo(rt.settings).model_dump(),
         "selection": rt.settings.selection.model_dump(),
         "generation": rt.settings.generation.model_dump(),
     }
@@ -129,10 +168,12 @@ def run_rounds(
         raise ValueError(f"source must be one of {SOURCES}")
     progress = progress or noop
     report = report or no_report
-    ov = split_overrides(overrides)
-    sel = SelectionConfig(**{**rt.settings.selection.model_dump(), **ov["selection"]})
-    gen = GenerationConfig(**{**rt.settings.generation.model_dump(), **ov["generation"]})
-    dpo = train.effective_dpo(rt.settings, ov["dpo"])
+    cfg = round_settings(rt, overrides)
+    method, train_cfg, sel, gen = cfg["method"], cfg["train"], cfg["selection"], \
+        cfg["generation"]
+    if method == "grpo" and source != "ai":
+        raise ValueError("method grpo learns from the AI judge only (source 'ai'); human "
+                         "votes train by dpo")
     current = registry.get_version(rt, parent) if parent is not None \
         else registry.ensure_baseline(rt)
     base_th = Thresholds(sel.chosen_min, sel.rejected_max, sel.autobleu_max)
@@ -145,16 +186,19 @@ def run_rounds(
         round_index = current.round_index + 1
         th = curriculum_thresholds(base_th, round_index if curriculum else 1,
                                    sel.curriculum_step, 1.0, sel.score_max)
-        if source in ("ai", "both"):
+        online = method == "grpo"  # samples and judges inside training, keeps no pairs
+        if source in ("ai", "both") and not online:
             _sample_and_judge(rt, current, gen.train_split, gen, step(0.0, 0.4, "samples"),
                               limit=gen.max_prompts)
-        pairs = select_pairs(rt, source, current.id, sel, th, round_index, gen.train_split)
+        pairs = [] if online else select_pairs(rt, source, current.id, sel, th, round_index,
+                                               gen.train_split)
         selection = {**sel.model_dump(), "chosen_min": th.chosen_min,
                      "rejected_max": th.rejected_max, "curriculum": curriculum}
         with rt.store.session() as s:
             row = TrainingRound(
                 parent_version_id=current.id, round_index=round_index, pair_source=source,
-                selection=selection, dpo_config=dpo.model_dump(), status="pending",
+                selection=selection, method=method, train_config=train_cfg.model_dump(),
+                status="pending",
                 n_pairs=len(pairs), job_id=job_id,
             )
             s.add(row)
@@ -166,7 +210,7 @@ def run_rounds(
                 provenance=p.provenance) for p in pairs)
         report(round=r + 1, round_id=round_id, n_pairs=len(pairs),
                thresholds={"chosen_min": th.chosen_min, "rejected_max": th.rejected_max})
-        if len(pairs) < sel.min_pairs:
+        if not online and len(pairs) < sel.min_pairs:
             stopped = (f"round {r + 1}: only {len(pairs)} pairs pass "
                        f"(chosen >= {th.chosen_min}, rejected <= {th.rejected_max}); "
                        f"need {sel.min_pairs}")
@@ -174,7 +218,8 @@ def run_rounds(
                 rr = s.get(TrainingRound, round_id)
                 rr.status, rr.error, rr.finished_at = "failed", f"stopped: {stopped}", utcnow()
             break
-        res = train.run_training(rt, round_id, progress=step(0.4, 0.7, "DPO"), report=report)
+        res = train.run_training(rt, round_id, report=report, generation=gen,
+                                 progress=step(0.0 if online else 0.4, 0.7, method.upper()))
         version = res["version"]
         ev = _evaluate(rt, version, current, gen, step(0.7, 1.0, "evaluate")) \
             if evaluate else {"skipped": "disabled"}
@@ -250,10 +295,9 @@ def start_round(
         raise ValueError(f"source must be one of {', '.join(SOURCES)}")
     if not 1 <= int(rounds) <= 10:
         raise ValueError("rounds must be between 1 and 10")
-    ov = split_overrides(overrides)
-    train.effective_dpo(rt.settings, ov["dpo"])  # validates values
-    SelectionConfig(**{**rt.settings.selection.model_dump(), **ov["selection"]})
-    GenerationConfig(**{**rt.settings.generation.model_dump(), **ov["generation"]})
+    cfg = round_settings(rt, overrides)  # validates values
+    if cfg["method"] == "grpo" and source != "ai":
+        raise ValueError("method grpo learns from the AI judge only (source 'ai')")
     par = registry.get_version(rt, parent).name if parent is not None \
         else registry.ensure_baseline(rt).name
     return jobs.submit(rt, "round", {
@@ -272,7 +316,8 @@ class RoundRecord:
     round_index: int
     pair_source: str
     selection: dict[str, Any]
-    dpo_config: dict[str, Any]
+    method: str
+    train_config: dict[str, Any]
     status: str
     n_pairs: int
     metrics: dict[str, Any]
@@ -284,7 +329,8 @@ class RoundRecord:
     @classmethod
     def of(cls, r: TrainingRound) -> RoundRecord:
         return cls(r.id, r.parent_version_id, r.result_version_id, r.round_index, r.pair_source,
-                   dict(r.selection or {}), dict(r.dpo_config or {}), r.status, int(r.n_pairs or 0),
+                   dict(r.selection or {}), r.method, dict(r.train_config or {}), r.status,
+                   int(r.n_pairs or 0),
                    dict(r.metrics or {}), r.error, r.job_id, r.created_at, r.finished_at)
 
     def as_dict(self) -> dict[str, Any]:

@@ -1,5 +1,9 @@
-"""Step 5 of the loop: train on a round's pairs. TRL `DPOTrainer` on unit-token strings with
-a LoRA adapter (peft).
+"""Step 5 of the loop: train a round by its method, on a LoRA adapter (peft), and register the
+result as a new version.
+
+- `dpo` (the paper): TRL `DPOTrainer` on the round's stored preference pairs.
+- `grpo`: TRL `GRPOTrainer` on the training prompts; the trainer samples continuations itself
+  and `backend.loop.reward` scores them with the AI judge as it goes (no stored pairs).
 
 - Data: prompt = the prompt's units as text (`unit_lm.units_to_text`, with the tokenizer's BOS
   in front when it does not add one itself, as the sampler conditions on it); chosen / rejected =
@@ -25,12 +29,12 @@ from typing import Any
 from sqlalchemy import select
 
 from backend import registry
-from backend.config import DPOSettings, Settings
+from backend.config import DPOSettings, GenerationConfig, GRPOSettings, Settings
 from backend.jobs import JobCancelled
 from backend.progress import Progress, Report
 from backend.runtime import Runtime
 from db.schema import PreferencePair, Prompt, Sample, TrainingRound, utcnow
-from models.training import train_dpo
+from models.training import train_dpo, train_grpo
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,18 @@ def effective_dpo(settings: Settings, overrides: dict | None = None) -> DPOSetti
             raise ValueError(f"unknown DPO setting {k!r}")
         data[k] = v
     return DPOSettings(**data)
+
+
+def effective_grpo(settings: Settings, overrides: dict | None = None) -> GRPOSettings:
+    """settings.grpo (mini_overrides applied in the mini world) with per-round `overrides`."""
+    data = settings.grpo.model_dump()
+    for k, v in (overrides or {}).items():
+        if v is None:
+            continue
+        if k not in data:
+            raise ValueError(f"unknown GRPO setting {k!r}")
+        data[k] = v
+    return GRPOSettings(**data)
 
 
 def tmp_dir(rt: Runtime, tag: str) -> Path:
@@ -97,29 +113,73 @@ def _set_round(rt: Runtime, round_id: int, **values: Any) -> None:
             setattr(r, k, v)
 
 
+def _grpo_prompts(rt: Runtime, split: str, limit: int | None) -> list[dict]:
+    """The training prompts as GRPO rows: unit text (with BOS as the sampler sees it) and the
+    transcript the judge reads."""
+    from backend.loop.transcribe import transcribe
+
+    transcribe(rt, sample_ids=[], prompts=True)
+    with rt.store.session() as s:
+        q = select(Prompt.id, Prompt.units, Prompt.transcript, Prompt.reference_text).where(
+            Prompt.split == split).order_by(Prompt.id)
+        rows = s.execute(q).all()
+    rows = rows[:limit] if limit else rows
+    if not rows:
+        raise ValueError(f"no prompts in split {split!r} to train on")
+    texts = make_examples(rt.unit_lm, [(list(u), [], []) for _, u, _, _ in rows])
+    return [{"prompt": ex["prompt"], "prompt_id": pid, "prompt_text": tx or ref or ""}
+            for ex, (pid, _, tx, ref) in zip(texts, rows, strict=True)]
+
+
+def _train_grpo(rt: Runtime, parent, cfg: GRPOSettings, gen: GenerationConfig, out: Path,
+                work: Path, progress, report) -> dict:
+    from backend.loop.reward import judge_continuations
+
+    lm = rt.unit_lm
+    prompts = _grpo_prompts(rt, gen.train_split, gen.max_prompts)
+
+    def reward(rows: list[dict], completion_ids: list[list[int]]) -> list[float | None]:
+        return judge_continuations(rt, [r["prompt_text"] for r in rows],
+                                   [lm.ids_to_units(c) for c in completion_ids])
+
+    sampling = {"temperature": gen.temperature, "top_k": gen.top_k, "top_p": gen.top_p,
+                "max_new_units": gen.max_new_units}
+    adapters = [parent.adapter_path] if parent.adapter_path else []
+    return train_grpo(parent.base_ref, adapters, lm.hf_tokenizer, prompts, reward, cfg,
+                      sampling, out, progress, report, work_dir=work,
+                      suppress_tokens=lm.non_unit_ids)
+
+
 def run_training(
     rt: Runtime, round_id: int, progress: Progress | None = None, report: Report | None = None,
+    generation: GenerationConfig | None = None,
 ) -> dict:
-    """Train the round's stored pairs from its parent and register the aligned version.
-    Sets the round running -> done (with metrics and result version) or failed/cancelled."""
+    """Train the round from its parent by the round's method and register the aligned
+    version; `generation` (default: the settings') is how an online method samples. Sets the round running -> done (with metrics and result version) or
+    failed/cancelled."""
     with rt.store.session() as s:
         r = s.get(TrainingRound, round_id)
-        parent_id, round_index, dpo_cfg = r.parent_version_id, r.round_index, dict(r.dpo_config)
-    cfg = DPOSettings(**dpo_cfg)
+        parent_id, round_index = r.parent_version_id, r.round_index
+        method, train_cfg = r.method, dict(r.train_config)
     parent = registry.get_version(rt, parent_id)
     work = tmp_dir(rt, f"round-{round_id}")
     _set_round(rt, round_id, status="running", error=None)
     try:
-        triples = round_triples(rt, round_id)
-        examples = make_examples(rt.unit_lm, triples)
-        adapters = [parent.adapter_path] if parent.adapter_path else []
         out = work / "adapter"
-        metrics = train_dpo(parent.base_ref, adapters, rt.unit_lm.hf_tokenizer, examples, cfg,
-                            out, progress, report, work_dir=work)
+        if method == "grpo":
+            cfg = GRPOSettings(**train_cfg)
+            metrics = _train_grpo(rt, parent, cfg, generation or rt.settings.generation, out,
+                                  work, progress, report)
+        else:
+            cfg = DPOSettings(**train_cfg)
+            examples = make_examples(rt.unit_lm, round_triples(rt, round_id))
+            adapters = [parent.adapter_path] if parent.adapter_path else []
+            metrics = train_dpo(parent.base_ref, adapters, rt.unit_lm.hf_tokenizer, examples,
+                                cfg, out, progress, report, work_dir=work)
         version = registry.derive_aligned(
             rt, parent.id, out, round_index,
-            config={"dpo": cfg.model_dump(), "round_id": round_id, "self_contained": True,
-                    "parent": parent.name},
+            config={"method": method, method: cfg.model_dump(), "round_id": round_id,
+                    "self_contained": True, "parent": parent.name},
         )
         summary = {k: v for k, v in metrics.items() if k != "history"}
         _set_round(rt, round_id, status="done", result_version_id=version.id,

@@ -177,10 +177,18 @@ def test_effective_dpo_and_round_overrides(tmp_path):
     one = train.effective_dpo(mini, {"loss_type": "sigmoid", "loss_weights": 1})
     assert one.loss_type == ["sigmoid"] and one.loss_weights == [1.0]
     ov = rounds.split_overrides({"steps": 5, "chosen_min": 4, "n": 2, "dpo": {"beta": 0.2}})
-    assert ov == {"dpo": {"max_steps": 5, "beta": 0.2}, "selection": {"chosen_min": 4},
-                  "generation": {"n": 2}}
-    with pytest.raises(ValueError):
+    assert ov == {"training": {}, "dpo": {"max_steps": 5, "beta": 0.2}, "grpo": {},
+                  "selection": {"chosen_min": 4}, "generation": {"n": 2}}
+    # flat training settings go to the round's method's section
+    ov = rounds.split_overrides({"method": "grpo", "steps": 5, "lr": 1e-3, "n": 2})
+    assert ov["training"] == {"method": "grpo"} and ov["dpo"] == {}
+    assert ov["grpo"] == {"max_steps": 5, "learning_rate": 1e-3}
+    with pytest.raises(ValueError, match="nonsense"):
         rounds.split_overrides({"nonsense": 1})
+    with pytest.raises(ValueError, match="method"):
+        rounds.split_overrides({"method": "ppo"})
+    with pytest.raises(ValueError, match="num_generations"):  # a GRPO setting under dpo
+        rounds.split_overrides({"num_generations": 4})
     # generation.mini_overrides: 10 continuations per prompt in the mini world unless set
     assert mini.generation.n == 10 and real.generation.n == 5
     assert Settings(world="mini", data_dir=tmp_path, generation={"n": 3}).generation.n == 3
@@ -216,3 +224,30 @@ def test_loss_type_setting_reaches_trl(tiny_rt, tmp_path):
     assert m["loss_first"] > math.log(2) + 1.0  # an NLL over ~K units, not the sigmoid loss
     assert m["loss_last"] < m["loss_first"]
     assert seen["after"] > before + 5.0
+
+
+def test_grpo_round_end_to_end_on_tiny_world(tiny_rt):
+    """method grpo: the trainer samples on the training prompts, every sample goes through
+    the judge path (vocoder, ASR, judge) as reward, no pairs are stored, and the adapter is
+    registered and loadable like a DPO round's."""
+    rt = tiny_rt
+    ov = {"method": "grpo", "grpo": {"max_steps": 3, "num_generations": 4, "prompts_per_step": 2,
+                                     "learning_rate": 1e-3, "lora_rank": 4}}
+    res = rounds.run_rounds(rt, None, "ai", rounds=1, overrides=ov, evaluate=False)
+    (done,) = res["rounds"]
+    m = done["metrics"]
+    assert m["steps"] == 3 and m["judged_samples"] == 3 * 2 * 4
+    assert m["reward_first"] is not None and 1 <= m["reward_first"] <= 5
+    with rt.store.session() as s:
+        (row,) = s.scalars(select(TrainingRound)).all()
+        assert row.method == "grpo" and row.status == "done" and row.n_pairs == 0
+        assert row.train_config["num_generations"] == 4
+        assert s.scalar(select(func.count()).select_from(PreferencePair)) == 0
+    v = registry.get_version(rt, done["version"])
+    assert v.adapter_intact() and v.config["method"] == "grpo"
+    from backend.loop.generate import sample_continuations
+    from models.interfaces import SamplingParams
+    (conts,) = sample_continuations(rt, v, [[1, 2, 3]], SamplingParams(n=2, max_new_units=5))
+    assert len(conts) == 2 and all(0 <= u < tiny.K for c in conts for u in c)
+    with pytest.raises(ValueError, match="AI judge only"):
+        rounds.start_round(rt, None, "human", overrides={"method": "grpo"})

@@ -131,20 +131,22 @@ class TinyUnitLM:
                 max_new_tokens=params.max_new_units, num_return_sequences=params.n,
                 pad_token_id=0, eos_token_id=2,
             )
-        res: list[list[Units]] = []
-        for i in range(len(prompts)):
-            conts = []
-            for j in range(params.n):
-                row = out[i * params.n + j, width:].tolist()
-                units = []
-                for t in row:
-                    if t == 2:
-                        break
-                    if self.offset <= t < self.offset + self.n_units:
-                        units.append(t - self.offset)
-                conts.append(units)
-            res.append(conts)
-        return res
+        return [[self.ids_to_units(out[i * params.n + j, width:].tolist())
+                 for j in range(params.n)] for i in range(len(prompts))]
+
+    @property
+    def non_unit_ids(self) -> list[int]:
+        units = range(self.offset, self.offset + self.n_units)
+        return [i for i in range(self.model.config.vocab_size) if i not in units and i != 2]
+
+    def ids_to_units(self, row) -> Units:
+        units: Units = []
+        for t in row:
+            if t == 2:
+                break
+            if self.offset <= t < self.offset + self.n_units:
+                units.append(t - self.offset)
+        return units
 
     @torch.no_grad()
     def logits(self, units: Units, adapter=None) -> torch.Tensor:

@@ -1,0 +1,30 @@
+"""The judge path in memory, for online training: continuation units -> vocoder -> ASR ->
+AI judge score, with nothing stored. Offline rounds score stored samples step by step
+(generate, transcribe, judge); an online method needs the same verdict on samples its trainer
+has just drawn, many times a minute."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from backend.loop.judge import safe_score
+from backend.loop.transcribe import transcribe_waves
+from backend.runtime import Runtime
+
+
+def continuation_texts(rt: Runtime, conts: Sequence[Sequence[int]]) -> list[str]:
+    """ASR transcripts of continuations vocoded alone (as `generate` vocodes them)."""
+    voc = rt.vocoder
+    batch = getattr(voc, "decode_batch", None)
+    waves = batch([list(c) for c in conts]) if batch else [voc.decode(list(c)) for c in conts]
+    return [t.strip() for t in transcribe_waves(rt, [(w, voc.sample_rate) for w in waves])]
+
+
+def judge_continuations(rt: Runtime, prompt_texts: Sequence[str],
+                        conts: Sequence[Sequence[int]], judge: str | None = None,
+                        ) -> list[float | None]:
+    """The judge's score of each continuation given its prompt's transcript; None where the
+    judge failed (a trainer treats it as missing, never as a score)."""
+    jd = rt.judge(judge)
+    texts = continuation_texts(rt, conts)
+    return [safe_score(jd, p, t).value for p, t in zip(prompt_texts, texts, strict=True)]
