@@ -155,8 +155,8 @@ def run_training(
     generation: GenerationConfig | None = None,
 ) -> dict:
     """Train the round from its parent by the round's method and register the aligned
-    version; `generation` (default: the settings') is how an online method samples. Sets the round running -> done (with metrics and result version) or
-    failed/cancelled."""
+    version; `generation` (default: the settings') is how an online method samples. Sets
+    the round running -> done (with metrics and result version) or failed/cancelled."""
     with rt.store.session() as s:
         r = s.get(TrainingRound, round_id)
         parent_id, round_index = r.parent_version_id, r.round_index
