@@ -58,9 +58,12 @@ class Runtime:
         return self._built("asr")
 
     def judge(self, name: str | None = None):
-        """A configured judge by name (default: the first configured)."""
+        """A configured judge by name (default: the first that trains)."""
         judges = self.settings.models.judges
-        cfg = next((j for j in judges if j.name == name), None) if name else judges[0]
+        cfg = next((j for j in judges if j.name == name), None) if name else \
+            next((j for j in judges if j.trains), None)
+        if cfg is None and not name:
+            raise ValueError("no judge with trains = true is configured")
         if cfg is None:
             raise ValueError(f"unknown judge {name!r}; configured: {[j.name for j in judges]}")
         return self._component(f"judge:{cfg.name}", lambda: _factory().build_judge(cfg))

@@ -67,7 +67,8 @@ def sweep(rt, variants: list[dict], heldout_n: int | None, seed: int = 1000) -> 
                                                            seed=seed))
         row = {"variant": v, "version": r["version"], "n_pairs": r["n_pairs"],
                "train_seconds": round(train_s, 1),
-               "reward_accuracy_last": r["metrics"]["reward_accuracy_last"],
+               **{k: r["metrics"].get(k) for k in ("reward_accuracy_last", "reward_first",
+                                                   "reward_last", "judged_samples")},
                "total_seconds": round(time.monotonic() - t0, 1), **cmp}
         print(json.dumps(row), flush=True)
         rows.append(row)
@@ -101,7 +102,7 @@ def main() -> None:
             print(f"{r['variant']} | stopped: {r['error']}")
             continue
         print(f"{r['variant']} | {r['n_pairs']} | {r['mean_diff']:+.3f} "
-              f"[{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] | {r['reward_accuracy_last']:.2f} | "
+              f"[{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] | {r['reward_accuracy_last'] or 0:.2f} | "
               f"{r['total_seconds']:.0f}")
 
 

@@ -69,6 +69,11 @@ class ASRConfig(Section):
 class JudgeConfig(Section):
     name: str = "mini-judge"
     kind: Literal["openai", "hf", "mini"] = "mini"
+    trains: bool = True
+    """False: an evaluation judge. It scores samples (held-out evaluation, Listen, the
+    Leaderboard) but never feeds preference pairs or an online method's reward, so it can
+    tell whether training learned the task or only its training judge (the paper trains on
+    Mistral's scores and evaluates with GPT-4o's)."""
     model: str = "gpt-4o"
     base_url: str | None = None
     """OpenAI-compatible endpoint (vLLM, Ollama, ...); None = api.openai.com."""

@@ -137,6 +137,33 @@ def save_self_contained(peft_model, base_path: str | Path, parent_adapters: list
         shutil.move(str(delta), str(out_dir))
 
 
+def unit_dpo_trainer():
+    """TRL's DPOTrainer with one hook changed: TRL appends EOS to every chosen and rejected
+    completion, but a unit continuation cut at `max_new_units` (most of them) never ended, and
+    an EOS there teaches the model to stop where it never stopped (with the chosen NLL term,
+    directly). Examples that say `chosen_ends` / `rejected_ends` False lose that EOS again."""
+    from trl import DPOTrainer
+
+    class UnitDPOTrainer(DPOTrainer):
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            ds = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+            flags = [c for c in ("chosen_ends", "rejected_ends") if c in ds.column_names]
+            if not flags:
+                return ds
+            eos = self._tokenizer.eos_token_id
+
+            def strip(ex):
+                for side in ("chosen", "rejected"):
+                    ids = ex[f"{side}_ids"]
+                    if not ex[f"{side}_ends"] and ids and ids[-1] == eos:
+                        ex[f"{side}_ids"] = ids[:-1]
+                return ex
+
+            return ds.map(strip).remove_columns(flags)
+
+    return UnitDPOTrainer
+
+
 def train_dpo(
     base_path: str | Path, parent_adapters: list[str], tokenizer, examples: list[dict],
     cfg: Any, out_dir: Path, progress: Progress | None = None,
@@ -147,7 +174,7 @@ def train_dpo(
     relative to the base, into `out_dir`. Returns metrics. `progress` may raise to cancel.
     `cfg` is the `dpo` settings section (backend.config.DPOSettings)."""
     from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig
 
     progress = progress or (lambda f, m="": None)
     report = report or (lambda **kw: None)
@@ -171,7 +198,7 @@ def train_dpo(
         loss_weights=list(cfg.loss_weights) if cfg.loss_weights else None,
     )
     history: list[dict] = []
-    trainer = DPOTrainer(
+    trainer = unit_dpo_trainer()(
         model=model, args=args, train_dataset=Dataset.from_list(examples),
         processing_class=tokenizer, peft_config=lora,
         callbacks=[_callback(progress, report, history)],

@@ -393,7 +393,7 @@ def select_pairs(
 ) -> list[Pair]:
     groups: dict[str, list[Pair]] = {}
     if source in ("ai", "both"):
-        judges = [j.name for j in rt.settings.models.judges]
+        judges = [j.name for j in rt.settings.models.judges if j.trains]
         cands = ai_candidates(rt, version_id, split, judges)
         if sel.strategy == "ai":
             groups["ai"] = select_ai_pairs(cands, th, judges, sel.autobleu_on, round_index)

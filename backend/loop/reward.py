@@ -21,10 +21,14 @@ def continuation_texts(rt: Runtime, conts: Sequence[Sequence[int]]) -> list[str]
 
 
 def judge_continuations(rt: Runtime, prompt_texts: Sequence[str],
-                        conts: Sequence[Sequence[int]], judge: str | None = None,
-                        ) -> list[float | None]:
-    """The judge's score of each continuation given its prompt's transcript; None where the
-    judge failed (a trainer treats it as missing, never as a score)."""
-    jd = rt.judge(judge)
+                        conts: Sequence[Sequence[int]]) -> list[float | None]:
+    """Each continuation's score given its prompt's transcript: the mean over the judges that
+    train (as pair selection averages them), None where every one failed (a trainer treats it
+    as missing, never as a score)."""
+    judges = [rt.judge(j.name) for j in rt.settings.models.judges if j.trains]
     texts = continuation_texts(rt, conts)
-    return [safe_score(jd, p, t).value for p, t in zip(prompt_texts, texts, strict=True)]
+    out: list[float | None] = []
+    for p, t in zip(prompt_texts, texts, strict=True):
+        vals = [v for jd in judges if (v := safe_score(jd, p, t).value) is not None]
+        out.append(sum(vals) / len(vals) if vals else None)
+    return out

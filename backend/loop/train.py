@@ -79,31 +79,49 @@ def unit_text_fns(unit_lm) -> tuple[Callable[[list[int]], str], Any]:
     return to_text, tok
 
 
-def make_examples(unit_lm, triples: list[tuple[list[int], list[int], list[int]]]) -> list[dict]:
-    """(prompt units, chosen units, rejected units) -> TRL string examples."""
+def make_examples(unit_lm, triples: list[tuple[list[int], list[int], list[int]]],
+                  ends: list[tuple[bool, bool]] | None = None) -> list[dict]:
+    """(prompt units, chosen units, rejected units) -> TRL string examples. With `ends`
+    (whether the chosen / rejected continuation stopped by EOS), each example carries
+    `chosen_ends` / `rejected_ends`, which `models.training.train_dpo` reads to keep EOS only
+    on completions that ended."""
     to_text, tok = unit_text_fns(unit_lm)
     bos = ""
     if tok.bos_token:
         probe = tok(to_text([0]))["input_ids"]
         if not probe or probe[0] != tok.bos_token_id:
             bos = tok.bos_token + " "
-    return [
-        {"prompt": bos + to_text(p), "chosen": " " + to_text(c), "rejected": " " + to_text(r)}
-        for p, c, r in triples
-    ]
+    out = [{"prompt": bos + to_text(p), "chosen": " " + to_text(c), "rejected": " " + to_text(r)}
+           for p, c, r in triples]
+    for ex, (ce, re_) in zip(out, ends or [], strict=False):
+        ex["chosen_ends"], ex["rejected_ends"] = bool(ce), bool(re_)
+    return out
 
 
 # --- a round's training step ----------------------------------------------------------------
-def round_triples(rt: Runtime, round_id: int) -> list[tuple[list[int], list[int], list[int]]]:
+def _ended(units: list[int], params: dict | None) -> bool:
+    """Whether a sampled continuation stopped by EOS: the sampler cuts at EOS, so a sample
+    shorter than its max_new_units ended; one of full length was cut off mid-speech."""
+    cap = (params or {}).get("max_new_units")
+    return cap is None or len(units) < int(cap)
+
+
+def round_triples(rt: Runtime, round_id: int
+                  ) -> tuple[list[tuple[list[int], list[int], list[int]]], list[tuple[bool, bool]]]:
+    """The round's pairs as (prompt, chosen, rejected) units, and whether each side ended."""
     with rt.store.session() as s:
         pairs = s.scalars(select(PreferencePair).where(PreferencePair.round_id == round_id)
                           .order_by(PreferencePair.id)).all()
         ids = {p.chosen_sample_id for p in pairs} | {p.rejected_sample_id for p in pairs}
-        units = dict(s.execute(select(Sample.id, Sample.units).where(Sample.id.in_(ids))).all())
+        rows = {i: (u, sp) for i, u, sp in s.execute(select(
+            Sample.id, Sample.units, Sample.sampling_params).where(Sample.id.in_(ids))).all()}
         prompt_units = dict(s.execute(select(Prompt.id, Prompt.units).where(
             Prompt.id.in_({p.prompt_id for p in pairs}))).all())
-        return [(prompt_units[p.prompt_id], units[p.chosen_sample_id],
-                 units[p.rejected_sample_id]) for p in pairs]
+        triples = [(prompt_units[p.prompt_id], rows[p.chosen_sample_id][0],
+                    rows[p.rejected_sample_id][0]) for p in pairs]
+        ends = [(_ended(*rows[p.chosen_sample_id]), _ended(*rows[p.rejected_sample_id]))
+                for p in pairs]
+        return triples, ends
 
 
 def _set_round(rt: Runtime, round_id: int, **values: Any) -> None:
@@ -172,7 +190,8 @@ def run_training(
                                   work, progress, report)
         else:
             cfg = DPOSettings(**train_cfg)
-            examples = make_examples(rt.unit_lm, round_triples(rt, round_id))
+            triples, ends = round_triples(rt, round_id)
+            examples = make_examples(rt.unit_lm, triples, ends)
             adapters = [parent.adapter_path] if parent.adapter_path else []
             metrics = train_dpo(parent.base_ref, adapters, rt.unit_lm.hf_tokenizer, examples,
                                 cfg, out, progress, report, work_dir=work)

@@ -251,3 +251,48 @@ def test_grpo_round_end_to_end_on_tiny_world(tiny_rt):
     assert len(conts) == 2 and all(0 <= u < tiny.K for c in conts for u in c)
     with pytest.raises(ValueError, match="AI judge only"):
         rounds.start_round(rt, None, "human", overrides={"method": "grpo"})
+
+
+def test_dpo_teaches_eos_only_where_the_continuation_ended(tiny_rt, tmp_path):
+    """TRL appends EOS to every completion; a continuation cut at max_new_units never ended,
+    so its example must not teach the model to stop there. The trainer's tokenized data has
+    EOS exactly on the completions that ended, and trained on the chosen continuations' NLL
+    alone, P(EOS | prompt + chosen) ends higher when the chosen ended than when it was cut."""
+    from trl import DPOConfig
+
+    from models.training import unit_dpo_trainer
+
+    rt = tiny_rt
+    lm = rt.unit_lm
+    base = registry.ensure_baseline(rt)
+    triples = synthetic_triples()
+    ends = [(k % 2 == 0, k % 3 == 0) for k in range(len(triples))]
+    tr = unit_dpo_trainer()(
+        model=lm.model, args=DPOConfig(output_dir=str(tmp_path / "t"), use_cpu=True,
+                                       report_to="none", max_steps=1),
+        train_dataset=__import__("datasets").Dataset.from_list(
+            train.make_examples(lm, triples, ends)), processing_class=lm.hf_tokenizer)
+    ds = tr.train_dataset
+    assert "chosen_ends" not in ds.column_names
+    for (c_end, r_end), c_ids, r_ids, (_, c, r) in zip(ends, ds["chosen_ids"], ds["rejected_ids"],
+                                                       triples, strict=True):
+        assert (c_ids[-1] == 2) == c_end and len(c_ids) == len(c) + c_end
+        assert (r_ids[-1] == 2) == r_end and len(r_ids) == len(r) + r_end
+
+    cfg = DPOSettings(learning_rate=5e-3, lora_rank=8, lora_alpha=16, max_steps=16,
+                      batch_size=8, warmup_ratio=0.0, loss_type=["sft"])
+    p, c, _ = triples[0]
+    ids = torch.tensor([lm._ids(list(p) + list(c))])
+
+    def p_eos(model):
+        model.eval()
+        with torch.no_grad():
+            return float(torch.softmax(model(input_ids=ids).logits[0, -1], -1)[2])
+
+    after = {}
+    for ended in (True, False):
+        train.train_dpo(base.base_ref, [], lm.hf_tokenizer,
+                        train.make_examples(lm, triples, [(ended, ended)] * len(triples)),
+                        cfg, tmp_path / f"a-{ended}",
+                        on_trained=lambda m, e=ended: after.__setitem__(e, p_eos(m)))
+    assert after[True] > after[False], after

@@ -1,0 +1,309 @@
+"""Which training method makes the aligned model better? Every method on the same world, the same
+training prompts and the same held-out prompts, in one run.
+
+For the baseline and for each method's version(s): held-out continuations (dev split, a fixed
+seed) judged by every configured judge — the training judge and the evaluation judge training
+never sees — with a paired bootstrap 95% CI over prompts against the baseline; diversity across
+a prompt's continuations (distinct-2, self-BLEU); the share of content-free continuations and
+the training judge's fault rates (mini world: read from its evidence); benchmark accuracy
+(sWUGGY, sBLIMP, sSC, tSC, dev); wall time and judged samples each method used.
+
+    .venv/bin/python -m bench.align --data-dir D [--methods dpo grpo] [--rounds 1]
+        [--variant "grpo:lr=1e-3,steps=80"] [--heldout-n 4] [--threads 1]
+
+Writes bench/results/align.json (or --out) and, with --plot, a figure next to it. A method is
+`dpo` or `grpo` with the configured defaults (the mini world's overrides applied), or a
+variant `method:key=value,...` with round settings on top (names as `backend round --set`).
+The first method runs on a store without samples, so its wall time includes the baseline's
+training-prompt sampling; `dpo` is run first by default for that reason (it needs them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.dpo_sweep import parse_variant
+
+BENCHMARKS = ("swuggy", "sblimp", "ssc", "tsc")
+FAULTS = ("off_topic", "wrong_pronoun", "other_name", "not_fluent", "broken_cause")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- held-out measures ---------------------------------------------------------------------
+def heldout(rt, version: str, n: int, seed: int) -> dict:
+    """Sample, transcribe and judge `n` held-out continuations per prompt with `version`, and
+    read back per judge: prompt id -> mean score, plus transcripts and judge evidence."""
+    from sqlalchemy import select
+
+    from backend import queries, registry
+    from backend.loop import generate, judge
+    from db.schema import Judgment, Prompt, Sample
+
+    split = rt.settings.generation.heldout_split
+    v = registry.get_version(rt, version)
+    t0 = time.monotonic()
+    generate.generate(rt, v.id, split=split, n=n, seed=seed)
+    judge.judge(rt, version=v.id)
+    seconds = time.monotonic() - t0
+    scores: dict[str, dict[int, float]] = {}
+    for cfg in rt.settings.models.judges:
+        jd = rt.judge(cfg.name)
+        ident = queries.judge_identity(jd.name, jd.prompt_version)
+        per: dict[int, list[float]] = {}
+        with rt.store.read() as s:
+            for a in queries.ai_scores(s, judges=[ident], version_id=v.id, split=split,
+                                       seed=seed):
+                per.setdefault(a.prompt_id, []).append(a.value)
+        scores[cfg.name] = {p: statistics.fmean(x) for p, x in per.items()}
+    train_judge = rt.judge(None)
+    rater = queries.ai_rater(train_judge.name, train_judge.prompt_version)
+    with rt.store.read() as s:
+        rows = s.execute(
+            select(Sample.prompt_id, Sample.transcript, Judgment.raw)
+            .join(Prompt, Sample.prompt_id == Prompt.id)
+            .outerjoin(Judgment, (Judgment.sample_id == Sample.id) & (Judgment.rater == rater))
+            .where(Sample.model_version_id == v.id, Sample.seed == seed, Prompt.split == split)
+        ).all()
+    texts: dict[int, list[str]] = {}
+    evidence = []
+    for pid, text, raw in rows:
+        texts.setdefault(pid, []).append(text or "")
+        if raw:
+            try:
+                evidence.append(json.loads(raw))
+            except ValueError:
+                pass
+    return {"scores": scores, "texts": texts, "evidence": evidence,
+            "sample_seconds": round(seconds, 1)}
+
+
+def diversity(texts: dict[int, list[str]]) -> dict:
+    """Across each prompt's continuations (mean over prompts): distinct-2 = unique word bigrams
+    / all bigrams; self-BLEU-2 = share of a continuation's bigrams found in the prompt's other
+    continuations (1 = every continuation repeats the others)."""
+    d2, sb = [], []
+    for conts in texts.values():
+        grams = [[tuple(w[i:i + 2]) for i in range(len(w) - 1)]
+                 for w in (t.split() for t in conts)]
+        pooled = [g for gs in grams for g in gs]
+        if pooled:
+            d2.append(len(set(pooled)) / len(pooled))
+        for i, gs in enumerate(grams):
+            others = {g for j, o in enumerate(grams) if j != i for g in o}
+            if gs and others:
+                sb.append(sum(g in others for g in gs) / len(gs))
+    return {"distinct_2": _mean(d2), "self_bleu_2": _mean(sb)}
+
+
+def faults(evidence: list[dict]) -> dict:
+    """Shares of held-out continuations with each fault the mini judge looks for, and the share
+    that is content-free (intelligible, but no topic word at all: "she smiled and went home"
+    earns up to 4 of 5 from that judge). Empty for judges whose evidence is not the mini's."""
+    ev = [e for e in evidence if "on_topic" in e]
+    if not ev:
+        return {}
+    n = len(ev)
+    intelligible = [e for e in ev if e["n_words"] >= 3 and e["n_known"] >= max(3, e["n_words"] / 2)]
+    out = {
+        "n": n,
+        "content_free": sum(e["on_topic"] + e["off_topic"] == 0 for e in intelligible) / n,
+        "off_topic": sum(e["off_topic"] > e["on_topic"] for e in ev) / n,
+        "wrong_pronoun": sum(e["wrong_pronouns"] > 0 for e in ev) / n,
+        "other_name": sum(bool(e["other_names"]) for e in ev) / n,
+        "not_fluent": sum(e["fluency"] < 0.7 for e in ev) / n,
+        "broken_cause": sum(bool(e["broken_cause"]) for e in ev) / n,
+        "unintelligible": 1 - len(intelligible) / n,
+    }
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def benchmarks(rt, version: str) -> dict[str, float]:
+    from backend.loop.evaluate import evaluate_version
+
+    rows = evaluate_version(rt, version, benchmarks=list(BENCHMARKS), split="dev", judge=False)
+    return {r["benchmark"]: r["value"] for r in rows if r["metric"] == "accuracy"}
+
+
+def compare(base: dict[int, float], new: dict[int, float]) -> dict:
+    from backend.stats import paired_bootstrap_diff
+
+    keys = sorted(set(base) & set(new))
+    est = paired_bootstrap_diff([base[k] for k in keys], [new[k] for k in keys])
+    return {"n_prompts": len(keys), "base": _mean([base[k] for k in keys]),
+            "new": _mean([new[k] for k in keys]), "diff": est.value, "ci": [est.low, est.high]}
+
+
+def _mean(xs) -> float | None:
+    return round(float(np.mean(xs)), 4) if len(xs) else None
+
+
+def describe(rt, name: str, h: dict, bench: dict | None) -> dict:
+    return {"version": name, "sample_seconds": h["sample_seconds"],
+            "mean": {j: _mean(list(s.values())) for j, s in h["scores"].items()},
+            "diversity": diversity(h["texts"]), "faults": faults(h["evidence"]),
+            "benchmarks": bench}
+
+
+# --- methods -------------------------------------------------------------------------------
+def parse_method(text: str) -> tuple[str, dict]:
+    """"grpo" or "grpo:lr=1e-3,steps=80" -> ("grpo:lr=1e-3,steps=80", overrides)."""
+    method, _, rest = text.partition(":")
+    return text, {"method": method, **parse_variant(rest)}
+
+
+def judged_samples(rt, round_rows: list[dict], method: str) -> int:
+    """Judged samples a method's rounds consumed: an online method counts what its trainer
+    scored; an offline one the training-split samples of its parents it selected pairs from."""
+    from sqlalchemy import func, select
+
+    from db.schema import Prompt, Sample, TrainingRound
+
+    total = 0
+    for r in round_rows:
+        if method == "grpo":
+            total += int(r["metrics"].get("judged_samples") or 0)
+            continue
+        with rt.store.read() as s:
+            parent = s.get(TrainingRound, r["round_id"]).parent_version_id
+            total += s.scalar(select(func.count()).select_from(Sample).join(Prompt).where(
+                Sample.model_version_id == parent,
+                Prompt.split == rt.settings.generation.train_split)) or 0
+    return total
+
+
+def run(rt, methods: list[str], rounds: int, heldout_n: int, seed: int,
+        with_benchmarks: bool = True) -> dict:
+    from backend import registry
+    from backend.loop import rounds as rounds_mod
+
+    base = registry.ensure_baseline(rt).name
+    h0 = heldout(rt, base, heldout_n, seed)
+    out = {"baseline": describe(rt, base, h0, benchmarks(rt, base) if with_benchmarks else None),
+           "methods": []}
+    print(f"baseline: {out['baseline']['mean']}", file=sys.stderr, flush=True)
+    for text in methods:
+        label, ov = parse_method(text)
+        t0 = time.monotonic()
+        res = rounds_mod.run_rounds(rt, base, "ai", rounds=rounds, curriculum=False,
+                                    overrides=ov, evaluate=False)
+        wall = time.monotonic() - t0
+        row = {"method": label, "overrides": ov, "wall_seconds": round(wall, 1),
+               "stopped_early": res["stopped_early"],
+               "judged_samples": judged_samples(rt, res["rounds"], ov["method"]),
+               "rounds": []}
+        for r in res["rounds"]:
+            h = heldout(rt, r["version"], heldout_n, seed)
+            d = describe(rt, r["version"], h, benchmarks(rt, r["version"])
+                         if with_benchmarks else None)
+            d["vs_baseline"] = {j: compare(h0["scores"][j], h["scores"][j]) for j in h["scores"]}
+            if with_benchmarks:
+                d["benchmark_change_points"] = {
+                    k: round(100 * (d["benchmarks"][k] - out["baseline"]["benchmarks"][k]), 2)
+                    for k in d["benchmarks"] if k in out["baseline"]["benchmarks"]}
+            d["n_pairs"] = r["n_pairs"]
+            d["train_metrics"] = {k: v for k, v in r["metrics"].items()
+                                  if isinstance(v, int | float | type(None))}
+            row["rounds"].append(d)
+            print(json.dumps({"method": label, "version": r["version"],
+                              "vs_baseline": d["vs_baseline"]}), file=sys.stderr, flush=True)
+        out["methods"].append(row)
+    return out
+
+
+# --- report --------------------------------------------------------------------------------
+def table(res: dict) -> str:
+    judges = list(res["baseline"]["mean"])
+    head = ["method", "round", "wall s", "judged"] + [f"{j} diff [95% CI]" for j in judges] + \
+        ["distinct-2", "content-free", "sWUGGY / sBLIMP / sSC / tSC (points)"]
+    b = res["baseline"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    lines.append("| baseline | | | | " + " | ".join(f"{b['mean'][j]:.3f}" for j in judges)
+                 + f" | {b['diversity']['distinct_2']} | {b['faults'].get('content_free')} | |")
+    for m in res["methods"]:
+        for i, r in enumerate(m["rounds"], 1):
+            cells = [m["method"], str(i), f"{m['wall_seconds']:.0f}", str(m["judged_samples"])]
+            for j in judges:
+                c = r["vs_baseline"][j]
+                cells.append(f"{c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]")
+            cells += [str(r["diversity"]["distinct_2"]), str(r["faults"].get("content_free"))]
+            ch = r.get("benchmark_change_points") or {}
+            cells.append(" / ".join(f"{ch[k]:+.1f}" if k in ch else "-" for k in BENCHMARKS))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(res: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from backend.files import save_figure
+
+    judges = list(res["baseline"]["mean"])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, xkey, xlabel in ((axes[0], "wall_seconds", "wall time, s"),
+                             (axes[1], "judged_samples", "judged samples used")):
+        for j, marker in zip(judges, "os^v", strict=False):
+            for m in res["methods"]:
+                if not m["rounds"]:
+                    continue
+                c = m["rounds"][-1]["vs_baseline"][j]
+                ax.errorbar([m[xkey]], [c["diff"]], yerr=[[c["diff"] - c["ci"][0]],
+                                                         [c["ci"][1] - c["diff"]]],
+                            fmt=marker, capsize=3, label=f"{m['method']} ({j})")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlabel(xlabel)
+    axes[0].set_ylabel("held-out judge score vs baseline (95% CI)")
+    axes[1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data-dir", required=True,
+                    help="data dir whose bundle/ is the built mini world")
+    ap.add_argument("--methods", nargs="+", default=["dpo", "grpo"])
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--heldout-n", type=int, default=4,
+                    help="continuations per held-out prompt")
+    ap.add_argument("--seed", type=int, default=1000, help="held-out sampling seed")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-benchmarks", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "align.json"))
+    ap.add_argument("--plot", action="store_true", help="also write <out>.png")
+    a = ap.parse_args()
+    import torch
+
+    from backend import prompts
+    from backend.config import load_settings
+    from backend.runtime import Runtime
+    from backend.world import read_manifest
+
+    torch.set_num_threads(a.threads)
+    rt = Runtime(load_settings(world="mini", data_dir=a.data_dir))
+    prompts.import_bundle_prompts(rt)
+    t0 = time.monotonic()
+    res = run(rt, a.methods, a.rounds, a.heldout_n, a.seed, not a.no_benchmarks)
+    man = read_manifest(rt.settings.bundle_dir) or {}
+    res["world"] = {k: man.get(k) for k in ("preset", "seed", "code_hash", "units_digest")}
+    res["settings"] = {"rounds": a.rounds, "heldout_n": a.heldout_n, "seed": a.seed,
+                       "threads": a.threads, "total_seconds": round(time.monotonic() - t0, 1)}
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2, default=str) + "\n")
+    if a.plot:
+        plot(res, out.with_suffix(".png"))
+    print(table(res))
+
+
+if __name__ == "__main__":
+    main()
