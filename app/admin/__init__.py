@@ -70,10 +70,10 @@ def build_admin(rt: Runtime, session: gr.State):
         return jobs.start_job(rt, user, kind, version, split, limit, extra)
 
     @admin
-    def do_round(sess, parent, source, n, curr, chosen, rejected, beta, rank, steps,
+    def do_round(sess, parent, source, n, curr, method, chosen, rejected, beta, rank, steps,
                  max_prompts, per_prompt, *, user=None):
-        return rounds.queue_round(rt, user, parent, source, n, curr, chosen, rejected, beta,
-                                  rank, steps, max_prompts, per_prompt)
+        return rounds.queue_round(rt, user, parent, source, n, curr, method, chosen, rejected,
+                                  beta, rank, steps, max_prompts, per_prompt)
 
     world_tab.refresh.click(refresh_all, [session], refresh_outputs, **PRIVATE)
     world_tab.import_btn.click(do_import, [session], [monitor.watch_id, world_tab.md],

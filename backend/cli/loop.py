@@ -70,6 +70,8 @@ def cmd_round(args) -> None:
     overrides = parse_sets(args.set)
     if args.steps is not None:
         overrides["steps"] = args.steps
+    if args.method is not None:
+        overrides["method"] = args.method
     job_id = start_round(rt, args.parent, args.source, args.rounds, args.curriculum,
                          overrides, evaluate=not args.no_eval)
     if args.no_wait:
@@ -102,15 +104,22 @@ def add_commands(sub) -> None:
     j.add_argument("--version", default=None)
     j.set_defaults(func=cmd_judge)
 
-    rp = sub.add_parser("round", help="run DPO round(s): generate, judge, pairs, DPO, evaluate")
+    from db.schema import TRAINING_METHODS
+
+    rp = sub.add_parser("round", help="run training round(s): sample, judge, train (DPO on "
+                                      "pairs or online GRPO), evaluate")
     rp.add_argument("--parent", default=None, help="version name or id (default: baseline)")
     rp.add_argument("--source", choices=PAIR_SOURCES, default="ai")
     rp.add_argument("--rounds", type=int, default=1)
     rp.add_argument("--curriculum", action="store_true", help="raise thresholds each round")
-    rp.add_argument("--steps", type=int, default=None, help="DPO max steps")
+    rp.add_argument("--method", choices=TRAINING_METHODS, default=None,
+                    help="training method (default: training.method; the mini world's "
+                         "differs from the paper's dpo where training.mini_overrides says)")
+    rp.add_argument("--steps", type=int, default=None, help="training max steps")
     rp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a dpo/selection/generation setting (JSON value), e.g. "
-                         "dpo.beta=0.2 or lr=1e-4")
+                    help="override a setting of the method's section (dpo or grpo), selection "
+                         "or generation (JSON value), e.g. dpo.beta=0.2, lr=1e-4, "
+                         "grpo.num_generations=8")
     rp.add_argument("--no-eval", action="store_true")
     rp.add_argument("--no-wait", action="store_true", help="queue a job and print its id")
     rp.set_defaults(func=cmd_round)

@@ -132,9 +132,10 @@ def test_monitor_poll_shows_nothing_to_non_admins(rt, boss):
     assert f"Job {jid}" in head and f"| {jid} | generate |" in table
 
 
-# --- DPO round -------------------------------------------------------------------------------
+# --- Training round --------------------------------------------------------------------------
 def _round_form(**changes) -> dict:
-    form = {"parent": None, "source": "ai", "n": 1, "curriculum": True, "chosen": 3.0,
+    form = {"parent": None, "source": "ai", "n": 1, "curriculum": True, "method": "dpo",
+            "chosen": 3.0,
             "rejected": 1.0, "beta": 0.1, "rank": 8, "steps": 10, "max_prompts": 0,
             "per_prompt": 4}
     return {**form, **changes}
@@ -144,6 +145,9 @@ def _round_form(**changes) -> dict:
     ({"n": 11}, "rounds must be between 1 and 10"),
     ({"source": "crowd"}, "source must be one of ai, human, both"),
     ({"beta": "steep"}, "beta"),
+    ({"method": "ppo"}, "unknown training method 'ppo'"),
+    ({"method": "grpo", "source": "human"}, "AI judge only"),
+    ({"method": "grpo", "per_prompt": 1}, "num_generations must be >= 2"),
 ])
 def test_round_with_a_bad_setting_is_refused_before_queueing(rt, boss, changes, says):
     with pytest.raises(gr.Error, match="Cannot start the round: ") as err:
@@ -158,9 +162,22 @@ def test_round_is_queued_with_the_form_as_explicit_settings(rt, boss, seeded):
     params = backend_jobs.get(rt, jid).params
     assert params["parent"] == "test-aligned" and params["rounds"] == 1
     # 0 in a number box = the configured default, sent as "no override"
-    assert params["overrides"] == {"chosen_min": 3.0, "rejected_max": 1.0, "beta": 0.1,
-                                   "lora_rank": None, "max_steps": 10, "max_prompts": None,
-                                   "n": 4}
+    assert params["overrides"] == {"method": "dpo", "chosen_min": 3.0, "rejected_max": 1.0,
+                                   "beta": 0.1, "lora_rank": None, "max_steps": 10,
+                                   "max_prompts": None, "n": 4}
+
+
+def test_a_grpo_round_sends_its_group_size_and_no_pair_thresholds(rt, boss, seeded):
+    jid, message = rounds.queue_round(rt, boss, **_round_form(method="grpo", beta=0.0))
+    assert message.startswith(f"GRPO round queued as job **{jid}**")
+    assert backend_jobs.get(rt, jid).params["overrides"] == {
+        "method": "grpo", "beta": 0.0, "lora_rank": 8, "max_steps": 10, "max_prompts": None,
+        "num_generations": 4}
+    # the form's method-dependent defaults are the effective settings of that method
+    assert rounds.method_defaults(rt, "grpo") == (rt.settings.grpo.beta,
+                                                  rt.settings.grpo.lora_rank,
+                                                  rt.settings.grpo.max_steps,
+                                                  rt.settings.grpo.num_generations)
 
 
 # --- Versions --------------------------------------------------------------------------------

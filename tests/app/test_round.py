@@ -80,7 +80,7 @@ def test_admin_runs_a_dpo_round_to_done(admin_page, world_server, world_rt):
     from backend import leaderboard, registry
 
     page = admin_page
-    page.get_by_role("tab", name="DPO round").click()
+    page.get_by_role("tab", name="Training round").click()
     _fill(page, "round-steps", ROUND_STEPS)
     page.evaluate(WATCH_JS)
     page.locator("#round-start").click()
