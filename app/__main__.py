@@ -52,18 +52,24 @@ def startup(rt) -> dict:
 
 def queue_first_samples(rt, baseline: str) -> list[int]:
     """On a fresh world, queue baseline continuations of a few held-out prompts and their AI
-    judging (run by the worker), so Listen and Leaderboard show real output from the start."""
+    judging (run by the worker), so Listen and Leaderboard show real output from the start;
+    then (`server.first_round`) one default training round, so Listen can compare baseline
+    and aligned without anyone acting."""
     from backend import jobs, prompts
+    from backend.loop import rounds
 
     n = rt.settings.server.seed_samples
     if n <= 0 or prompts.count_samples(rt) > 0:
         return []
-    if any(j.kind in ("generate", "judge") for j in jobs.list_jobs(rt, limit=200)):
+    if any(j.kind in ("generate", "judge", "round") for j in jobs.list_jobs(rt, limit=200)):
         return []
-    return [
+    ids = [
         jobs.submit(rt, "generate", {"version": baseline, "split": "test", "limit": n}),
         jobs.submit(rt, "judge", {"version": baseline}),
     ]
+    if rt.settings.server.first_round and not rounds.list_rounds(rt, 1):
+        ids.append(rounds.start_round(rt, baseline, "ai"))
+    return ids
 
 
 def _interrupt(signum, frame) -> None:

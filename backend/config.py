@@ -52,6 +52,9 @@ class ServerConfig(Section):
     seed_samples: int = 16
     """On a start with a built world and no samples yet, queue generation + AI judging of the
     baseline for this many held-out prompts, so Listen has something to play (0 = off)."""
+    first_round: bool = True
+    """On that first start, also queue one training round with the default settings after the
+    seeding jobs, so Listen shows baseline against aligned without anyone acting."""
     poll_seconds: float = 2.0
     """How often the Admin job monitor refreshes (gr.Timer)."""
     torch_threads: int | None = None

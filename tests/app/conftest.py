@@ -42,7 +42,8 @@ class Server:
         env = {**os.environ, "STUDIO_DATA_DIR": str(data_dir),
                "STUDIO_ADMIN_PASSWORD": ADMIN_PASSWORD, "STUDIO_CONFIG": "/nonexistent.toml",
                "GRADIO_ANALYTICS_ENABLED": "False", "STUDIO_SERVER__POLL_SECONDS": "1",
-               **(extra_env or {})}
+               # a test starts the rounds it watches (tests/app/test_first_start.py covers it)
+               "STUDIO_SERVER__FIRST_ROUND": "false", **(extra_env or {})}
         env.pop("STUDIO_DATABASE_URL", None)
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
