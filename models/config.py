@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["float32", "float16", "bfloat16"]
@@ -68,7 +68,10 @@ class ASRConfig(Section):
 
 class JudgeConfig(Section):
     name: str = "mini-judge"
-    kind: Literal["openai", "hf", "mini"] = "mini"
+    """Default "mini-judge"; "mini-lm-judge" for kind `mini-lm` when not set."""
+    kind: Literal["openai", "hf", "mini", "mini-lm"] = "mini"
+    """`mini-lm`: the mini world's held-out LM judge (models/mini/lm_judge.py), learned from
+    text rather than from the generator's tables; the mini world's evaluation judge."""
     trains: bool = True
     """False: an evaluation judge. It scores samples (held-out evaluation, Listen, the
     Leaderboard) but never feeds preference pairs or an online method's reward, so it can
@@ -80,7 +83,8 @@ class JudgeConfig(Section):
     api_key_env: str = "OPENAI_API_KEY"
     """Name of the environment variable that holds the key. The key itself never enters config."""
     path: str = ""
-    """HF instruct model dir for `hf`; mini bundle judge dir for `mini`."""
+    """HF instruct model dir for `hf`; mini bundle judge dir for `mini`; for `mini-lm` optional
+    (a dir saved by models.mini.lm_judge.build; empty = learn it from the world code at load)."""
     timeout_s: float = 60.0
     max_retries: int = 4
     retry_backoff_s: float = 1.0
@@ -92,6 +96,12 @@ class JudgeConfig(Section):
     cache_dir: str = ""
     price_per_1k_input: float = 0.0
     price_per_1k_output: float = 0.0
+
+    @model_validator(mode="after")
+    def _kind_default_name(self) -> JudgeConfig:
+        if self.kind == "mini-lm" and "name" not in self.model_fields_set:
+            self.name = "mini-lm-judge"
+        return self
 
 
 class ModelsConfig(Section):

@@ -2,8 +2,9 @@
 
 Real-weights kinds load local files (see each module); kind "mini" delegates to the embedded mini
 world (`models.mini`), except the unit LM, which the mini world saves as a plain HF Llama
-directory and `HFUnitLM` serves in both worlds. Imports are lazy so that building one component
-does not pull in the libraries of the others.
+directory and `HFUnitLM` serves in both worlds. Judge kind "mini-lm" is the mini world's held-out
+LM judge (`models.mini.load_lm_judge`). Imports are lazy so that building one component does not
+pull in the libraries of the others.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def build_judge(cfg: JudgeConfig):
         from models.mini import load_judge
 
         return load_judge(cfg)
+    if cfg.kind == "mini-lm":
+        from models.mini import load_lm_judge
+
+        return load_lm_judge(cfg)
     if cfg.kind == "openai":
         from models.judges import OpenAIJudge
 

@@ -33,4 +33,12 @@ def load_judge(cfg: JudgeConfig):
     return MiniJudge(cfg.path, name=cfg.name or "mini-judge")
 
 
-__all__ = ["load_tokenizer", "load_vocoder", "load_asr", "load_judge"]
+def load_lm_judge(cfg: JudgeConfig):
+    """The held-out LM judge (kind "mini-lm"): from `cfg.path` if set (a dir saved by
+    `models.mini.lm_judge.build`), else learned from the world's generator at load (~1.5 s)."""
+    from models.mini.lm_judge import MiniLMJudge
+
+    return MiniLMJudge(cfg.path or None, name=cfg.name or "mini-lm-judge")
+
+
+__all__ = ["load_tokenizer", "load_vocoder", "load_asr", "load_judge", "load_lm_judge"]
