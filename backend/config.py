@@ -383,9 +383,13 @@ class Settings(BaseSettings):
 
 
 def mini_models(bundle: Path, judges: list[JudgeConfig]) -> ModelsConfig:
-    """The mini world's components all load from the bundle directory. Extra (non-mini) judges
-    configured by the user are kept, so a GPT-4o judge can score mini-world samples too."""
+    """The mini world's components all load from the bundle directory. Its training judge is
+    the bundle's; its evaluation judge (trains = false) the LM judge learned from text, unless
+    one of kind mini-lm is configured. Extra (non-mini) judges configured by the user are
+    kept, so a GPT-4o judge can score mini-world samples too."""
     extra = [j for j in judges if j.kind != "mini"]
+    if not any(j.kind == "mini-lm" for j in extra):
+        extra.insert(0, JudgeConfig(name="mini-lm-judge", kind="mini-lm", trains=False))
     return ModelsConfig(
         tokenizer=TokenizerConfig(kind="mini", path=str(bundle / "tokenizer")),
         unit_lm=UnitLMConfig(kind="mini", path=str(bundle / "unit_lm")),
