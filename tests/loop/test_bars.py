@@ -88,3 +88,27 @@ def test_dpo_sweep_variants_parse_into_round_overrides():
     assert parse_variant("") == {}
     with pytest.raises(SystemExit):
         parse_variant("lr")
+
+
+def test_align_bench_diversity_and_fault_measures():
+    from bench.align import diversity, faults
+
+    same = {1: ["she saw a red rose", "she saw a red rose"]}
+    varied = {1: ["she saw a red rose", "he kicked an acorn today"]}
+    assert diversity(same) == {"distinct_2": 0.5, "self_bleu_2": 1.0}
+    assert diversity(varied) == {"distinct_2": 1.0, "self_bleu_2": 0.0}
+    ev = [  # as the mini judge's evidence (MiniJudge.analyse)
+        {"n_words": 6, "n_known": 6, "on_topic": 0, "off_topic": 0, "wrong_pronouns": 0,
+         "other_names": [], "broken_cause": False, "fluency": 1.0},  # content-free
+        {"n_words": 8, "n_known": 8, "on_topic": 1, "off_topic": 3, "wrong_pronouns": 1,
+         "other_names": ["tom"], "broken_cause": True, "fluency": 0.5},
+        {"n_words": 5, "n_known": 1, "on_topic": 0, "off_topic": 0, "wrong_pronouns": 0,
+         "other_names": [], "broken_cause": False, "fluency": 0.0},  # unintelligible
+        {"n_words": 8, "n_known": 8, "on_topic": 3, "off_topic": 0, "wrong_pronouns": 0,
+         "other_names": [], "broken_cause": False, "fluency": 0.9},
+    ]
+    f = faults(ev)
+    assert f["n"] == 4 and f["content_free"] == 0.25 and f["unintelligible"] == 0.25
+    assert f["off_topic"] == f["wrong_pronoun"] == f["other_name"] == f["broken_cause"] == 0.25
+    assert f["not_fluent"] == 0.5
+    assert faults([{"value": 3}]) == {}  # another judge's evidence: nothing to count
