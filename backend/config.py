@@ -270,13 +270,62 @@ class GRPOSettings(Section):
     """Applied when world == "mini" to fields not set explicitly (see `dpo.mini_overrides`)."""
 
 
+class RFTSettings(Section):
+    """Rejection-sampling fine-tuning (best-of-k): the round's stored continuations that the
+    training judges scored highest are imitated (TRL `SFTTrainer`, loss on the continuation
+    only). The simplest use of judged samples; the baseline any preference method must beat."""
+
+    min_score: float = 4.0
+    """A continuation is imitated when its mean training-judge score is at least this."""
+    per_prompt: int = 2
+    """At most this many of a prompt's best continuations are imitated (ties: lower id)."""
+    learning_rate: float = 5e-5
+    max_steps: int = 100
+    epochs: float = 1.0
+    batch_size: int = 8
+    lora_rank: int = 32
+    lora_alpha: int = 8
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = Field(default_factory=lambda: ["attention"])
+    """As `dpo.lora_targets`."""
+    warmup_ratio: float = 0.0
+    lr_scheduler_type: str = "linear"
+    max_length: int = 512
+    seed: int = 0
+    logging_steps: int = 1
+    use_cpu: bool = True
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.learning_rate <= 0:
+            raise ValueError("learning_rate must be > 0")
+        for name in ("per_prompt", "batch_size", "lora_rank"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError("warmup_ratio must be in [0, 1)")
+        unknown = set(self.mini_overrides) - set(type(self).model_fields)
+        if unknown:
+            raise ValueError(f"mini_overrides names unknown RFT settings: {sorted(unknown)}")
+        return self
+
+    mini_overrides: dict[str, float | int | str | list] = Field(
+        default_factory=lambda: {"learning_rate": 1e-3, "lora_rank": 16, "lora_alpha": 32,
+                                 "max_steps": 200}
+    )
+    """Applied when world == "mini" to fields not set explicitly (see `dpo.mini_overrides`)."""
+
+
 class TrainingConfig(Section):
     """Which training method a round runs."""
 
-    method: Literal["dpo", "grpo"] = "dpo"
+    method: Literal["dpo", "grpo", "rft"] = "dpo"
     """dpo: the paper's offline DPO on stored preference pairs (AI and/or human judgments), the
     `dpo` section. grpo: online RL on fresh samples scored by the AI judge as training goes,
-    the `grpo` section (AI feedback only)."""
+    the `grpo` section (AI feedback only). rft: fine-tuning on the best-judged stored
+    continuations, the `rft` section (AI feedback only)."""
     mini_overrides: dict[str, str] = Field(default_factory=dict)
     """Applied when world == "mini" to fields not set explicitly."""
 
@@ -327,6 +376,7 @@ class Settings(BaseSettings):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     dpo: DPOSettings = Field(default_factory=DPOSettings)
     grpo: GRPOSettings = Field(default_factory=GRPOSettings)
+    rft: RFTSettings = Field(default_factory=RFTSettings)
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
     rating: RatingConfig = Field(default_factory=RatingConfig)
 
@@ -349,7 +399,7 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'studio.db'}"
         if self.world == "mini":
             self.models = mini_models(self.bundle_dir, self.models.judges)
-            for section in (self.training, self.dpo, self.grpo, self.generation):
+            for section in (self.training, self.dpo, self.grpo, self.rft, self.generation):
                 _apply_mini_overrides(section)
         return self
 

@@ -46,7 +46,7 @@ RATED_ASPECTS = ("meaningfulness", "naturalness")
 MEANING_ASPECTS = ("overall", "meaningfulness")
 """The aspects that say how meaningful a continuation is: they feed preference pairs."""
 PAIR_SOURCES = ("ai", "human", "both")
-TRAINING_METHODS = ("dpo", "grpo")
+TRAINING_METHODS = ("dpo", "grpo", "rft")
 """How a round trains (backend.config.TrainingConfig.method)."""
 
 

@@ -333,3 +333,103 @@ def _grpo_callback(progress: Progress, report: Report, history: list[dict]):
             progress(state.global_step / max(1, state.max_steps), msg)  # raises JobCancelled
 
     return _Stream()
+
+
+def unit_sft_trainer():
+    """TRL's SFTTrainer with the hook `unit_dpo_trainer` changes: an example whose
+    `completion_ends` is False (cut at max_new_units) loses the EOS TRL appended."""
+    from trl import SFTTrainer
+
+    class UnitSFTTrainer(SFTTrainer):
+        def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func,
+                             dataset_name):
+            ds = super()._prepare_dataset(dataset, processing_class, args, packing,
+                                          formatting_func, dataset_name)
+            if "completion_ends" not in ds.column_names:
+                return ds
+            eos = self._tokenizer.eos_token_id
+
+            def strip(ex):
+                if not ex["completion_ends"] and ex["input_ids"] and ex["input_ids"][-1] == eos:
+                    ex["input_ids"] = ex["input_ids"][:-1]
+                    ex["completion_mask"] = ex["completion_mask"][:-1]
+                return ex
+
+            return ds.map(strip).remove_columns(["completion_ends"])
+
+    return UnitSFTTrainer
+
+
+def train_rft(
+    base_path: str | Path, parent_adapters: list[str], tokenizer, examples: list[dict],
+    cfg: Any, out_dir: Path, progress: Progress | None = None,
+    report: Report | None = None, work_dir: Path | None = None,
+) -> dict:
+    """Fine-tune one LoRA adapter on prompt -> best continuation examples ({"prompt",
+    "completion", "completion_ends"}) with the loss on the completion only, and save it
+    self-contained into `out_dir`. `cfg` is the `rft` settings section."""
+    from datasets import Dataset
+    from trl import SFTConfig
+
+    progress = progress or (lambda f, m="": None)
+    report = report or (lambda **kw: None)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    work = work_dir or out_dir.parent / f"{out_dir.name}-work"
+    work.mkdir(parents=True, exist_ok=True)
+    model = load_parent_model(base_path, parent_adapters)
+    args = SFTConfig(
+        output_dir=str(work / "trainer"), per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate, max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
+        num_train_epochs=cfg.epochs, lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_ratio if 0 < cfg.warmup_ratio < 1 else 0,
+        max_length=cfg.max_length, seed=cfg.seed, logging_steps=cfg.logging_steps,
+        gradient_checkpointing=cfg.gradient_checkpointing, use_cpu=cfg.use_cpu, bf16=cfg.bf16,
+        report_to="none", save_strategy="no", dataloader_num_workers=0, disable_tqdm=True,
+        completion_only_loss=True, packing=False,
+    )
+    history: list[dict] = []
+    trainer = unit_sft_trainer()(
+        model=model, args=args, train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer, peft_config=lora_config(model, cfg),
+        callbacks=[_sft_callback(progress, report, history)],
+    )
+    t0 = time.monotonic()
+    trainer.train()
+    train_s = time.monotonic() - t0
+    save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work)
+    losses = [h["loss"] for h in history if "loss" in h]
+    q = max(1, len(losses) // 4)
+    metrics = {
+        "steps": trainer.state.global_step, "train_seconds": round(train_s, 2),
+        "n_examples": len(examples),
+        "loss_first": sum(losses[:q]) / q if losses else None,
+        "loss_last": sum(losses[-q:]) / q if losses else None,
+        "history": history[-200:],
+    }
+    del trainer, model
+    return metrics
+
+
+def _sft_callback(progress: Progress, report: Report, history: list[dict]):
+    from transformers import TrainerCallback
+
+    class _Stream(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not logs:
+                return
+            row = {"step": state.global_step, **{
+                k: float(v) for k, v in logs.items() if isinstance(v, int | float)}}
+            history.append(row)
+            live = {k: row[k] for k in ("loss", "mean_token_accuracy", "entropy") if k in row}
+            if live:
+                report(train_step=state.global_step, train_max_steps=state.max_steps,
+                       train_metrics=live)
+
+        def on_step_end(self, args, state, control, **kw):
+            last = history[-1] if history else {}
+            msg = f"RFT step {state.global_step}/{state.max_steps}"
+            if "loss" in last:
+                msg += f" loss {last['loss']:.3f}"
+            progress(state.global_step / max(1, state.max_steps), msg)  # raises JobCancelled
+
+    return _Stream()

@@ -28,11 +28,15 @@ def queue_round(rt: Runtime, user: UserInfo, parent: str | None, source: str, n,
                 per_prompt) -> tuple[int, str]:
     """Validate the form and queue a "round" job: (job id, message). Every value is sent as an
     explicit setting of the chosen method; a bad one is refused here, before any sampling.
-    "Continuations per prompt" is generation's `n` for DPO and the group size for GRPO."""
+    "Continuations per prompt" is generation's `n` for DPO and RFT and the group size for
+    GRPO; "Chosen if score ≥" is RFT's `min_score`; RFT has no beta."""
     overrides = {"method": method, "beta": beta, "lora_rank": whole(rank),
                  "max_steps": whole(steps), "max_prompts": whole(max_prompts)}
     if method == "grpo":
         overrides["num_generations"] = whole(per_prompt)
+    elif method == "rft":
+        del overrides["beta"]
+        overrides.update(min_score=chosen, n=whole(per_prompt))
     else:
         overrides.update(chosen_min=chosen, rejected_max=rejected, n=whole(per_prompt))
     try:
@@ -44,7 +48,7 @@ def queue_round(rt: Runtime, user: UserInfo, parent: str | None, source: str, n,
         "watching it below."
 
 
-METHOD_LABELS = {"dpo": "DPO", "grpo": "GRPO"}
+METHOD_LABELS = {"dpo": "DPO", "grpo": "GRPO", "rft": "RFT"}
 
 
 def method_defaults(rt: Runtime, method: str) -> tuple:
@@ -52,7 +56,7 @@ def method_defaults(rt: Runtime, method: str) -> tuple:
     opts = rounds.round_options(rt)
     m = opts[method]
     per_prompt = m["num_generations"] if method == "grpo" else opts["generation"]["n"]
-    return m["beta"], m["lora_rank"], m["max_steps"], per_prompt
+    return m.get("beta", 0.0), m["lora_rank"], m["max_steps"], per_prompt
 
 
 def build_rounds(rt: Runtime) -> SimpleNamespace:
@@ -64,7 +68,8 @@ def build_rounds(rt: Runtime) -> SimpleNamespace:
             method = gr.Radio([(METHOD_LABELS[m], m) for m in opts["methods"]],
                               value=opts["method"], label="Method", elem_id="round-method",
                               info="DPO: the paper's, on stored pairs (AI or human). GRPO: "
-                                   "online, the AI judge scores fresh samples as it trains.")
+                                   "online, the AI judge scores fresh samples as it trains. "
+                                   "RFT: imitate the best-judged samples.")
             source = gr.Radio([("AI judge", "ai"), ("Human votes", "human"), ("Both", "both")],
                               value="ai", label="Pairs from")
             n_rounds = gr.Number(1, label="Rounds", precision=0, minimum=1, maximum=10)

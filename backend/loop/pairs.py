@@ -411,3 +411,20 @@ def select_pairs(
         groups["human"] = mix_pairs({"ab": human_ab_pairs(votes, sel.human_min_votes),
                                      "mos": human_mos_pairs(mos, sel.mos_margin)})
     return mix_pairs(groups, {"ai": sel.ai_weight, "human": sel.human_weight})
+
+
+def best_of_k(cands: Iterable[Candidate], min_score: float, per_prompt: int,
+              judges: Sequence[str] | None = None) -> list[Candidate]:
+    """Rejection sampling's selection (method rft): per prompt, its best-scored continuations
+    (mean over `judges`) that reach `min_score`, at most `per_prompt` of them, best first
+    (ties: lower sample id). Empty continuations are never imitated."""
+    by_prompt: dict[int, list[tuple[float, Candidate]]] = {}
+    for c in cands:
+        s = mean_score(c, judges)
+        if s is not None and s >= min_score and c.units:
+            by_prompt.setdefault(c.prompt_id, []).append((s, c))
+    out: list[Candidate] = []
+    for pid in sorted(by_prompt):
+        ranked = sorted(by_prompt[pid], key=lambda x: (-x[0], x[1].sample_id))
+        out += [c for _, c in ranked[:per_prompt]]
+    return out

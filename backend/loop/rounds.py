@@ -23,6 +23,7 @@ from backend.config import (
     DPOSettings,
     GenerationConfig,
     GRPOSettings,
+    RFTSettings,
     SelectionConfig,
     TrainingConfig,
 )
@@ -50,7 +51,7 @@ SOURCES = PAIR_SOURCES
 
 # --- settings for one round job ---------------------------------------------------------------
 SECTIONS = {"training": TrainingConfig, "dpo": DPOSettings, "grpo": GRPOSettings,
-            "selection": SelectionConfig, "generation": GenerationConfig}
+            "rft": RFTSettings, "selection": SelectionConfig, "generation": GenerationConfig}
 ALIASES = {"steps": "max_steps", "lr": "learning_rate"}
 """Short flat names; they (like every flat training setting) go to the round's method's
 section."""
@@ -58,9 +59,9 @@ section."""
 
 def split_overrides(overrides: dict | None, default_method: str = "dpo") -> dict[str, dict]:
     """Flat or nested overrides -> {"training": {...}, "dpo": {...}, "grpo": {...},
-    "selection": {...}, "generation": {...}}. A flat key is looked up in the section of the
-    round's method (`method` among the overrides, else `default_method`), then selection, then
-    generation (`n` is generation's); unknown keys are errors."""
+    "rft": {...}, "selection": {...}, "generation": {...}}. A flat key is looked up in the
+    section of the round's method (`method` among the overrides, else `default_method`), then
+    selection, then generation (`n` is generation's); unknown keys are errors."""
     out: dict[str, dict] = {k: {} for k in SECTIONS}
     ov = {k: v for k, v in (overrides or {}).items() if v is not None}
     method = ov.get("method") or (ov.get("training") or {}).get("method") or default_method
@@ -91,8 +92,7 @@ def round_settings(rt: Runtime, overrides: dict | None) -> dict:
     selection and generation, each the configured one with the overrides on top."""
     ov = split_overrides(overrides, rt.settings.training.method)
     training = TrainingConfig(**{**rt.settings.training.model_dump(), **ov["training"]})
-    method_cfg = (train.effective_grpo(rt.settings, ov["grpo"]) if training.method == "grpo"
-                  else train.effective_dpo(rt.settings, ov["dpo"]))
+    method_cfg = train.effective(rt.settings, training.method, ov[training.method])
     return {
         "method": training.method, "train": method_cfg,
         "selection": SelectionConfig(**{**rt.settings.selection.model_dump(),
@@ -109,8 +109,7 @@ def round_options(rt: Runtime) -> dict:
         "sources": list(SOURCES),
         "methods": list(TRAINING_METHODS),
         "method": rt.settings.training.method,
-        "dpo": train.effective_dpo(rt.settings).model_dump(),
-        "grpo": train.effective_grpo(rt.settings).model_dump(),
+        **{m: train.effective(rt.settings, m).model_dump() for m in TRAINING_METHODS},
         "selection": rt.settings.selection.model_dump(),
         "generation": rt.settings.generation.model_dump(),
     }
@@ -171,8 +170,8 @@ def run_rounds(
     cfg = round_settings(rt, overrides)
     method, train_cfg, sel, gen = cfg["method"], cfg["train"], cfg["selection"], \
         cfg["generation"]
-    if method == "grpo" and source != "ai":
-        raise ValueError("method grpo learns from the AI judge only (source 'ai'); human "
+    if method != "dpo" and source != "ai":
+        raise ValueError(f"method {method} learns from the AI judge only (source 'ai'); human "
                          "votes train by dpo")
     current = registry.get_version(rt, parent) if parent is not None \
         else registry.ensure_baseline(rt)
@@ -190,8 +189,8 @@ def run_rounds(
         if source in ("ai", "both") and not online:
             _sample_and_judge(rt, current, gen.train_split, gen, step(0.0, 0.4, "samples"),
                               limit=gen.max_prompts)
-        pairs = [] if online else select_pairs(rt, source, current.id, sel, th, round_index,
-                                               gen.train_split)
+        pairs = select_pairs(rt, source, current.id, sel, th, round_index, gen.train_split) \
+            if method == "dpo" else []  # grpo and rft keep no pairs
         selection = {**sel.model_dump(), "chosen_min": th.chosen_min,
                      "rejected_max": th.rejected_max, "curriculum": curriculum}
         with rt.store.session() as s:
@@ -210,7 +209,7 @@ def run_rounds(
                 provenance=p.provenance) for p in pairs)
         report(round=r + 1, round_id=round_id, n_pairs=len(pairs),
                thresholds={"chosen_min": th.chosen_min, "rejected_max": th.rejected_max})
-        if not online and len(pairs) < sel.min_pairs:
+        if method == "dpo" and len(pairs) < sel.min_pairs:
             stopped = (f"round {r + 1}: only {len(pairs)} pairs pass "
                        f"(chosen >= {th.chosen_min}, rejected <= {th.rejected_max}); "
                        f"need {sel.min_pairs}")
@@ -296,8 +295,8 @@ def start_round(
     if not 1 <= int(rounds) <= 10:
         raise ValueError("rounds must be between 1 and 10")
     cfg = round_settings(rt, overrides)  # validates values
-    if cfg["method"] == "grpo" and source != "ai":
-        raise ValueError("method grpo learns from the AI judge only (source 'ai')")
+    if cfg["method"] != "dpo" and source != "ai":
+        raise ValueError(f"method {cfg['method']} learns from the AI judge only (source 'ai')")
     par = registry.get_version(rt, parent).name if parent is not None \
         else registry.ensure_baseline(rt).name
     return jobs.submit(rt, "round", {

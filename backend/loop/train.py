@@ -4,6 +4,8 @@ result as a new version.
 - `dpo` (the paper): TRL `DPOTrainer` on the round's stored preference pairs.
 - `grpo`: TRL `GRPOTrainer` on the training prompts; the trainer samples continuations itself
   and `backend.loop.reward` scores them with the AI judge as it goes (no stored pairs).
+- `rft`: TRL `SFTTrainer` on the parent's best-judged stored continuations of the training
+  prompts (`pairs.best_of_k`); the imitated sample ids are kept in the round's metrics.
 
 - Data: prompt = the prompt's units as text (`unit_lm.units_to_text`, with the tokenizer's BOS
   in front when it does not add one itself, as the sampler conditions on it); chosen / rejected =
@@ -29,12 +31,18 @@ from typing import Any
 from sqlalchemy import select
 
 from backend import registry
-from backend.config import DPOSettings, GenerationConfig, GRPOSettings, Settings
+from backend.config import (
+    DPOSettings,
+    GenerationConfig,
+    GRPOSettings,
+    RFTSettings,
+    Settings,
+)
 from backend.jobs import JobCancelled
 from backend.progress import Progress, Report
 from backend.runtime import Runtime
 from db.schema import PreferencePair, Prompt, Sample, TrainingRound, utcnow
-from models.training import train_dpo, train_grpo
+from models.training import train_dpo, train_grpo, train_rft
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +60,21 @@ def effective_dpo(settings: Settings, overrides: dict | None = None) -> DPOSetti
     return DPOSettings(**data)
 
 
-def effective_grpo(settings: Settings, overrides: dict | None = None) -> GRPOSettings:
-    """settings.grpo (mini_overrides applied in the mini world) with per-round `overrides`."""
-    data = settings.grpo.model_dump()
+def effective(settings: Settings, method: str, overrides: dict | None = None):
+    """The settings section of `method` (its mini_overrides applied in the mini world) with
+    the per-round `overrides` on top."""
+    if method == "dpo":
+        return effective_dpo(settings, overrides)
+    section, model = {"grpo": (settings.grpo, GRPOSettings),
+                      "rft": (settings.rft, RFTSettings)}[method]
+    data = section.model_dump()
     for k, v in (overrides or {}).items():
         if v is None:
             continue
         if k not in data:
-            raise ValueError(f"unknown GRPO setting {k!r}")
+            raise ValueError(f"unknown {method.upper()} setting {k!r}")
         data[k] = v
-    return GRPOSettings(**data)
+    return model(**data)
 
 
 def tmp_dir(rt: Runtime, tag: str) -> Path:
@@ -168,6 +181,30 @@ def _train_grpo(rt: Runtime, parent, cfg: GRPOSettings, gen: GenerationConfig, o
                       suppress_tokens=lm.non_unit_ids)
 
 
+def _rft_examples(rt: Runtime, parent, cfg: RFTSettings, gen: GenerationConfig,
+                  ) -> tuple[list[dict], list[int]]:
+    """prompt -> best continuation examples from the parent's judged training samples."""
+    from backend.loop.pairs import ai_candidates, best_of_k
+
+    judges = [j.name for j in rt.settings.models.judges if j.trains]
+    chosen = best_of_k(ai_candidates(rt, parent.id, gen.train_split, judges), cfg.min_score,
+                       cfg.per_prompt, judges)
+    if not chosen:
+        raise ValueError(f"no stored continuation of {parent.name} on {gen.train_split!r} "
+                         f"scores >= {cfg.min_score}: nothing to imitate")
+    with rt.store.session() as s:
+        prompt_units = dict(s.execute(select(Prompt.id, Prompt.units).where(
+            Prompt.id.in_({c.prompt_id for c in chosen}))).all())
+        params = dict(s.execute(select(Sample.id, Sample.sampling_params).where(
+            Sample.id.in_([c.sample_id for c in chosen]))).all())
+    triples = [(prompt_units[c.prompt_id], list(c.units), []) for c in chosen]
+    rows = make_examples(rt.unit_lm, triples)
+    examples = [{"prompt": r["prompt"], "completion": r["chosen"],
+                 "completion_ends": _ended(list(c.units), params.get(c.sample_id))}
+                for r, c in zip(rows, chosen, strict=True)]
+    return examples, [c.sample_id for c in chosen]
+
+
 def run_training(
     rt: Runtime, round_id: int, progress: Progress | None = None, report: Report | None = None,
     generation: GenerationConfig | None = None,
@@ -184,15 +221,21 @@ def run_training(
     _set_round(rt, round_id, status="running", error=None)
     try:
         out = work / "adapter"
+        gen = generation or rt.settings.generation
+        adapters = [parent.adapter_path] if parent.adapter_path else []
         if method == "grpo":
             cfg = GRPOSettings(**train_cfg)
-            metrics = _train_grpo(rt, parent, cfg, generation or rt.settings.generation, out,
-                                  work, progress, report)
+            metrics = _train_grpo(rt, parent, cfg, gen, out, work, progress, report)
+        elif method == "rft":
+            cfg = RFTSettings(**train_cfg)
+            examples, imitated = _rft_examples(rt, parent, cfg, gen)
+            metrics = train_rft(parent.base_ref, adapters, rt.unit_lm.hf_tokenizer, examples,
+                                cfg, out, progress, report, work_dir=work)
+            metrics["imitated_sample_ids"] = imitated
         else:
             cfg = DPOSettings(**train_cfg)
             triples, ends = round_triples(rt, round_id)
             examples = make_examples(rt.unit_lm, triples, ends)
-            adapters = [parent.adapter_path] if parent.adapter_path else []
             metrics = train_dpo(parent.base_ref, adapters, rt.unit_lm.hf_tokenizer, examples,
                                 cfg, out, progress, report, work_dir=work)
         version = registry.derive_aligned(
@@ -200,9 +243,10 @@ def run_training(
             config={"method": method, method: cfg.model_dump(), "round_id": round_id,
                     "self_contained": True, "parent": parent.name},
         )
-        summary = {k: v for k, v in metrics.items() if k != "history"}
+        summary = {k: v for k, v in metrics.items()
+                   if k not in ("history", "imitated_sample_ids")}
         _set_round(rt, round_id, status="done", result_version_id=version.id,
-                   metrics={**summary, "history": metrics["history"]}, finished_at=utcnow())
+                   metrics={**metrics, **summary}, finished_at=utcnow())
         return {"version": version, "metrics": summary}
     except (JobCancelled, KeyboardInterrupt) as e:
         _set_round(rt, round_id, status="cancelled", error=str(e) or "cancelled",

@@ -237,3 +237,15 @@ def test_mix_pairs_property(votes1, votes2, w1, w2):
         assert set(p.provenance["sources"]) <= {s for s, w in (("a", w1), ("b", w2)) if w > 0}
     if w2 == 0:
         assert mixed == mix_pairs({"a": g1}, {"a": w1})  # a zero weight drops the source
+
+
+def test_best_of_k_keeps_each_prompts_best_above_the_bar():
+    from backend.loop.pairs import Candidate, best_of_k
+
+    cands = [Candidate(1, 10, (1, 2), scores={"j": 5.0}), Candidate(2, 10, (3,), scores={"j": 4.0}),
+             Candidate(3, 10, (4,), scores={"j": 5.0}), Candidate(4, 11, (5,), scores={"j": 3.0}),
+             Candidate(5, 12, (), scores={"j": 5.0}),  # empty: never imitated
+             Candidate(6, 13, (6,), scores={})]  # unjudged
+    assert [c.sample_id for c in best_of_k(cands, 4.0, 2)] == [1, 3]
+    assert [c.sample_id for c in best_of_k(cands, 3.0, 1)] == [1, 4]
+    assert [c.sample_id for c in best_of_k(cands, 4.0, 3)] == [1, 3, 2]

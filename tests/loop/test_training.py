@@ -177,7 +177,7 @@ def test_effective_dpo_and_round_overrides(tmp_path):
     one = train.effective_dpo(mini, {"loss_type": "sigmoid", "loss_weights": 1})
     assert one.loss_type == ["sigmoid"] and one.loss_weights == [1.0]
     ov = rounds.split_overrides({"steps": 5, "chosen_min": 4, "n": 2, "dpo": {"beta": 0.2}})
-    assert ov == {"training": {}, "dpo": {"max_steps": 5, "beta": 0.2}, "grpo": {},
+    assert ov == {"training": {}, "dpo": {"max_steps": 5, "beta": 0.2}, "grpo": {}, "rft": {},
                   "selection": {"chosen_min": 4}, "generation": {"n": 2}}
     # flat training settings go to the round's method's section
     ov = rounds.split_overrides({"method": "grpo", "steps": 5, "lr": 1e-3, "n": 2})
@@ -296,3 +296,28 @@ def test_dpo_teaches_eos_only_where_the_continuation_ended(tiny_rt, tmp_path):
                         cfg, tmp_path / f"a-{ended}",
                         on_trained=lambda m, e=ended: after.__setitem__(e, p_eos(m)))
     assert after[True] > after[False], after
+
+
+def test_rft_round_imitates_the_best_judged_continuations(tiny_rt):
+    """method rft: the parent's training samples are judged as for DPO, then the best ones
+    of each prompt (score >= min_score, at most per_prompt) are the fine-tuning data; the
+    round keeps their sample ids and no pairs."""
+    from backend.loop.pairs import ai_candidates, best_of_k, mean_score
+
+    rt = tiny_rt
+    ov = {"method": "rft", "rft": {"max_steps": 4, "min_score": 3.0, "per_prompt": 1,
+                                   "learning_rate": 1e-3, "lora_rank": 4}}
+    res = rounds.run_rounds(rt, None, "ai", rounds=1, overrides=ov, evaluate=False)
+    (done,) = res["rounds"]
+    assert done["metrics"]["steps"] == 4 and done["metrics"]["n_examples"] >= 1
+    base = registry.ensure_baseline(rt)
+    cands = ai_candidates(rt, base.id, "train", ["tiny-judge"])
+    expect = best_of_k(cands, 3.0, 1, ["tiny-judge"])
+    assert expect and all(mean_score(c) >= 3.0 for c in expect)
+    assert len({c.prompt_id for c in expect}) == len(expect)  # one per prompt
+    with rt.store.session() as s:
+        (row,) = s.scalars(select(TrainingRound)).all()
+        assert row.method == "rft" and row.n_pairs == 0 and row.status == "done"
+        assert row.metrics["imitated_sample_ids"] == [c.sample_id for c in expect]
+        assert s.scalar(select(func.count()).select_from(PreferencePair)) == 0
+    assert registry.get_version(rt, done["version"]).adapter_intact()

@@ -1,4 +1,4 @@
-"""training_rounds.method and train_config: rounds train by DPO or GRPO
+"""training_rounds.method and train_config: rounds train by DPO, GRPO or RFT
 
 Revision ID: 0003
 Revises: 0002
@@ -20,7 +20,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('method', sa.String(length=16), server_default='dpo',
                                       nullable=False))
         batch_op.alter_column('dpo_config', new_column_name='train_config')
-        batch_op.create_check_constraint(op.f('ck_training_rounds_method'), "method IN ('dpo', 'grpo')")
+        batch_op.create_check_constraint(op.f('ck_training_rounds_method'), "method IN ('dpo', 'grpo', 'rft')")
 
 
 def downgrade() -> None:
