@@ -7,7 +7,8 @@ add it, and completions starting with a space (STACK.md's token-merge gotcha). U
 exported too, so any other text form can be rebuilt.
 
 Files land under `<data_dir>/exports/` (or `out`), written to a temporary name and renamed, so a
-reader never sees half an export. Flagged judgments are left out unless asked for.
+reader never sees half an export. Flagged judgments are left out unless asked for; pairs with
+an empty continuation always are.
 """
 
 from __future__ import annotations
@@ -99,7 +100,9 @@ def _text_fn(rt: Runtime, required: bool):
 
 def pair_rows(rt: Runtime, round_id: int | None = None, require_lm: bool = False
               ) -> list[dict[str, Any]]:
-    """Preference pairs (all rounds, or training round `round_id`) with DPO text columns."""
+    """Preference pairs (all rounds, or training round `round_id`) with DPO text columns. A pair
+    with an empty continuation on either side (stored before selection refused them) is left
+    out: it teaches nothing but "say something", and DPO trainers choke on empty completions."""
     from db.schema import ModelVersion
 
     sc, sr = aliased(Sample), aliased(Sample)
@@ -119,6 +122,11 @@ def pair_rows(rt: Runtime, round_id: int | None = None, require_lm: bool = False
         q = q.where(PreferencePair.round_id == round_id)
     with rt.store.session() as s:
         raw = list(s.execute(q))
+    usable = [r for r in raw if r[3] and r[4]]
+    if len(usable) < len(raw):
+        log.warning("left %d preference pair(s) with an empty continuation out of the export",
+                    len(raw) - len(usable))
+    raw = usable
     if not raw:
         return []
     texts = _text_fn(rt, require_lm)([(pu or [], cu or [], ru or [])

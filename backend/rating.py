@@ -2,7 +2,9 @@
 
 A rating task (`rating_tasks`) is an A/B comparison of two samples of the same prompt (or one
 MOS clip). A rater gets it as an assignment (`task_assignments`) with a randomized left/right
-order; the vote unlocks only after the server has seen both clips played through.
+order; the vote unlocks only after the server has seen both clips played through. No task is
+made on a degenerate item (`clip_problem`: a clip that does not play or an empty continuation;
+for A/B also two identical unit sequences): a rater could only guess.
 
 Judgment keys (unique per rater, so a replayed or double-clicked vote stores nothing twice):
 - A/B vote:  kind "ab",  task_key "ab:<task_id>", choice in stored terms (A = sample_a_id)
@@ -147,14 +149,28 @@ def _duration_of(path: str, _size: int, _mtime_ns: int) -> float:
 
 
 # --- tasks -----------------------------------------------------------------------------------
+def clip_problem(units, audio_path: str | None, trap: bool = False) -> str | None:
+    """Why a sample cannot be rated (None when it can): a rater cannot judge a clip that does
+    not play (missing, unreadable or 0 frames), nor an empty continuation (a trap clip is a
+    spoken instruction, not a continuation: it has no units)."""
+    if not trap and not units:
+        return "empty continuation"
+    if _audio_duration(audio_path) <= 0.0:
+        return "no playable audio (missing, unreadable or 0 frames)"
+    return None
+
+
 def sync_tasks(rt: Runtime, per_prompt_pairs: int = 2, mos: bool = False) -> dict:
     """Create A/B tasks for every prompt with samples of two or more versions: for each pair of
     versions, up to `per_prompt_pairs` comparisons of same-index samples. With `mos`, one MOS
-    task per sample too. Idempotent (existing tasks are kept)."""
-    created_ab = created_mos = 0
+    task per sample too. Idempotent (existing tasks are kept). Degenerate items are refused
+    (counted in "refused"): a clip that `clip_problem` rejects, or two clips with the same unit
+    sequence (the same audio: a rater could only guess); the next same-index pair is taken."""
+    created_ab = created_mos = refused = 0
     with rt.store.session() as s:
         rows = s.execute(
-            select(Sample.id, Sample.prompt_id, Sample.model_version_id, Sample.index)
+            select(Sample.id, Sample.prompt_id, Sample.model_version_id, Sample.index,
+                   Sample.units, Sample.audio_path)
             .where(Sample.audio_path.is_not(None), Sample.is_trap.is_(False))
             .order_by(Sample.prompt_id, Sample.model_version_id, Sample.index, Sample.id)
         ).all()
@@ -169,28 +185,47 @@ def sync_tasks(rt: Runtime, per_prompt_pairs: int = 2, mos: bool = False) -> dic
         existing_mos = set(
             s.scalars(select(RatingTask.sample_a_id).where(RatingTask.kind == "mos"))
         )
+        clip = {sid: (list(units or []), path) for sid, _p, _v, _i, units, path in rows}
+        problems: dict[int, str | None] = {}
+
+        def problem(sid: int) -> str | None:
+            if sid not in problems:
+                problems[sid] = clip_problem(*clip[sid])
+            return problems[sid]
+
         by_prompt: dict[int, dict[int, list[int]]] = {}
-        for sid, pid, vid, _idx in rows:
+        for sid, pid, vid, *_ in rows:
             by_prompt.setdefault(pid, {}).setdefault(vid, []).append(sid)
         for versions in by_prompt.values():
             vids = sorted(versions)
             for i, va in enumerate(vids):
                 for vb in vids[i + 1 :]:
-                    pairs = list(zip(versions[va], versions[vb], strict=False))
-                    for sa, sb in pairs[:per_prompt_pairs]:
+                    taken = 0
+                    for sa, sb in zip(versions[va], versions[vb], strict=False):
+                        if taken >= per_prompt_pairs:
+                            break
                         if frozenset((sa, sb)) in existing_ab:
+                            taken += 1
+                            continue
+                        if problem(sa) or problem(sb) or clip[sa][0] == clip[sb][0]:
+                            refused += 1
                             continue
                         s.add(RatingTask(kind="ab", sample_a_id=sa, sample_b_id=sb))
                         existing_ab.add(frozenset((sa, sb)))
                         created_ab += 1
+                        taken += 1
             if mos:
                 for sids in versions.values():
                     for sid in sids:
-                        if sid not in existing_mos:
-                            s.add(RatingTask(kind="mos", sample_a_id=sid))
-                            existing_mos.add(sid)
-                            created_mos += 1
-    return {"ab": created_ab, "mos": created_mos}
+                        if sid in existing_mos:
+                            continue
+                        if problem(sid):
+                            refused += 1
+                            continue
+                        s.add(RatingTask(kind="mos", sample_a_id=sid))
+                        existing_mos.add(sid)
+                        created_mos += 1
+    return {"ab": created_ab, "mos": created_mos, "refused": refused}
 
 
 def add_qc_task(
@@ -205,11 +240,22 @@ def add_qc_task(
     if kind == "mos" and _mos_range(answer) is None:
         raise RatingError("MOS answer must be a range like 1-2 or 4-5")
     with rt.store.session() as s:
+        smp = []
         for sid in (sample_a_id, sample_b_id):
-            if sid is not None and s.get(Sample, int(sid)) is None:
+            if sid is None:
+                continue
+            row = s.get(Sample, int(sid))
+            if row is None:
                 raise RatingError(f"unknown sample {sid}")
+            if why := clip_problem(row.units, row.audio_path, trap=row.is_trap):
+                raise RatingError(f"sample {sid} cannot be rated: {why}")
+            smp.append(row)
         if sample_b_id is not None and int(sample_a_id) == int(sample_b_id):
             raise RatingError("the two samples must differ")
+        if (kind == "ab" and answer in SIDES and smp[0].units
+                and smp[0].units == smp[1].units):
+            raise RatingError("the two samples are the same unit sequence: no rater can hear "
+                              f"which is better, so the answer {answer} cannot be earned")
         t = RatingTask(
             kind=kind, sample_a_id=int(sample_a_id),
             sample_b_id=int(sample_b_id) if sample_b_id is not None else None,

@@ -111,7 +111,8 @@ def add_traps(rt: Runtime, n: int = 4, kinds: tuple[str, ...] | list[str] = AB_T
             select(Sample).where(Sample.is_trap.is_(False), Sample.audio_path.is_not(None),
                                  Sample.id.not_in(trapped))
             .order_by(Sample.id)).all()
-        reals = [r for r in reals if Path(r.audio_path).is_file()]
+        # a clip that does not play, or an empty continuation, makes no task (not even a trap)
+        reals = [r for r in reals if rating.clip_problem(r.units, r.audio_path) is None]
         reals.sort(key=lambda r: (traps_per_prompt.get(r.prompt_id, 0), r.id))
         first, rest, seen = [], [], set()
         for r in reals:  # one per prompt before any prompt gets a second

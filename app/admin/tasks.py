@@ -23,7 +23,10 @@ def tasks_summary(rt: Runtime) -> str:
 def sync_tasks(rt: Runtime, user: UserInfo, per_prompt, with_mos) -> tuple[str, str]:
     """Create the missing tasks: (result line, the task summary)."""
     made = rating.sync_tasks(rt, int(per_prompt or 2), bool(with_mos))
-    return f"Created {made['ab']} A/B and {made['mos']} MOS task(s).", tasks_summary(rt)
+    refused = (f" Refused {made['refused']} degenerate one(s): identical clips, an empty "
+               "continuation or no playable audio." if made["refused"] else "")
+    return (f"Created {made['ab']} A/B and {made['mos']} MOS task(s).{refused}",
+            tasks_summary(rt))
 
 
 def add_qc_task(rt: Runtime, user: UserInfo, a, b, answer: str, trap) -> tuple[str, str]:

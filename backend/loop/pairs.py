@@ -355,7 +355,9 @@ def mix_pairs(groups: dict[str, list[Pair]], weights: dict[str, float] | None = 
 # --- candidates from the store --------------------------------------------------------------
 def ai_candidates(rt: Runtime, version_id: int, split: str, judges: list[str]) -> list[Candidate]:
     """The version's samples on `split` with the valid scores of the configured judges `judges`
-    (names; each scored under its current prompt version), keyed by judge name."""
+    (names; each scored under its current prompt version), keyed by judge name. An empty
+    continuation (no units: nothing to prefer or reject) is never a candidate, whatever a judge
+    scored it: it would be every prompt's ideal "rejected"."""
     name_of = {judge_identity(rt.judge(n).name, rt.judge(n).prompt_version): n for n in judges}
     with rt.store.session() as s:
         rows = s.execute(
@@ -368,8 +370,8 @@ def ai_candidates(rt: Runtime, version_id: int, split: str, judges: list[str]) -
         scores: dict[int, dict[str, float]] = {}
         for a in queries.ai_scores(s, judges=list(name_of), version_id=version_id, split=split):
             scores.setdefault(a.sample_id, {})[name_of[a.judge]] = a.value
-    return [Candidate(sid, pid, tuple(units or ()), tx, scores.get(sid, {}))
-            for sid, pid, units, tx in rows]
+    return [Candidate(sid, pid, tuple(units), tx, scores.get(sid, {}))
+            for sid, pid, units, tx in rows if units]
 
 
 def human_feedback(rt: Runtime, split: str) -> tuple[list[ABVote], list[MOSRating]]:

@@ -1,5 +1,6 @@
 """The served app in headless Chromium: sign-in, the four tabs, listening, rating (A/B, MOS,
-keyboard, double submit), admin upload, and screenshots of each tab under test-artifacts/."""
+keyboard, double submit, refused votes, Space across tasks), admin upload, and screenshots of
+each tab under test-artifacts/."""
 
 from __future__ import annotations
 
@@ -214,3 +215,125 @@ def test_phone_width_rate(browser, server):
     shot(pg, "rate-phone")
     ctx.close()
     assert width <= 400
+
+
+def _open_assignment(rt, name: str) -> int:
+    from sqlalchemy import select
+
+    from backend import users
+    from db.schema import TaskAssignment
+
+    with rt.store.session() as s:
+        return s.scalar(select(TaskAssignment.id).where(
+            TaskAssignment.user_id == users.find_user(rt, name).id,
+            TaskAssignment.status == "assigned"))
+
+
+def _set_active(rt, name: str, active: bool) -> None:
+    from backend import users
+    from db.schema import User
+
+    with rt.store.session() as s:
+        s.get(User, users.find_user(rt, name).id).active = active
+
+
+def _assert_panel_intact(page) -> None:
+    """The panel as it was before the refused event: clips loaded, buttons and scales shown,
+    no component marked "Error", no pop-up beside the message in #rate-result."""
+    panel = page.locator("#rate-panel")
+    assert panel.is_visible()
+    assert "Error" not in panel.inner_text(), panel.inner_text()
+    for clip in ("#clip-a audio", "#clip-b audio"):
+        assert page.locator(clip).get_attribute("src")
+    for el in ("#vote-a", "#vote-b", "#vote-tie", "#vote-bad", "#rate-skip", "#mos-a-meaning"):
+        assert page.locator(el).is_visible(), el
+    assert page.locator(".toast-body").count() == 0
+
+
+def test_refused_vote_keeps_the_rate_panel_usable(page, server, seeded):
+    """A vote the server refuses says why in one place (#rate-result) and leaves the panel as
+    it was, working: here the task was skipped in another tab (a refusal of the rating service,
+    as "server busy, press it again" is), then the session stopped being valid (the account
+    deactivated: the same refusal an expired session gets). Before, every output showed
+    "Error" and only a reload recovered."""
+    from backend import users
+
+    rt, _ = seeded
+    users.add_user(rt, "rater5", RATER_PASSWORD, "rater")
+    open_app(page, server)
+    login(page, "rater5", RATER_PASSWORD)
+    goto_tab(page, "Rate")
+    page.wait_for_selector("#rate-progress :text('0 of')")
+    _play_both(page)
+    from backend import rating
+
+    rating.skip(rt, users.find_user(rt, "rater5").id, _open_assignment(rt, "rater5"))
+    page.locator("#vote-a").click()
+    page.wait_for_selector("#rate-result :text('Not saved: this task was skipped')")
+    page.wait_for_timeout(500)
+    shot(page, "rate-refused")
+    _assert_panel_intact(page)
+    page.locator("#rate-skip").click()  # the panel goes on: the next task, played and voted
+    page.wait_for_selector("#rate-result :text('Skipped')")
+    _play_both(page)
+    page.locator("#vote-b").click()
+    page.wait_for_selector("#rate-progress :text('1 of')")
+    _play_both(page)
+    _set_active(rt, "rater5", False)
+    try:
+        page.locator("#vote-a").click()
+        page.wait_for_selector("#rate-result :text('Not saved: Your session has expired')")
+        page.wait_for_timeout(500)
+        _assert_panel_intact(page)
+        page.locator("#clip-a audio").evaluate("a => { a.currentTime = 0; return a.play(); }")
+        page.wait_for_selector("#rate-result :text('Not recorded: Your session has expired')")
+        page.wait_for_function("() => document.querySelector('#clip-a audio').ended")
+        page.wait_for_timeout(500)
+        _assert_panel_intact(page)
+    finally:
+        _set_active(rt, "rater5", True)
+    page.locator("#logout-btn").click()  # sign in again: the same task, still played through
+    page.wait_for_selector("#studio-who :text('Signed out')")
+    login(page, "rater5", RATER_PASSWORD)
+    goto_tab(page, "Rate")
+    page.wait_for_function("() => !document.getElementById('vote-a').disabled")
+    page.locator("#vote-a").click()
+    page.wait_for_selector("#rate-progress :text('2 of')")
+    assert len([v for v in _votes(rt, "rater5") if v["kind"] == "ab"]) == 2
+
+
+def test_space_plays_a_then_b_on_every_task(page, server, seeded):
+    """Space plays the next unplayed clip: A, then B, on the second task as on the first
+    (the audio elements are reused between tasks; their played marker once outlived the
+    task, so Space replayed A)."""
+    from backend import users
+
+    rt, _ = seeded
+    users.add_user(rt, "rater6", RATER_PASSWORD, "rater")
+    open_app(page, server)
+    login(page, "rater6", RATER_PASSWORD)
+    goto_tab(page, "Rate")
+    page.evaluate("""() => { window.__plays = [];
+        document.addEventListener("play", (ev) => {
+            const clip = ev.target.closest && ev.target.closest("#clip-a, #clip-b");
+            if (clip) window.__plays.push(clip.id); }, true); }""")
+    before = None
+    for n in range(2):
+        page.wait_for_selector(f"#rate-progress :text('{n} of')")
+        page.wait_for_function("""(before) => ["#clip-a audio", "#clip-b audio"].every((q) => {
+            const a = document.querySelector(q);
+            return a && a.src && a.readyState >= 1 && (!before || !before.includes(a.src)); })""",
+                               arg=before)
+        before = page.evaluate("""() => ["#clip-a audio", "#clip-b audio"].map((q) => {
+            const a = document.querySelector(q); a.muted = true; return a.src; })""")
+        page.evaluate("() => { window.__plays = []; }")
+        page.locator("body").click(position={"x": 5, "y": 5})
+        for k, clip in enumerate(("clip-a", "clip-b")):
+            page.keyboard.press(" ")
+            page.wait_for_function(f"() => window.__plays.length > {k}")
+            assert page.evaluate("() => window.__plays") == ["clip-a", "clip-b"][: k + 1], n
+            page.wait_for_function(f"() => document.querySelector('#{clip} audio').ended")
+        page.wait_for_selector("#rate-gate :text('Both clips played')")
+        page.wait_for_function("() => !document.getElementById('vote-a').disabled")
+        page.keyboard.press("1")
+    page.wait_for_selector("#rate-progress :text('2 of')")

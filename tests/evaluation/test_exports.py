@@ -7,6 +7,8 @@ import json
 import uuid
 
 import pytest
+import soundfile as sf
+from sqlalchemy import select
 
 from backend import exports, registry
 from backend.config import Settings
@@ -152,14 +154,18 @@ def test_cli_export(store, monkeypatch, capsys, tmp_path):
 def test_judgment_export_marks_answers_to_quality_control_tasks(store):
     """A rater's answer to a trap (a spoken instruction) or gold task is a check of the rater:
     the export says so, so nobody mistakes it for an opinion about the model."""
-    from sqlalchemy import select
-
     from backend import rating
+    from tests.rating.seed import SR, tone
 
     rt, _ = store
     with rt.store.session() as s:
         ids = s.scalars(select(Sample.id).order_by(Sample.id).limit(2)).all()
         user = s.scalar(select(User.id))
+        for sid in ids:  # a QC task needs clips that play
+            path = rt.settings.audio_dir / f"{sid}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, tone(300 + sid), SR)
+            s.get(Sample, sid).audio_path = str(path)
     gold = rating.add_qc_task(rt, ids[0], ids[1], "A")
     trap = rating.add_qc_task(rt, ids[0], ids[1], "B", trap=True)
     with rt.store.session() as s:
@@ -170,3 +176,24 @@ def test_judgment_export_marks_answers_to_quality_control_tasks(store):
     qc = {r["task_key"]: r["qc"] for r in map(json.loads, p.read_text().splitlines())}
     assert qc["gold"] == "gold" and qc["trap"] == "trap"
     assert qc["t1"] is None and qc[next(k for k in qc if k.startswith("s"))] is None
+
+
+def test_pair_export_leaves_out_pairs_with_an_empty_continuation(store):
+    """A pair stored before selection refused empty continuations (issue 20: 1 of 17 exported
+    pairs had an empty rejected side) is not handed to a DPO trainer; the others all are."""
+    rt, ids = store
+    with rt.store.session() as s:
+        p = s.scalar(select(Prompt).order_by(Prompt.id))
+        chosen = s.scalar(select(Sample.id).where(Sample.prompt_id == p.id, Sample.index == 0))
+        empty = Sample(prompt_id=p.id, model_version_id=s.get(Sample, chosen).model_version_id,
+                       seed=0, index=2, units=[])
+        s.add(empty)
+        s.flush()
+        s.add(PreferencePair(round_id=ids["round"], prompt_id=p.id, chosen_sample_id=chosen,
+                             rejected_sample_id=empty.id, source="ai", margin=3.0))
+        s.add(PreferencePair(round_id=ids["round"], prompt_id=p.id, chosen_sample_id=empty.id,
+                             rejected_sample_id=chosen, source="human", margin=1.0))
+    rows = [json.loads(x) for x in exports.export_pairs(rt, "jsonl").read_text().splitlines()]
+    assert len(rows) == 6
+    assert all(r["chosen_units"] and r["rejected_units"] for r in rows)
+    assert all(r["chosen"].strip() and r["rejected"].strip() for r in rows)

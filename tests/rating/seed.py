@@ -38,9 +38,10 @@ def wav_bytes(wave: np.ndarray, sr: int = SR, fmt: str = "WAV") -> bytes:
 
 def seed(rt, n_prompts: int = 4, seconds: float = 0.6, raters=("rater1", "rater2"),
          password: str = "rater-pass-1", samples_per_version: int = 2, split: str = "train",
-         per_prompt_pairs: int = 2) -> dict:
+         per_prompt_pairs: int = 2, tasks: bool = True) -> dict:
     """`n_prompts` prompts of `split`, each with `samples_per_version` clips of `seconds` per
-    version; A/B tasks pair same-index clips, up to `per_prompt_pairs` per prompt. Load tests
+    version, each with a unit sequence of its own (identical ones make no A/B task); A/B tasks
+    pair same-index clips, up to `per_prompt_pairs` per prompt (none without `tasks`). Load tests
     use a split of their own ("bench") so a real DPO round or generation job never picks these
     fake-unit prompts up."""
     for name in raters:
@@ -75,6 +76,7 @@ def seed(rt, n_prompts: int = 4, seconds: float = 0.6, raters=("rater1", "rater2
                     if exists is None:
                         s.add(Sample(prompt_id=p["id"], model_version_id=v.id, seed=0,
                                      index=k, audio_path=str(path),
-                                     transcript=f"{v.name} continuation {k}", units=[1, 2]))
-    created = rating.sync_tasks(rt, per_prompt_pairs=per_prompt_pairs)
+                                     transcript=f"{v.name} continuation {k}",
+                                     units=[1, 2, v.id, k]))
+    created = rating.sync_tasks(rt, per_prompt_pairs=per_prompt_pairs) if tasks else {}
     return {"prompts": pids, "base": base, "aligned": aligned, "tasks": created}
