@@ -349,10 +349,13 @@ def unit_sft_trainer():
                 return ds
             eos = self._tokenizer.eos_token_id
 
+            per_token = [c for c in ("input_ids", "labels", "completion_mask", "attention_mask")
+                         if c in ds.column_names]
+
             def strip(ex):
                 if not ex["completion_ends"] and ex["input_ids"] and ex["input_ids"][-1] == eos:
-                    ex["input_ids"] = ex["input_ids"][:-1]
-                    ex["completion_mask"] = ex["completion_mask"][:-1]
+                    for c in per_token:
+                        ex[c] = ex[c][:-1]
                 return ex
 
             return ds.map(strip).remove_columns(["completion_ends"])

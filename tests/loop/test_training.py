@@ -321,3 +321,29 @@ def test_rft_round_imitates_the_best_judged_continuations(tiny_rt):
         assert row.metrics["imitated_sample_ids"] == [c.sample_id for c in expect]
         assert s.scalar(select(func.count()).select_from(PreferencePair)) == 0
     assert registry.get_version(rt, done["version"]).adapter_intact()
+
+
+def test_rft_keeps_eos_only_on_continuations_that_ended(tiny_rt, tmp_path):
+    """The SFT side of the EOS rule: tokenized examples end with EOS (in the inputs and the
+    labels) exactly where the continuation ended."""
+    from datasets import Dataset
+    from trl import SFTConfig
+
+    from models.training import unit_sft_trainer
+
+    lm = tiny_rt.unit_lm
+    triples = synthetic_triples(8)
+    ends = [k % 2 == 0 for k in range(len(triples))]
+    rows = [{"prompt": r["prompt"], "completion": r["chosen"], "completion_ends": e}
+            for r, e in zip(train.make_examples(lm, triples), ends, strict=True)]
+    tr = unit_sft_trainer()(
+        model=lm.model, args=SFTConfig(output_dir=str(tmp_path / "t"), use_cpu=True,
+                                       report_to="none", max_steps=1, completion_only_loss=True),
+        train_dataset=Dataset.from_list(rows), processing_class=lm.hf_tokenizer)
+    ds = tr.train_dataset
+    assert "completion_ends" not in ds.column_names
+    for e, ids, labels, (p, c, _) in zip(ends, ds["input_ids"], ds["labels"], triples,
+                                         strict=True):
+        assert (ids[-1] == 2) == e and len(ids) == 1 + len(p) + len(c) + e
+        assert len(labels) == len(ids) and (labels[-1] == 2) == e
+        assert sum(x != -100 for x in labels) == len(c) + e  # loss on the continuation only
