@@ -79,7 +79,7 @@ def measure(rt, rounds: int = 1, curriculum: bool = True, overrides: dict | None
         cmp = paired_bootstrap(base_scores, heldout_scores(rt, r["version"]))
         row = {"version": r["version"], "n_pairs": r["n_pairs"],
                "round_seconds": seconds.get(r["round_id"]),
-               "reward_accuracy_last": r["metrics"]["reward_accuracy_last"], **cmp}
+               "reward_accuracy_last": r["metrics"].get("reward_accuracy_last"), **cmp}
         if benchmarks:
             acc = benchmark_accuracy(rt, r["version"])
             row["benchmarks"] = acc

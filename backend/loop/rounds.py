@@ -93,6 +93,9 @@ def round_settings(rt: Runtime, overrides: dict | None) -> dict:
     ov = split_overrides(overrides, rt.settings.training.method)
     training = TrainingConfig(**{**rt.settings.training.model_dump(), **ov["training"]})
     method_cfg = train.effective(rt.settings, training.method, ov[training.method])
+    for other in TRAINING_METHODS:  # settings given for another method: still checked
+        if other != training.method and ov[other]:
+            train.effective(rt.settings, other, ov[other])
     return {
         "method": training.method, "train": method_cfg,
         "selection": SelectionConfig(**{**rt.settings.selection.model_dump(),

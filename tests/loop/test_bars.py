@@ -47,8 +47,8 @@ def test_end_to_end_on_mini_bundle(request, tmp_path):
     from backend.loop import rounds
 
     rt = _mini_runtime(request, tmp_path)
-    res = rounds.run_rounds(rt, None, "ai", rounds=1, overrides={"steps": 10, "max_prompts": 32},
-                            evaluate=True)
+    res = rounds.run_rounds(rt, None, "ai", rounds=1, evaluate=True,
+                            overrides={"method": "dpo", "steps": 10, "max_prompts": 32})
     assert res["rounds"], res["stopped_early"]
     assert res["rounds"][0]["n_pairs"] >= rt.settings.selection.min_pairs
     assert "error" not in res["rounds"][0]["evaluation"], res["rounds"][0]["evaluation"]
