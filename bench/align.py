@@ -294,7 +294,9 @@ def main() -> None:
     t0 = time.monotonic()
     res = run(rt, a.methods, a.rounds, a.heldout_n, a.seed, not a.no_benchmarks)
     man = read_manifest(rt.settings.bundle_dir) or {}
-    res["world"] = {k: man.get(k) for k in ("preset", "seed", "code_hash", "units_digest")}
+    res["world"] = {**{k: man.get(k) for k in ("preset", "seed", "code_hash")},
+                    "units_digest": man.get("components", {}).get("tokenizer", {})
+                    .get("units_digest")}
     res["settings"] = {"rounds": a.rounds, "heldout_n": a.heldout_n, "seed": a.seed,
                        "threads": a.threads, "total_seconds": round(time.monotonic() - t0, 1)}
     out = Path(a.out)
