@@ -248,21 +248,25 @@ def plot(res: dict, path: Path) -> None:
     from backend.files import save_figure
 
     judges = list(res["baseline"]["mean"])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for ax, xkey, xlabel in ((axes[0], "wall_seconds", "wall time, s"),
                              (axes[1], "judged_samples", "judged samples used")):
-        for j, marker in zip(judges, "os^v", strict=False):
-            for m in res["methods"]:
-                if not m["rounds"]:
-                    continue
+        span = max([m[xkey] for m in res["methods"]] + [1])
+        for i, m in enumerate(m for m in res["methods"] if m["rounds"]):
+            for k, (j, marker) in enumerate(zip(judges, "os^v", strict=False)):
                 c = m["rounds"][-1]["vs_baseline"][j]
-                ax.errorbar([m[xkey]], [c["diff"]], yerr=[[c["diff"] - c["ci"][0]],
-                                                         [c["ci"][1] - c["diff"]]],
-                            fmt=marker, capsize=3, label=f"{m['method']} ({j})")
+                ax.errorbar([m[xkey] + 0.01 * span * k], [c["diff"]],
+                            yerr=[[c["diff"] - c["ci"][0]], [c["ci"][1] - c["diff"]]],
+                            fmt=marker, color=colors[i % len(colors)], capsize=3,
+                            label=m["method"] if k == 0 else None)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel(xlabel)
+    shapes = {"o": "circles", "s": "squares", "^": "triangles", "v": "inverted triangles"}
+    axes[0].set_title(", ".join(f"{shapes[mk]}: {j}" for j, mk in zip(judges, "os^v",
+                                                                     strict=False)), fontsize=8)
     axes[0].set_ylabel("held-out judge score vs baseline (95% CI)")
-    axes[1].legend(fontsize=7, loc="best")
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
 
