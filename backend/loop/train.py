@@ -48,24 +48,14 @@ log = logging.getLogger(__name__)
 
 
 def effective_dpo(settings: Settings, overrides: dict | None = None) -> DPOSettings:
-    """settings.dpo (its `mini_overrides` already applied in the mini world, by Settings), with
-    the per-round `overrides` (from the Admin form / CLI) on top."""
-    data = settings.dpo.model_dump()
-    for k, v in (overrides or {}).items():
-        if v is None:
-            continue
-        if k not in data:
-            raise ValueError(f"unknown DPO setting {k!r}")
-        data[k] = v
-    return DPOSettings(**data)
+    """settings.dpo with the per-round `overrides` on top (see `effective`)."""
+    return effective(settings, "dpo", overrides)
 
 
 def effective(settings: Settings, method: str, overrides: dict | None = None):
-    """The settings section of `method` (its mini_overrides applied in the mini world) with
-    the per-round `overrides` on top."""
-    if method == "dpo":
-        return effective_dpo(settings, overrides)
-    section, model = {"grpo": (settings.grpo, GRPOSettings),
+    """The settings section of `method` (its `mini_overrides` already applied in the mini
+    world, by Settings) with the per-round `overrides` (Admin form / CLI) on top."""
+    section, model = {"dpo": (settings.dpo, DPOSettings), "grpo": (settings.grpo, GRPOSettings),
                       "rft": (settings.rft, RFTSettings)}[method]
     data = section.model_dump()
     for k, v in (overrides or {}).items():
