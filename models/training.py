@@ -117,6 +117,16 @@ def lora_target_modules(model, targets: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _start(base_path: str | Path, parent_adapters: list[str], out_dir: Path,
+           work_dir: Path | None):
+    """What every trainer starts with: at most two torch threads, its work dir, the parent
+    model (base + its adapter merged)."""
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    work = work_dir or out_dir.parent / f"{out_dir.name}-work"
+    work.mkdir(parents=True, exist_ok=True)
+    return load_parent_model(base_path, parent_adapters), work
+
+
 def lora_config(model, cfg: Any):
     """peft LoRA settings from a method's settings section (lora_rank, lora_alpha, ...)."""
     from peft import LoraConfig
@@ -180,10 +190,7 @@ def train_dpo(
 
     progress = progress or (lambda f, m="": None)
     report = report or (lambda **kw: None)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    work = work_dir or out_dir.parent / f"{out_dir.name}-work"
-    work.mkdir(parents=True, exist_ok=True)
-    model = load_parent_model(base_path, parent_adapters)
+    model, work = _start(base_path, parent_adapters, out_dir, work_dir)
     lora = lora_config(model, cfg)
     steps = cfg.max_steps if cfg.max_steps and cfg.max_steps > 0 else -1
     args = DPOConfig(
@@ -257,10 +264,7 @@ def train_grpo(
 
     progress = progress or (lambda f, m="": None)
     report = report or (lambda **kw: None)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    work = work_dir or out_dir.parent / f"{out_dir.name}-work"
-    work.mkdir(parents=True, exist_ok=True)
-    model = load_parent_model(base_path, parent_adapters)
+    model, work = _start(base_path, parent_adapters, out_dir, work_dir)
     gen_kwargs = {"suppress_tokens": list(suppress_tokens)} if suppress_tokens else None
     per_step = cfg.prompts_per_step * cfg.num_generations
     args = GRPOConfig(
@@ -359,10 +363,7 @@ def train_rft(
 
     progress = progress or (lambda f, m="": None)
     report = report or (lambda **kw: None)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    work = work_dir or out_dir.parent / f"{out_dir.name}-work"
-    work.mkdir(parents=True, exist_ok=True)
-    model = load_parent_model(base_path, parent_adapters)
+    model, work = _start(base_path, parent_adapters, out_dir, work_dir)
     args = SFTConfig(
         output_dir=str(work / "trainer"), per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate, max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
