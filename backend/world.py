@@ -83,10 +83,10 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "full": Preset(
-        n_train=16000, n_dev=300, n_test=300, voices=("en-us", "en-us+f3", "en-gb"), k=128,
+        n_train=16000, n_dev=600, n_test=300, voices=("en-us", "en-us+f3", "en-gb"), k=128,
         noise=0.3, asr_utts=1600, asr_steps=1200, asr_eval=200, asr_size=(192, 160),
         lm_hidden=224, lm_layers=4, lm_steps=720, lm_batch=16, lm_phases=4,
-        prompts=(300, 100, 100),
+        prompts=(300, 240, 100),
         bench_dev=200, bench_test=200, cloze_dev=100, cloze_test=50, judge_pairs=150,
         sample_prompts=48,
     ),

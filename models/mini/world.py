@@ -36,7 +36,9 @@ from dataclasses import dataclass, field
 
 NAMES = {
     "anna": "f", "lucy": "f", "emma": "f", "mia": "f", "sara": "f",
+    "lily": "f", "zoe": "f", "kate": "f", "ruby": "f", "nora": "f",
     "tom": "m", "ben": "m", "max": "m", "leo": "m", "jack": "m",
+    "sam": "m", "owen": "m", "luke": "m", "adam": "m", "ryan": "m",
 }
 PRON = {"f": ("she", "her"), "m": ("he", "his")}
 
@@ -224,12 +226,13 @@ def make_story(rng: random.Random, sid: str, split: str, name: str, topic: str, 
 
 
 def heldout_combos(seed: int) -> dict[str, set[tuple[str, str]]]:
-    """(name, activity) combinations reserved for dev and test (about 1/8 each)."""
+    """(name, activity) combinations reserved for dev (1/6: 80 of 480, times the voices enough
+    distinct held-out prompts for a well-powered comparison, >= 200) and test (1/8)."""
     combos = [(n, a) for n in sorted(NAMES) for t in TOPICS for a in TOPICS[t]["activities"]]
     rng = random.Random(f"heldout-{seed}")
     rng.shuffle(combos)
-    k = len(combos) // 8
-    return {"dev": set(combos[:k]), "test": set(combos[k:2 * k])}
+    k_dev, k_test = len(combos) // 6, len(combos) // 8
+    return {"dev": set(combos[:k_dev]), "test": set(combos[k_dev:k_dev + k_test])}
 
 
 def activity_topic(activity: str) -> str:
