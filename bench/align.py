@@ -13,7 +13,8 @@ the training judge's fault rates (mini world: read from its evidence); benchmark
 
 Writes bench/results/align.json (or --out) and, with --plot, a figure next to it. A method is
 `dpo` or `grpo` with the configured defaults (the mini world's overrides applied), or a
-variant `method:key=value,...` with round settings on top (names as `backend round --set`).
+variant `method:key=value,...` with round settings on top (names as `backend round --set`;
+`rounds=N` runs that method N rounds instead of --rounds).
 The first method runs on a store without samples, so its wall time includes the baseline's
 training-prompt sampling; `dpo` is run first by default for that reason (it needs them).
 """
@@ -190,8 +191,9 @@ def run(rt, methods: list[str], rounds: int, heldout_n: int, seed: int,
     print(f"baseline: {out['baseline']['mean']}", file=sys.stderr, flush=True)
     for text in methods:
         label, ov = parse_method(text)
+        n_rounds = int(ov.pop("rounds", rounds))
         t0 = time.monotonic()
-        res = rounds_mod.run_rounds(rt, base, "ai", rounds=rounds, curriculum=False,
+        res = rounds_mod.run_rounds(rt, base, "ai", rounds=n_rounds, curriculum=False,
                                     overrides=ov, evaluate=False)
         wall = time.monotonic() - t0
         row = {"method": label, "overrides": ov, "wall_seconds": round(wall, 1),
