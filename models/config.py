@@ -37,11 +37,15 @@ class TokenizerConfig(Section):
 class UnitLMConfig(Section):
     kind: Literal["hf", "mini"] = "mini"
     path: str = ""
-    """HF causal-LM directory (TWIST is Llama architecture) or hub name."""
-    unit_offset: int = 0
-    """Token id of unit 0 in the LM vocabulary (units occupy offset..offset+K-1)."""
+    """HF causal-LM directory (TWIST-350M/1.3B are OPT models, TWIST-7B a Llama model)."""
+    unit_offset: int | None = None
+    """Token id of unit 0 in the LM vocabulary (units occupy offset..offset+K-1). None = as the
+    checkpoint states it (TWIST: `offset` in config.json; a saved studio LM: studio_unit_lm.json);
+    setting it to another value than the checkpoint's is an error."""
     n_units: int = 500
+    """Units the LM models (the k-means K); a studio_unit_lm.json states its own."""
     bos_token_id: int | None = None
+    """Token prepended to every prompt; None = none (TWIST feeds units without a BOS)."""
     dtype: DType = "float32"
     device: Device = "auto"
     batch_size: int = 64

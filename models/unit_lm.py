@@ -1,8 +1,9 @@
 """`HFUnitLM`: any transformers causal LM over speech units (TWIST is Llama/OPT), plus LoRA.
 
-Unit u is token id `unit_offset + u`. A `studio_unit_lm.json` next to the weights ({"n_units",
-"unit_offset", "bos_token_id", "eos_token_id", "pad_token_id"}) overrides the config, so a saved LM
-carries its own unit layout (the mini world saves its LM that way).
+Unit u is token id `unit_offset + u`. A saved LM carries its own unit layout: TWIST checkpoints as
+`offset` in config.json, the mini world's LM as `studio_unit_lm.json` next to the weights
+({"n_units", "unit_offset", "bos_token_id", "eos_token_id", "pad_token_id"}). The config section
+fills in what the checkpoint does not state and may not contradict what it does.
 
 Sampling is batched over prompts x n with the KV cache (`model.generate`), but every row draws its
 randomness from its own generator seeded by (seed, prompt units, sample index) via the Gumbel-max
@@ -131,9 +132,7 @@ class HFUnitLM:
         self.adapters: dict[str, str] = {}
 
         meta = self._read_meta()
-        self.n_units = int(meta.get("n_units", cfg.n_units))
-        self.unit_offset = int(meta.get("unit_offset", cfg.unit_offset))
-        self.bos_token_id = meta.get("bos_token_id", meta.get("bos_id", cfg.bos_token_id))
+        self.n_units, self.unit_offset, self.bos_token_id = self._layout(cfg, meta, model.config)
         eos = meta.get("eos_token_id", meta.get("eos_id", self._special(model.config.eos_token_id)))
         pad = meta.get("pad_token_id", meta.get("pad_id", self._special(model.config.pad_token_id)))
         self.eos_token_id = eos
@@ -162,6 +161,37 @@ class HFUnitLM:
             return json.loads(f.read_text())
         except ValueError as e:
             raise ModelLoadError(f"unit LM: {f} is not valid JSON: {e}") from e
+
+    def _layout(self, cfg: UnitLMConfig, meta: dict, hf_config) -> tuple[int, int, int | None]:
+        """(n_units, unit_offset, bos_token_id) as the checkpoint states them, else as
+        configured. The checkpoint states them in `studio_unit_lm.json` or, for TWIST, as
+        `offset` in config.json (TWIST feeds `offset + unit` and no BOS). A configured value
+        that contradicts the checkpoint is an error, never silently overridden: a wrong
+        offset shifts every unit onto another token."""
+        stated = {k: meta[k] for k in ("n_units", "unit_offset") if k in meta}
+        if "unit_offset" not in stated and getattr(hf_config, "offset", None) is not None:
+            stated["unit_offset"] = hf_config.offset
+        for key in ("bos_token_id", "bos_id"):
+            if key in meta:
+                stated["bos_token_id"] = meta[key]
+        out = {}
+        for name in ("n_units", "unit_offset", "bos_token_id"):
+            mine = getattr(cfg, name)
+            if name not in stated:
+                out[name] = mine
+                continue
+            if name in cfg.model_fields_set and mine != stated[name]:
+                raise ModelLoadError(
+                    f"unit LM {self.path}: [models.unit_lm].{name} = {mine} but the checkpoint "
+                    f"states {stated[name]} ({META_FILE} / config.json); remove the setting")
+            out[name] = stated[name]
+        if out["unit_offset"] is None:
+            raise ModelLoadError(
+                f"unit LM {self.path}: where unit 0 sits in the vocabulary is not stated: "
+                f"config.json has no `offset` (TWIST checkpoints carry one) and there is no "
+                f"{META_FILE}; set [models.unit_lm].unit_offset")
+        bos = out["bos_token_id"]
+        return int(out["n_units"]), int(out["unit_offset"]), None if bos is None else int(bos)
 
     def _special(self, tid):
         """A special id from the HF config, unless it collides with the unit range."""

@@ -45,6 +45,31 @@ def save_unit_lm(path: Path, seed: int = 0, with_meta: bool = True, hidden: int 
     return path
 
 
+TWIST_OFFSET = 4  # this fixture's choice; a TWIST checkpoint states its own as config.json `offset`
+TWIST_PAD, TWIST_EOS = 1, 2
+
+
+def save_twist_lm(path: Path, arch: str = "opt", seed: int = 0, hidden: int = 32) -> Path:
+    """A unit LM as TWIST publishes it: an HF OPT (TWIST-350M/1.3B) or Llama (TWIST-7B)
+    directory whose config.json carries `offset` (unit u is token offset + u, fed without a
+    BOS), fp16 safetensors weights, no tokenizer and no studio_unit_lm.json."""
+    from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
+
+    torch.manual_seed(seed)
+    common = dict(vocab_size=TWIST_OFFSET + K, hidden_size=hidden, num_hidden_layers=2,
+                  num_attention_heads=4, max_position_embeddings=256, pad_token_id=TWIST_PAD,
+                  bos_token_id=TWIST_EOS, eos_token_id=TWIST_EOS)
+    if arch == "opt":
+        model = OPTForCausalLM(OPTConfig(ffn_dim=2 * hidden, word_embed_proj_dim=hidden,
+                                         **common))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(intermediate_size=2 * hidden,
+                                             num_key_value_heads=4, **common))
+    model.config.offset = TWIST_OFFSET
+    model.half().save_pretrained(path, safe_serialization=True)
+    return path
+
+
 def save_adapter(base_dir: Path, out: Path, seed: int) -> Path:
     """A random (non-zero) LoRA adapter on the attention projections, saved with peft."""
     from peft import LoraConfig, get_peft_model
@@ -65,6 +90,11 @@ def save_adapter(base_dir: Path, out: Path, seed: int) -> Path:
 @pytest.fixture(scope="session")
 def lm_dir(tmp_path_factory) -> Path:
     return save_unit_lm(tmp_path_factory.mktemp("unit_lm"))
+
+
+@pytest.fixture(scope="session", params=["opt", "llama"])
+def twist_dir(request, tmp_path_factory) -> Path:
+    return save_twist_lm(tmp_path_factory.mktemp(f"twist_{request.param}"), request.param)
 
 
 @pytest.fixture(scope="session")
