@@ -56,7 +56,11 @@ class VocoderConfig(Section):
     checkpoint: str = ""
     """speech-resynthesis style generator checkpoint (.pt with a 'generator' state dict)."""
     config_path: str = ""
-    """its JSON config (upsample rates, num_embeddings, dur_prediction, ...)."""
+    """its JSON config (upsample rates, num_embeddings, dur_predictor_params, ...)."""
+    dur_prediction: bool | None = None
+    """Repeat each (deduplicated) unit by the generator's predicted duration, as TWIST calls
+    its vocoder. None = when the JSON config has `dur_predictor_params`; False = one frame per
+    unit; True = required (a generator without a duration predictor is a load error)."""
     sample_rate: int = 16000
     device: Device = "auto"
 
