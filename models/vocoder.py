@@ -199,7 +199,7 @@ class UnitHiFiGAN:
             raise ModelLoadError(f"vocoder: [models.vocoder].dur_prediction is true but {conf} "
                                  "has no dur_predictor_params")
         self.dur_prediction = has_predictor if cfg.dur_prediction is None else cfg.dur_prediction
-        self.sample_rate = int(self.h.get("sampling_rate", cfg.sample_rate))
+        self.sample_rate = int(self.h.get("sampling_rate", 16000))  # as textlesslib reads it
         self.hop = self.generator.hop
         self.num_units = int(self.h["num_embeddings"])
 
