@@ -151,6 +151,9 @@ class HFUnitLM:
             allowed[self.eos_token_id] = True
         self._allowed = allowed
         self.hf_tokenizer = self._load_tokenizer()
+        from models.training import linear_module_names
+
+        self._linear_names = linear_module_names(self.model)
 
     # --- layout ----------------------------------------------------------------------------
     def _read_meta(self) -> dict:
@@ -236,12 +239,27 @@ class HFUnitLM:
             p = require_path(path, f"LoRA adapter {name!r}", is_dir=True)
             if not (p / "adapter_config.json").is_file():
                 raise ModelLoadError(f"LoRA adapter {name!r}: {p / 'adapter_config.json'} missing")
+            self._check_targets(name, p / "adapter_config.json")
             if isinstance(self.model, PeftModel):
                 self.model.load_adapter(str(p), adapter_name=name)
             else:
                 self.model = PeftModel.from_pretrained(self.model, str(p), adapter_name=name)
             self.model.eval()
             self.adapters[name] = str(p)
+
+    def _check_targets(self, name: str, config: Path) -> None:
+        """Every module an adapter names must exist in this LM: peft silently skips the ones
+        that do not (a Llama adapter's `o_proj` on an OPT model), serving a partial adapter."""
+        try:
+            targets = json.loads(config.read_text()).get("target_modules")
+        except ValueError as e:
+            raise ModelLoadError(f"LoRA adapter {name!r}: {config} is not valid JSON: {e}") from e
+        if isinstance(targets, list):  # a string is a regex: peft refuses one matching nothing
+            missing = sorted(set(targets) - self._linear_names)
+            if missing:
+                raise ModelLoadError(
+                    f"LoRA adapter {name!r}: target modules {missing} ({config}) match no "
+                    f"linear module of {self.path}; it has {sorted(self._linear_names)}")
 
     def save_adapter(self, name: str, path: str | Path) -> Path:
         """Write adapter `name` alone into `path` (peft would nest non-default names)."""

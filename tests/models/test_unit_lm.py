@@ -206,3 +206,28 @@ def test_a_configured_layout_that_contradicts_the_checkpoint_is_refused(twist_di
     with pytest.raises(ModelLoadError, match="config.json has no `offset`.*unit_offset"):
         load(d)
     assert load(d, unit_offset=OFFSET, n_units=K).unit_offset == OFFSET
+
+
+def test_an_adapter_naming_modules_the_lm_lacks_is_refused(twist_dir, tmp_path):
+    """A Llama-style adapter (o_proj) on an OPT TWIST (out_proj): peft would load the rest and
+    silently skip o_proj; both architectures accept an adapter on their own projections."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from models.training import lora_target_modules
+
+    base = AutoModelForCausalLM.from_pretrained(twist_dir, dtype=torch.float32)
+    own = lora_target_modules(base, ["attention"])
+    get_peft_model(base, LoraConfig(r=2, target_modules=own)).save_pretrained(tmp_path / "own")
+    lm = load(twist_dir, n_units=K)
+    lm.load_adapter("own", tmp_path / "own")
+    assert lm.logits([1, 2], adapter="own").shape[0] == 2
+    other = {"q_proj", "k_proj", "v_proj", "o_proj", "out_proj"} - set(own)
+    cfg = json.loads((tmp_path / "own" / "adapter_config.json").read_text())
+    (tmp_path / "foreign").mkdir()
+    for f in (tmp_path / "own").iterdir():
+        (tmp_path / "foreign" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "foreign" / "adapter_config.json").write_text(
+        json.dumps({**cfg, "target_modules": sorted(set(own) | other)}))
+    with pytest.raises(ModelLoadError, match=f"target modules \\['{other.pop()}'\\]"):
+        load(twist_dir, n_units=K).load_adapter("foreign", tmp_path / "foreign")
