@@ -47,9 +47,13 @@ class TokenizerConfig(Section):
     """k-means centroids: a joblib/pickle sklearn KMeans (textlesslib) or a .npy array (K, dim)."""
     layer: int = 11
     """HuBERT layer whose output is clustered (hidden_states[layer]: TWIST's units are L11's)."""
+    normalize: bool = False
+    """Normalize each wave to zero mean, unit variance first. False: slamkit feeds mHuBERT-25Hz
+    the raw wave (textlesslib follows the fairseq checkpoint's task `normalize`); the HF
+    directory's preprocessor_config.json `do_normalize` is not read."""
     device: Device = "auto"
 
-    only_for_kinds = {k: ("hubert",) for k in ("kmeans_path", "layer", "device")}
+    only_for_kinds = {k: ("hubert",) for k in ("kmeans_path", "layer", "normalize", "device")}
 
 
 class UnitLMConfig(Section):
