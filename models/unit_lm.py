@@ -48,6 +48,12 @@ def unit_token(u: int) -> str:
     return f"<u{int(u)}>"
 
 
+def peft_name(name: str) -> str:
+    """The name an adapter has inside peft, which makes it a module name: version names such
+    as `TWIST-1.3B-r1` hold dots, which torch refuses there."""
+    return "a" + hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
 def row_seed(seed: int, prompt: Sequence[int], index: int) -> int:
     """The seed of one continuation: a function of (seed, prompt units, sample index) only."""
     key = f"{seed}|{index}|{','.join(str(int(u)) for u in prompt)}".encode()
@@ -241,9 +247,10 @@ class HFUnitLM:
                 raise ModelLoadError(f"LoRA adapter {name!r}: {p / 'adapter_config.json'} missing")
             self._check_targets(name, p / "adapter_config.json")
             if isinstance(self.model, PeftModel):
-                self.model.load_adapter(str(p), adapter_name=name)
+                self.model.load_adapter(str(p), adapter_name=peft_name(name))
             else:
-                self.model = PeftModel.from_pretrained(self.model, str(p), adapter_name=name)
+                self.model = PeftModel.from_pretrained(self.model, str(p),
+                                                       adapter_name=peft_name(name))
             self.model.eval()
             self.adapters[name] = str(p)
 
@@ -267,8 +274,8 @@ class HFUnitLM:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock, tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-            self.model.save_pretrained(tmp, selected_adapters=[name])
-            src = Path(tmp) / name if name != "default" else Path(tmp)
+            self.model.save_pretrained(tmp, selected_adapters=[peft_name(name)])
+            src = Path(tmp) / peft_name(name)
             path.mkdir(parents=True, exist_ok=True)
             for f in src.iterdir():
                 if f.is_file():
@@ -278,7 +285,7 @@ class HFUnitLM:
     def unload_adapter(self, name: str) -> None:
         self._require_adapter(name)
         with self._lock:
-            self.model.delete_adapter(name)
+            self.model.delete_adapter(peft_name(name))
             del self.adapters[name]
 
     def merge(self, name: str):
@@ -286,8 +293,8 @@ class HFUnitLM:
         self._require_adapter(name)
         with self._lock:
             peft = copy.deepcopy(self.model)
-        peft.set_adapter(name)
-        return peft.merge_and_unload(adapter_names=[name]).eval()
+        peft.set_adapter(peft_name(name))
+        return peft.merge_and_unload(adapter_names=[peft_name(name)]).eval()
 
     def _require_adapter(self, name: str) -> None:
         if name not in self.adapters:
@@ -298,7 +305,7 @@ class HFUnitLM:
         if adapter is None:
             return self.model.disable_adapter() if self.adapters else nullcontext()
         self._require_adapter(adapter)
-        self.model.set_adapter(adapter)
+        self.model.set_adapter(peft_name(adapter))
         return nullcontext()
 
     # --- sampling --------------------------------------------------------------------------

@@ -231,3 +231,17 @@ def test_an_adapter_naming_modules_the_lm_lacks_is_refused(twist_dir, tmp_path):
         json.dumps({**cfg, "target_modules": sorted(set(own) | other)}))
     with pytest.raises(ModelLoadError, match=f"target modules \\['{other.pop()}'\\]"):
         load(twist_dir, n_units=K).load_adapter("foreign", tmp_path / "foreign")
+
+
+def test_adapter_names_may_hold_dots(lm_dir, adapter_dirs, tmp_path):
+    """Aligned versions are named after the LM directory (`TWIST-1.3B-r1-...`): peft makes
+    the adapter name a module name, which may not hold a dot (KeyError in the first round)."""
+    m = load(lm_dir)
+    m.load_adapter("TWIST-1.3B-r1", adapter_dirs["a"])
+    ref = load(lm_dir)
+    ref.load_adapter("a", adapter_dirs["a"])
+    assert torch.equal(m.logits([1, 2], adapter="TWIST-1.3B-r1"), ref.logits([1, 2], adapter="a"))
+    saved = m.save_adapter("TWIST-1.3B-r1", tmp_path / "saved")
+    assert (saved / "adapter_config.json").is_file()
+    m.unload_adapter("TWIST-1.3B-r1")
+    assert m.adapters == {}
