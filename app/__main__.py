@@ -80,9 +80,12 @@ def queue_first_samples(rt, baseline: str) -> list[int]:
     and aligned without anyone acting."""
     from backend import jobs, prompts
     from backend.loop import rounds
+    from backend.loop.generate import select_prompts
 
     n = rt.settings.server.seed_samples
     if n <= 0 or prompts.count_samples(rt) > 0:
+        return []
+    if not select_prompts(rt, split="test", limit=1):  # own prompts may have train/dev only
         return []
     if any(j.kind in ("generate", "judge", "round") for j in jobs.list_jobs(rt, limit=200)):
         return []

@@ -54,6 +54,10 @@ def test_real_world_start_names_its_baseline_and_prompts_not_a_bundle(tmp_path,
         from backend import prompts
 
         prompts.import_bundle_prompts(rt)
-        assert startup(rt)["prompts"] == {"stored": 16}
+        rt.settings.server.seed_samples = 4
+        again = startup(rt)
+        assert again["prompts"] == {"stored": 16}
+        # own prompts in train/dev only: no seeding job that would fail for want of test ones
+        assert again["seeding_jobs"] == [] and jobs.list_jobs(rt) == []
     finally:
         rt.close()

@@ -125,10 +125,13 @@ def localize(text: str, root: Path, judge_url: str) -> str:
 
 @pytest.mark.parametrize("arch", ["opt", "llama"])
 def test_every_command_of_the_doc_runs(arch, tmp_path, monkeypatch, capsys):
+    from sqlalchemy import select
+
     from backend.cli import main
     from backend.config import Settings
     from backend.registry import list_versions
     from backend.runtime import Runtime
+    from db.schema import EvalResult, Prompt
 
     build_published_files(tmp_path, arch)
     judge = LoopbackJudge()
@@ -164,12 +167,11 @@ def test_every_command_of_the_doc_runs(arch, tmp_path, monkeypatch, capsys):
                                  .read_text())
             out_proj = "out_proj" if arch == "opt" else "o_proj"
             assert set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", out_proj}
-            from sqlalchemy import select
-
-            from db.schema import EvalResult
-
             with rt.store.read() as s:
                 benches = {(r.model_version_id, r.benchmark) for r in s.scalars(select(EvalResult))}
+                durations = list(s.scalars(select(Prompt.duration_s)))
+            # the doc's own prompts: 6 train + 2 dev clips of 4 s, cut to prompt_seconds (3 s)
+            assert len(durations) == 8 and all(abs(d - 3.0) < 1e-3 for d in durations)
             for v in versions:
                 assert {"swuggy", "sblimp", "ssc", "tsc"} <= {b for i, b in benches if i == v.id}
         finally:
