@@ -394,6 +394,9 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'studio.db'}"
         if self.world == "mini":
             ignored = sorted(self.models.model_fields_set - {"judges"})
+            if "judges" in self.models.model_fields_set:
+                ignored += [f"judges ({j.name!r}, kind 'mini')" for j in self.models.judges
+                            if j.kind == "mini"]
             if ignored:
                 raise ValueError(f"world = 'mini' loads its components from its bundle: "
                                  f"models.{', models.'.join(ignored)} would not be used "

@@ -74,6 +74,8 @@ def test_a_typo_inside_a_section_is_refused_from_the_file(tmp_path, monkeypatch,
     # the mini world loads every component from its bundle
     ('[models.unit_lm]\nkind = "hf"\npath = "/weights/TWIST-1.3B"\n',
      "world = 'mini' loads its components from its bundle: models.unit_lm"),
+    ('[[models.judges]]\nname = "mine"\nkind = "mini"\npath = "/j"\n',
+     "models.judges \\('mine', kind 'mini'\\) would not be used"),
     ('[generation]\nmini_overrides = {m = 3}\n', r"mini_overrides names unknown settings: \['m'\]"),
 ])
 def test_a_value_nothing_would_use_is_refused(tmp_path, monkeypatch, toml, words):
