@@ -192,9 +192,6 @@ class DPOSettings(Section):
                 raise ValueError(f"{name} must be >= 1")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError("warmup_ratio must be in [0, 1)")
-        unknown = set(self.mini_overrides) - set(type(self).model_fields)
-        if unknown:
-            raise ValueError(f"mini_overrides names unknown DPO settings: {sorted(unknown)}")
         return self
 
     mini_overrides: dict[str, float | int | str | list] = Field(
@@ -258,9 +255,6 @@ class GRPOSettings(Section):
                 raise ValueError(f"{name} must be >= 1")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError("warmup_ratio must be in [0, 1)")
-        unknown = set(self.mini_overrides) - set(type(self).model_fields)
-        if unknown:
-            raise ValueError(f"mini_overrides names unknown GRPO settings: {sorted(unknown)}")
         return self
 
     mini_overrides: dict[str, float | int | str | list] = Field(
@@ -306,9 +300,6 @@ class RFTSettings(Section):
                 raise ValueError(f"{name} must be >= 1")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError("warmup_ratio must be in [0, 1)")
-        unknown = set(self.mini_overrides) - set(type(self).model_fields)
-        if unknown:
-            raise ValueError(f"mini_overrides names unknown RFT settings: {sorted(unknown)}")
         return self
 
     mini_overrides: dict[str, float | int | str | list] = Field(
@@ -402,6 +393,14 @@ class Settings(BaseSettings):
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'studio.db'}"
         if self.world == "mini":
+            ignored = sorted(self.models.model_fields_set - {"judges"})
+            if "judges" in self.models.model_fields_set:
+                ignored += [f"judges ({j.name!r}, kind 'mini')" for j in self.models.judges
+                            if j.kind == "mini"]
+            if ignored:
+                raise ValueError(f"world = 'mini' loads its components from its bundle: "
+                                 f"models.{', models.'.join(ignored)} would not be used "
+                                 "(set world = 'real' to use them)")
             self.models = mini_models(self.bundle_dir, self.models.judges)
             for section in (self.training, self.dpo, self.grpo, self.rft, self.generation):
                 _apply_mini_overrides(section)

@@ -142,18 +142,34 @@ def _first(d: dict, keys: Sequence[str], default=None):
 
 def import_bundle_prompts(
     rt: Runtime, bundle_dir: Path | None = None, progress: Progress | None = None,
-    source: str = "bundle",
+    source: str = "bundle", split: str | None = None,
 ) -> dict:
-    """Load `<bundle>/prompts/prompts.jsonl` (+ its wavs) into the prompts table. Idempotent:
-    a prompt whose (source, audio sha256) is stored is skipped. Audio is copied into
-    `<data_dir>/audio/prompts/`, tokenized with `rt.tokenizer`, `reference_text` from the jsonl.
-    Accepted keys: audio|audio_path|wav|path|file, text|reference_text|transcript, split, id."""
+    """Load a prompt index (+ its wavs) into the prompts table: `<dir>/prompts/prompts.jsonl`
+    for a directory (the mini world's bundle by default), or a `.jsonl` file given directly
+    (one's own prompts). Idempotent: a prompt whose (source, audio sha256) is stored is skipped.
+    Audio is copied into `<data_dir>/audio/prompts/`, tokenized with `rt.tokenizer`.
+    Accepted keys: audio|audio_path|wav|path|file (relative to the index's folder),
+    text|reference_text|transcript, split, id. A row without `split` takes `split`; a split
+    that nothing reads (rounds read `generation.train_split`, evaluation
+    `generation.heldout_split`, and `test` is kept aside) is refused before anything is stored."""
     progress = progress or noop
-    bundle = Path(bundle_dir or rt.settings.bundle_dir)
-    index = bundle / "prompts" / "prompts.jsonl"
+    given = Path(bundle_dir or rt.settings.bundle_dir)
+    index = given if given.suffix == ".jsonl" else given / "prompts" / "prompts.jsonl"
+    bundle = given.parent if given.suffix == ".jsonl" else given
     if not index.exists():
-        raise FileNotFoundError(f"no prompt index at {index} (run `python -m backend bootstrap`)")
+        raise FileNotFoundError(f"no prompt index at {index} (run `python -m backend bootstrap` "
+                                "for the mini world's, or give a prompts .jsonl file)")
     rows = [json.loads(x) for x in index.read_text().splitlines() if x.strip()]
+    gen = rt.settings.generation
+    splits = (gen.train_split, gen.heldout_split, "test")
+    for i, row in enumerate(rows):
+        row_split = row.get("split", split)
+        if row_split is None:
+            raise ValueError(f"{index}:{i + 1}: no split: give each row a \"split\" or pass "
+                             f"one for all (--split {gen.train_split})")
+        if row_split not in splits:
+            raise ValueError(f"{index}:{i + 1}: split {row_split!r} is read by nothing "
+                             f"(known: {', '.join(splits)})")
     dest_dir = rt.settings.audio_dir / "prompts"
     dest_dir.mkdir(parents=True, exist_ok=True)
     with rt.store.session() as s:
@@ -190,7 +206,7 @@ def import_bundle_prompts(
                 audio_path=str(dst), audio_sha256=digest, duration_s=max(len(wave) / sr, 1e-3),
                 units=[int(u) for u in units], transcript=None,
                 reference_text=_first(row, ("text", "reference_text", "transcript")),
-                source=source, split=str(row.get("split", "test")), meta=meta,
+                source=source, split=str(row.get("split", split)), meta=meta,
             ))
         known.add(digest)
         added += 1

@@ -76,12 +76,13 @@ def create_baseline(rt: Runtime, name: str, base_ref: str, config: dict | None =
 
 
 BASELINE_ALIAS = "baseline"
-"""A name that always means the registered baseline (unless a version is really called so):
-the baseline itself is named after its weights (`mini-base`, `TWIST-1.3B`)."""
+"""A name that always means the baseline (unless a version is really called so): the
+registered one, else the configured unit LM, registered then. The baseline itself is named
+after its weights (`mini-base`, `TWIST-1.3B`)."""
 
 
 def get_version(rt: Runtime, ref: int | str) -> Version:
-    """A version by id or name; `baseline` is the registered baseline."""
+    """A version by id or name; `baseline` is the baseline (see BASELINE_ALIAS)."""
     with rt.store.read() as s:
         if isinstance(ref, int) or str(ref).isdigit():
             v = s.get(ModelVersion, int(ref))
@@ -90,10 +91,12 @@ def get_version(rt: Runtime, ref: int | str) -> Version:
             if v is None and ref == BASELINE_ALIAS:
                 v = s.scalar(select(ModelVersion).where(ModelVersion.kind == "baseline")
                              .order_by(ModelVersion.id))
-        if v is None:
-            known = ", ".join(s.scalars(select(ModelVersion.name).order_by(ModelVersion.id)))
-            raise RegistryError(f"unknown model version {ref!r} (registered: {known or 'none'})")
-        return Version.of(v)
+        if v is not None:
+            return Version.of(v)
+        known = ", ".join(s.scalars(select(ModelVersion.name).order_by(ModelVersion.id)))
+    if ref == BASELINE_ALIAS:  # a fresh store: the configured LM, as README's commands assume
+        return ensure_baseline(rt)
+    raise RegistryError(f"unknown model version {ref!r} (registered: {known or 'none'})")
 
 
 def list_versions(rt: Runtime) -> list[Version]:

@@ -94,13 +94,18 @@ ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj")
 projection `o_proj`, OPT (TWIST-1.3B) `out_proj`."""
 
 
+def linear_module_names(model) -> set[str]:
+    """The last name part of every Linear module (what peft matches `target_modules` against)."""
+    return {name.rsplit(".", 1)[-1] for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear)}
+
+
 def lora_target_modules(model, targets: list[str]) -> list[str]:
     """The module-name suffixes LoRA should adapt in `model`: "attention" expands to the
     attention projections the model has; any other name must match at least one Linear module
     (peft itself only refuses when *no* name matches, so an OPT model given Llama's `o_proj`
     silently lost a quarter of its adapter)."""
-    linear = {name.rsplit(".", 1)[-1] for name, m in model.named_modules()
-              if isinstance(m, torch.nn.Linear)}
+    linear = linear_module_names(model)
     out: list[str] = []
     for t in targets:
         if t == "attention":

@@ -15,7 +15,7 @@ def cmd_import_prompts(args) -> None:
     from backend.prompts import import_bundle_prompts
 
     run_with_bar(args, import_bundle_prompts, "import",
-                 bundle_dir=Path(args.bundle) if args.bundle else None)
+                 bundle_dir=Path(args.bundle) if args.bundle else None, split=args.split)
 
 
 def cmd_generate(args) -> None:
@@ -83,9 +83,14 @@ def cmd_round(args) -> None:
 def add_commands(sub) -> None:
     from db.schema import PAIR_SOURCES
 
-    ip = sub.add_parser("import-prompts", help="load a bundle's prompts into the store")
-    ip.add_argument("--bundle", default=None,
-                    help="directory with prompts/prompts.jsonl (default: <data_dir>/bundle)")
+    ip = sub.add_parser("import-prompts", help="load prompts (a bundle's or your own .jsonl) "
+                                               "into the store")
+    ip.add_argument("--bundle", default=None, metavar="DIR_OR_JSONL",
+                    help="a prompts .jsonl file (one {\"audio\": path, \"split\": ..., "
+                         "\"text\": ...} per line, paths relative to it) or a directory with "
+                         "prompts/prompts.jsonl (default: <data_dir>/bundle)")
+    ip.add_argument("--split", default=None,
+                    help="split of rows that name none (train: rounds; dev: evaluation)")
     ip.set_defaults(func=cmd_import_prompts)
 
     g = sub.add_parser("generate", help="sample continuations with a model version")

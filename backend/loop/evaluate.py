@@ -1,8 +1,8 @@
 """Step 6 of the loop: evaluate a model version: spoken-LM benchmarks and the judge score of
 its samples.
 
-Benchmarks (ZeroSpeech 2021 style layout, produced by the mini world's bootstrap and by the
-converters for the real sets):
+Benchmarks (ZeroSpeech 2021 style layout, produced by the mini world's bootstrap and, for the
+published sets, by `backend.benchmarks` / `python -m backend convert-benchmark`):
 
     <root>/<name>/<split>.item        header with at least `filename id correct`
     <root>/<name>/<split>/<filename>.wav

@@ -32,3 +32,32 @@ def test_first_round_can_be_switched_off(tmp_path, tiny_lm_dir):  # noqa: F811
         assert [jobs.get(rt, i).kind for i in ids] == ["generate", "judge"]
     finally:
         rt.close()
+
+
+def test_real_world_start_names_its_baseline_and_prompts_not_a_bundle(tmp_path,
+                                                                      tiny_lm_dir):  # noqa: F811
+    """The real world has no bundle to bootstrap: start-up registers the configured LM as the
+    baseline and reports the stored prompts, or how to import some (it said "no bundle: run
+    python -m backend bootstrap")."""
+    from app.__main__ import startup
+    from db.schema import Prompt
+
+    rt = make_tiny_runtime(tmp_path / "data", tiny_lm_dir)
+    try:
+        rt.settings.server.seed_samples = 0
+        with rt.store.session() as s:
+            s.query(Prompt).delete()
+        report = startup(rt)
+        assert "bootstrap" not in str(report) and "problems" not in report
+        assert report["baseline"] == registry.ensure_baseline(rt).name
+        assert "import-prompts --bundle PROMPTS.jsonl --split train" in report["prompts"]
+        from backend import prompts
+
+        prompts.import_bundle_prompts(rt)
+        rt.settings.server.seed_samples = 4
+        again = startup(rt)
+        assert again["prompts"] == {"stored": 16}
+        # own prompts in train/dev only: no seeding job that would fail for want of test ones
+        assert again["seeding_jobs"] == [] and jobs.list_jobs(rt) == []
+    finally:
+        rt.close()
