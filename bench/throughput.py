@@ -71,7 +71,7 @@ def measure(rt, n_prompts: int, threads: int) -> dict:
     from sqlalchemy import select
 
     from backend import registry
-    from backend.loop import generate, judge
+    from backend.loop import generate, judge, transcribe
     from backend.loop.generate import sampling_params
     from db.schema import Prompt
 
@@ -120,6 +120,7 @@ def measure(rt, n_prompts: int, threads: int) -> dict:
     out["judge"] = rates(len(texts), c)
 
     ver = registry.ensure_baseline(rt)
+    transcribe.transcribe(rt, sample_ids=[])  # the prompts' own transcripts: once per store
     with Clock() as c:
         generate.generate(rt, ver.id, prompt_ids=[r.id for r in rows], seed=12345)
         judged = judge.judge(rt, version=ver.id)
