@@ -56,6 +56,7 @@ def table_rows(res: dict) -> tuple[list[str], list[list[str]]]:
         out.append([
             str(r["rank"]) if r["rank"] else DASH, r["version"], lineage(r),
             num(s["value"]) if s else DASH,
+            "reference" if r["kind"] == "baseline" else
             pm(s["value"], s["low"], s["high"]) if s else "",
             "baseline" if r["kind"] == "baseline" else _est(wr, percent=True),
             *[_est(r["mos"].get(a)) for a in aspects],
@@ -151,11 +152,14 @@ def build_leaderboard(rt: Runtime):
     board = gr.HTML(elem_id="lb-board")
     method = gr.Markdown(elem_id="lb-method")
     with gr.Row(equal_height=False):
-        bt_plot = gr.Plot(label="BT score with 95% CI", elem_id="lb-bt-plot", format="png")
-        heat = gr.Plot(label="Win rate between versions", elem_id="lb-heatmap", format="png")
+        bt_plot = gr.Plot(label="BT score with 95% CI", show_label=False, elem_id="lb-bt-plot",
+                          format="png", min_width=300)
+        heat = gr.Plot(label="Win rate between versions", show_label=False,
+                       elem_id="lb-heatmap", format="png", min_width=300)
     gr.Markdown("### Per round")
     with gr.Row(equal_height=False, elem_classes=["lb-curves"]):
-        curves = [gr.Plot(label=label, elem_id=f"lb-curve-{k}", format="png", min_width=300)
+        curves = [gr.Plot(label=label, show_label=False, elem_id=f"lb-curve-{k}", format="png",
+                          min_width=300)
                   for k, label in enumerate(("Judge score", "Fault rate",
                                              "Benchmark accuracy"))]
     with gr.Accordion("AI-human agreement", open=False):

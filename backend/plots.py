@@ -32,7 +32,7 @@ def bt_ci(rows: Sequence[dict], baseline: float) -> Figure:
     """The versions' BT scores as points with their 95% intervals, best on top; preliminary
     ones in grey; the baseline's level as a dashed line."""
     rows = [r for r in rows if r.get("score")]
-    fig = _figure(7, 0.5 + 0.42 * max(2, len(rows)))
+    fig = _figure(7, 1.0 + 0.45 * max(2, len(rows)))
     if not rows:
         return _message(fig, "no comparisons yet")
     ax = fig.add_subplot()
@@ -49,7 +49,8 @@ def bt_ci(rows: Sequence[dict], baseline: float) -> Figure:
     ax.axvline(baseline, color="#6b7280", linestyle="--", linewidth=1)
     ax.set_yticks(y, [r["version"] for r in rows])
     ax.set_ylim(-0.7, len(rows) - 0.3)
-    ax.set_xlabel("BT score (baseline = 1000), 95% CI; grey = preliminary")
+    ax.set_xlabel("BT score (baseline = 1000); grey = preliminary")
+    ax.set_title("BT score with 95% CI", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     return fig
 
@@ -59,7 +60,7 @@ def win_heatmap(names: Sequence[str], share: Sequence[Sequence[float | None]],
     """Row version's share of wins against the column version (ties half), with the number of
     comparisons; blank where two versions never met."""
     k = len(names)
-    fig = _figure(min(7, 2.2 + 1.1 * k), min(6, 1.6 + 0.8 * k))
+    fig = _figure(min(7, 2.6 + 1.0 * k), min(5, 1.4 + 0.7 * k))
     if k < 2:
         return _message(fig, "fewer than two ranked versions")
     ax = fig.add_subplot()
@@ -74,7 +75,8 @@ def win_heatmap(names: Sequence[str], share: Sequence[Sequence[float | None]],
     ax.set_yticks(range(k), names)
     ax.set_xlabel("against")
     ax.set_ylabel("win rate of")
-    fig.colorbar(im, ax=ax, shrink=0.8, label="win rate (ties half)")
+    ax.set_title("Win rate between versions (ties half)", fontsize=10)
+    fig.colorbar(im, ax=ax, shrink=0.8)
     return fig
 
 
