@@ -97,7 +97,6 @@ def round_curves(title: str, series: dict[str, list[tuple]]) -> Figure:
         hi = np.array([p[2] if p[4] is None else p[4] for p in pts], dtype=float)
         ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=label)
     ax.set_xlim(min(rounds) - 0.5, max(rounds) + 0.5)
-    ax.set_xticks(rounds)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round (0 = baseline)")
     ax.set_title(f"{title} (95% CI)", fontsize=10)

@@ -163,7 +163,8 @@ def signature(job: JobRecord | None) -> tuple:
     """What the figures show: they are redrawn only when this changes."""
     if job is None:
         return ()
-    return (job.id, job.status, len(job.result.get("train_curve") or []),
+    curve = job.result.get("train_curve") or [{}]
+    return (job.id, job.status, curve[-1].get("step"),
             (job.result.get("stage") or {}).get("name"), job.result.get("round_id"))
 
 
