@@ -12,10 +12,19 @@ from app.common import esc
 from app.leaderboard import build_leaderboard
 from app.listen import build_listen
 from app.rate import KEYS_JS, build_rate
-from backend import world
+from backend import jobs, world
 from backend.runtime import Runtime
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
+SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto",
+                "DejaVu Sans", "sans-serif"]
+"""One font for all text: the system's sans-serif (no font files served or fetched; the
+theme's own font has too few weights, so bold text mixed in another font's glyphs)."""
+
+
+def theme() -> gr.themes.Base:
+    return gr.themes.Default(font=SYSTEM_FONTS,
+                             font_mono=["ui-monospace", "DejaVu Sans Mono", "monospace"])
 
 
 def world_banner(rt: Runtime) -> str:
@@ -47,7 +56,7 @@ def build_app(rt: Runtime) -> gr.Blocks:
         banner = gr.Markdown(elem_id="studio-world-banner")
         with gr.Tabs():
             with gr.Tab("Listen", id="listen", elem_id="tab-listen"):
-                listen_search, query, pick, listen_status = build_listen(rt)
+                listen = build_listen(rt)
             with gr.Tab("Rate", id="rate", elem_id="tab-rate") as rate_tab:
                 load_task, hidden_rate, rate_outputs = build_rate(rt, session)
             with gr.Tab("Leaderboard", id="leaderboard", elem_id="tab-leaderboard") as lb_tab:
@@ -90,7 +99,27 @@ def build_app(rt: Runtime) -> gr.Blocks:
         lb_tab.select(lb_show, [lb_source], lb_outputs, api_visibility="private")
         admin_tab.select(admin_if_admin, [session], admin_outputs, api_visibility="private")
         demo.load(lambda: world_banner(rt), None, [banner], api_visibility="private")
-        demo.load(listen_search, [query], [pick, listen_status], api_visibility="private")
+        demo.load(listen.open, None, listen.outputs, api_visibility="private")
+
+        # every view refreshes itself when a job ends (a round's new version, new scores):
+        # the timer reads one cheap signature; only its change reruns the views' loads
+        # (`seen` takes the first reading silently; `ended` changes only when a job ended)
+        seen, ended = gr.State(None), gr.State(None)
+        ticker = gr.Timer(rt.settings.server.poll_seconds)
+
+        def tick(last):
+            sig = list(jobs.ended_signature(rt))
+            changed = last is not None and sig != last
+            return sig, (sig if changed else gr.skip()), listen.notice_text()
+
+        ticker.tick(tick, [seen], [seen, ended, listen.notice], api_visibility="private",
+                    show_progress="hidden")
+        ended.change(listen.refresh, [listen.pick], listen.outputs, api_visibility="private",
+                     show_progress="hidden") \
+            .then(lb_show, [lb_source], lb_outputs, api_visibility="private",
+                  show_progress="hidden") \
+            .then(admin_if_admin, [session], admin_outputs, api_visibility="private",
+                  show_progress="hidden")
     return demo
 
 
@@ -109,6 +138,7 @@ def launch_kwargs(rt: Runtime, host: str, port: int, root_path: str) -> dict:
         "blocked_paths": [str(s.exports_dir)],
         "footer_links": ["api", "settings"],
         "css_paths": [str(STATIC / "app.css")],
+        "theme": theme(),
         "head": KEYS_JS,
         "ssr_mode": False,
         "show_error": True,

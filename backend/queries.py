@@ -102,6 +102,20 @@ def ai_scores(
             for r, v, p, sid, val in s.execute(q.order_by(Sample.id, Judgment.id))]
 
 
+def ai_evidence(s: Session, judge_names: Iterable[str], split: str | None = None
+                ) -> list[tuple[int, str]]:
+    """(version id, raw evidence text) of the valid AI judgments by judges of these names (any
+    prompt version), on prompts of `split` if given: what a judge saw wrong in each sample."""
+    q = (select(Sample.model_version_id, Judgment.raw)
+         .join(Sample, Judgment.sample_id == Sample.id)
+         .where(Judgment.kind == "ai", Judgment.value.is_not(None), Judgment.error.is_(None),
+                Judgment.flagged.is_(False), Sample.is_trap.is_(False),
+                Judgment.judge_name.in_(list(judge_names)), Judgment.raw.is_not(None)))
+    if split is not None:
+        q = q.join(Prompt, Sample.prompt_id == Prompt.id).where(Prompt.split == split)
+    return [(int(v), raw) for v, raw in s.execute(q.order_by(Judgment.id))]
+
+
 def ai_judges(s: Session) -> list[str]:
     """Identities of the AI judges with at least one stored judgment."""
     raters = s.scalars(select(Judgment.rater).where(Judgment.kind == "ai").distinct())

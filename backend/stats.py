@@ -82,8 +82,11 @@ def gold_accuracy(correct: int, n: int, level: float = 0.95) -> Estimate:
 
 
 # --- means -------------------------------------------------------------------------------------
-def mean_t(values: Sequence[float] | np.ndarray, level: float = 0.95) -> Estimate:
-    """Mean with a Student-t interval (NaNs dropped)."""
+def mean_t(values: Sequence[float] | np.ndarray, level: float = 0.95,
+           bounds: tuple[float, float] | None = None) -> Estimate:
+    """Mean with a Student-t interval (NaNs dropped). With `bounds` (a rating scale, e.g. 1-5)
+    the interval is cut to the scale: a mean of 1-5 ratings cannot be above 5, so neither is any
+    value the interval should keep."""
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
     n = int(x.size)
@@ -96,6 +99,8 @@ def mean_t(values: Sequence[float] | np.ndarray, level: float = 0.95) -> Estimat
     if se == 0:
         return Estimate(m, m, m, n)
     lo, hi = sps.t.interval(level, n - 1, loc=m, scale=se)
+    if bounds is not None:
+        lo, hi = max(bounds[0], lo), min(bounds[1], hi)
     return Estimate(m, float(lo), float(hi), n)
 
 
@@ -314,6 +319,17 @@ def bt_bootstrap(wins: np.ndarray, ties: np.ndarray | None = None, reference: in
     boot = np.concatenate(thetas)
     lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2], axis=0)
     return BTResult(theta, lo, hi, ncomp, bool(conv.all()), resamples)
+
+
+def ci_ranks(values: Sequence[float], lows: Sequence[float | None],
+             highs: Sequence[float | None]) -> list[int]:
+    """The arenas' rank with ties: 1 + the number of items whose interval lies wholly above
+    this one's (their low above its high). Items whose intervals overlap share a rank; an item
+    without an interval stands for its point value."""
+    v = np.asarray(values, dtype=float)
+    lo = np.array([v[i] if lows[i] is None else float(lows[i]) for i in range(v.size)])
+    hi = np.array([v[i] if highs[i] is None else float(highs[i]) for i in range(v.size)])
+    return [int(1 + np.sum(lo > hi[i])) for i in range(v.size)]
 
 
 # --- agreement ---------------------------------------------------------------------------------

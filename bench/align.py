@@ -33,7 +33,6 @@ import numpy as np
 from bench.dpo_sweep import parse_variant
 
 BENCHMARKS = ("swuggy", "sblimp", "ssc", "tsc")
-FAULTS = ("off_topic", "wrong_pronoun", "other_name", "not_fluent", "broken_cause")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -104,25 +103,10 @@ def diversity(texts: dict[int, list[str]]) -> dict:
 
 
 def faults(evidence: list[dict]) -> dict:
-    """Shares of held-out continuations with each fault the mini judge looks for, and the share
-    that is content-free (intelligible, but no topic word at all: "she smiled and went home"
-    earns up to 4 of 5 from that judge). Empty for judges whose evidence is not the mini's."""
-    ev = [e for e in evidence if "on_topic" in e]
-    if not ev:
-        return {}
-    n = len(ev)
-    intelligible = [e for e in ev if e["n_words"] >= 3 and e["n_known"] >= max(3, e["n_words"] / 2)]
-    out = {
-        "n": n,
-        "content_free": sum(e["on_topic"] + e["off_topic"] == 0 for e in intelligible) / n,
-        "off_topic": sum(e["off_topic"] > e["on_topic"] for e in ev) / n,
-        "wrong_pronoun": sum(e["wrong_pronouns"] > 0 for e in ev) / n,
-        "other_name": sum(bool(e["other_names"]) for e in ev) / n,
-        "not_fluent": sum(e["fluency"] < 0.7 for e in ev) / n,
-        "broken_cause": sum(bool(e["broken_cause"]) for e in ev) / n,
-        "unintelligible": 1 - len(intelligible) / n,
-    }
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+    """The training judge's fault rates (the Leaderboard's definition)."""
+    from backend.leaderboard import judge_faults
+
+    return judge_faults(evidence)
 
 
 def benchmarks(rt, version: str) -> dict[str, float]:

@@ -59,12 +59,19 @@ def combine_adapters(base_path: str | Path, parent_adapter: str | Path, delta: P
     shutil.rmtree(stage, ignore_errors=True)
 
 
+LIVE_CURVE = 500
+"""Logged steps a running job reports for its live curves (the newest; a bound on the row)."""
+
+
 def _callback(progress: Progress, report: Report, history: list[dict], method: str,
               live_keys: tuple[str, ...], shown: tuple[tuple[str, str, str], ...]):
     """A TrainerCallback that keeps every logged row in `history`, reports `live_keys` while
-    training runs (the Admin job monitor) and turns each step into a progress message
-    ("DPO step 3/120 loss 0.612 acc 0.75"); `progress` may raise to cancel."""
+    training runs (the latest as `train_metrics`, the last `LIVE_CURVE` steps of them as
+    `train_curve`: the round dashboard's live curves) and turns each step into a progress
+    message ("DPO step 3/120 loss 0.612 acc 0.75"); `progress` may raise to cancel."""
     from transformers import TrainerCallback
+
+    curve: list[dict] = []
 
     class _Stream(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kw):
@@ -75,8 +82,9 @@ def _callback(progress: Progress, report: Report, history: list[dict], method: s
             history.append(row)
             live = {k: row[k] for k in live_keys if k in row}
             if live:
+                curve.append({"step": state.global_step, **live})
                 report(train_step=state.global_step, train_max_steps=state.max_steps,
-                       train_metrics=live)
+                       train_metrics=live, train_curve=curve[-LIVE_CURVE:])
 
         def on_step_end(self, args, state, control, **kw):
             last = history[-1] if history else {}

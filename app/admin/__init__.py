@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app.admin import exports, jobs, prompts, rounds, tasks, users, versions, world
+from app.admin import dashboard, exports, jobs, prompts, rounds, tasks, users, versions, world
 from app.admin.base import PRIVATE
 from app.admin.jobs import JOB_KINDS
 from app.admin.world import quality_summary
-from app.auth import guarded
+from app.auth import current, guarded
 from backend import health, registry
 from backend.runtime import Runtime
 from backend.users import UserInfo
@@ -75,6 +75,14 @@ def build_admin(rt: Runtime, session: gr.State):
         return rounds.queue_round(rt, user, parent, source, n, curr, method, chosen, rejected,
                                   beta, rank, steps, max_prompts, per_prompt)
 
+    def dash_tick(sess, jid, last):
+        user = current(rt, sess)
+        if user is None or not user.is_admin:
+            return tuple(gr.skip() for _ in rounds_tab.dash.outputs)
+        return dashboard.dashboard(rt, jid, last)
+
+    monitor.timer.tick(dash_tick, [session, monitor.watch_id, rounds_tab.dash.sig],
+                       rounds_tab.dash.outputs, **PRIVATE, show_progress="hidden")
     world_tab.refresh.click(refresh_all, [session], refresh_outputs, **PRIVATE)
     world_tab.import_btn.click(do_import, [session], [monitor.watch_id, world_tab.md],
                                **PRIVATE)

@@ -8,19 +8,26 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from app.admin import dashboard
 from app.admin.base import PRIVATE, whole
-from app.common import md_table
+from app.common import html_table
+from backend import registry
 from backend.loop import rounds
 from backend.runtime import Runtime
 from backend.users import UserInfo
 
-ROUND_COLUMNS = ["id", "status", "method", "pair_source", "round_index", "n_pairs",
-                 "parent_version_id",
-                 "result_version_id", "job_id", "error"]
-
 
 def rounds_table(rt: Runtime) -> str:
-    return md_table([r.as_dict() for r in rounds.list_rounds(rt, 20)], ROUND_COLUMNS)
+    """The newest rounds: what trained what from what, and how it ended."""
+    names = {v.id: v.name for v in registry.list_versions(rt)}
+    rows = [[str(r.id), r.status, METHOD_LABELS.get(r.method, r.method), r.pair_source,
+             str(r.round_index), str(r.n_pairs) if r.method == "dpo" else "–",
+             names.get(r.parent_version_id, "?"), names.get(r.result_version_id, "–"),
+             str(r.job_id or "–"), r.error or ""] for r in rounds.list_rounds(rt, 20)]
+    if not rows:
+        return "<p>No rounds yet.</p>"
+    return html_table(["Round", "Status", "Method", "Learns from", "Index", "Pairs", "Parent",
+                       "Result", "Job", "Error"], rows)
 
 
 def queue_round(rt: Runtime, user: UserInfo, parent: str | None, source: str, n, curriculum,
@@ -92,10 +99,12 @@ def build_rounds(rt: Runtime) -> SimpleNamespace:
                                    minimum=2, maximum=20, elem_id="round-n")
         start = gr.Button("Start round", variant="primary", elem_id="round-start")
         result = gr.Markdown(elem_id="round-result")
-        rounds_md = gr.Markdown()
+        dash = dashboard.build_dashboard()
+        gr.Markdown("### Rounds")
+        rounds_md = gr.HTML(elem_id="admin-rounds")
     method.change(lambda m: method_defaults(rt, m), [method], [beta, rank, steps, per_prompt],
                   **PRIVATE)
     form = [parent, source, n_rounds, curriculum, method, chosen, rejected, beta, rank, steps,
             max_prompts, per_prompt]
     return SimpleNamespace(parent=parent, form=form, start=start, result=result,
-                           rounds_md=rounds_md)
+                           rounds_md=rounds_md, dash=dash)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -183,8 +184,14 @@ def run_rounds(
     stopped = None
     for r in range(rounds):
         lo, hi = r / rounds, (r + 1) / rounds
-        step = lambda a, b, name, lo=lo, hi=hi, r=r: span(  # noqa: E731
-            progress, lo + (hi - lo) * a, lo + (hi - lo) * b, f"round {r + 1}/{rounds} {name}")
+
+        def step(a: float, b: float, name: str, lo=lo, hi=hi, r=r) -> Progress:
+            """The part [a, b] of this round's share of the job, as the stage `name`; reported
+            with its span and start, so the round dashboard can tell the stage's own ETA."""
+            f0, f1, stage = lo + (hi - lo) * a, lo + (hi - lo) * b, f"round {r + 1}/{rounds} {name}"
+            report(stage={"name": stage, "from": f0, "to": f1, "started": time.time()})
+            return span(progress, f0, f1, stage)
+
         round_index = current.round_index + 1
         th = curriculum_thresholds(base_th, round_index if curriculum else 1,
                                    sel.curriculum_step, 1.0, sel.score_max)

@@ -52,7 +52,7 @@ class Server:
         )
         self._wait()
 
-    def _wait(self, timeout: float = 120) -> None:
+    def _wait(self, timeout: float = 400) -> None:  # a loaded 2-core machine is slow
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

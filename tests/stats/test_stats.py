@@ -207,3 +207,21 @@ def test_cohen_kappa_and_spearman():
 def test_gold_accuracy():
     e = stats.gold_accuracy(9, 10)
     assert e.value == 0.9 and e.low < 0.9 < e.high <= 1.0
+
+
+def test_ci_ranks_share_a_rank_where_intervals_overlap():
+    from backend.stats import ci_ranks
+
+    # a is above b and c (its low above their highs); b and c overlap; d has no interval and
+    # sits below c's interval but inside b's
+    values = [3.0, 1.0, 0.5, -0.2]
+    lows = [2.5, -0.5, 0.0, None]
+    highs = [3.5, 1.5, 1.0, None]
+    assert ci_ranks(values, lows, highs) == [1, 2, 2, 3]
+
+
+def test_mean_t_bounded_to_the_rating_scale():
+    from backend.stats import mean_t
+
+    free, cut = mean_t([5, 5, 4], bounds=None), mean_t([5, 5, 4], bounds=(1, 5))
+    assert free.high > 5 and cut.high == 5 and cut.low == free.low and cut.value == free.value
