@@ -357,6 +357,26 @@ class RatingConfig(Section):
     duration after playback started (server clock; 0.5 s slack for network jitter)."""
 
 
+class JudgingConfig(Section):
+    """How far AI judges are trusted (measured agreement with the human majority,
+    `backend.trust`) and how pairwise AI verdicts are made."""
+
+    min_agreement: float = 0.2
+    """A training judge whose `agreement_metric` on `agreement_on` items is below this is not
+    used for a round's pairs with source `both` or `auto` (the round records why). 0.2 is
+    the top of "slight" on Landis & Koch's kappa scale."""
+    min_overlap: int = 20
+    """Items rated by both the judge and humans needed before its agreement counts; a judge
+    with fewer is not used for `both`/`auto` pairs (too few to tell)."""
+    agreement_metric: Literal["kappa", "spearman"] = "kappa"
+    agreement_on: Literal["ab", "mos"] = "ab"
+    """Which items gate a judge: "ab" = sample pairs with a human A/B majority (the judge's
+    pairwise verdict, or the order of its scores, against it); "mos" = samples with human
+    meaningfulness ratings (the judge's score against their median)."""
+    bootstrap_resamples: int = 1000
+    """Resamples of items for the agreement intervals."""
+
+
 def _apply_mini_overrides(section: BaseModel) -> None:
     """A section's `mini_overrides`, for the fields its sources (kwargs, env, TOML) left unset."""
     for k, v in (section.mini_overrides or {}).items():
@@ -383,6 +403,7 @@ class Settings(BaseSettings):
     rft: RFTSettings = Field(default_factory=RFTSettings)
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
     rating: RatingConfig = Field(default_factory=RatingConfig)
+    judging: JudgingConfig = Field(default_factory=JudgingConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -87,7 +87,8 @@ def ai_scores(
                 Judgment.value)
          .join(Sample, Judgment.sample_id == Sample.id)
          .where(Judgment.kind == "ai", Judgment.value.is_not(None), Judgment.error.is_(None),
-                Judgment.flagged.is_(False), Sample.is_trap.is_(False)))
+                Judgment.sample_b_id.is_(None), Judgment.flagged.is_(False),
+                Sample.is_trap.is_(False)))
     if judges is not None:
         q = q.where(Judgment.rater.in_([AI_PREFIX + j for j in judges]))
     if version_id is not None:
@@ -100,6 +101,37 @@ def ai_scores(
         q = q.join(Prompt, Sample.prompt_id == Prompt.id).where(Prompt.split == split)
     return [AIScore(identity_of_rater(r), int(v), int(p), int(sid), float(val))
             for r, v, p, sid, val in s.execute(q.order_by(Sample.id, Judgment.id))]
+
+
+@dataclass(frozen=True)
+class PairVerdict:
+    """An AI judge's pairwise verdict on two samples, asked in both orders
+    (`backend.loop.judge.judge_pairs`)."""
+
+    judge: str
+    key: tuple[int, int]
+    """(lower sample id, higher sample id)"""
+    side: str
+    """"lo", "hi" or "tie" (the two orders disagreed and `judging.order_conflict` is tie)"""
+
+
+def ai_pair_verdicts(s: Session, *, judges: Iterable[str] | None = None) -> list[PairVerdict]:
+    """Counted pairwise AI verdicts: a choice was reached (a failure or a verdict dropped for
+    disagreeing orders has none), not flagged, no trap sample."""
+    sa, sb = aliased(Sample), aliased(Sample)
+    q = (select(Judgment.rater, Judgment.sample_id, Judgment.sample_b_id, Judgment.choice)
+         .join(sa, Judgment.sample_id == sa.id).join(sb, Judgment.sample_b_id == sb.id)
+         .where(Judgment.kind == "ai", Judgment.choice.is_not(None),
+                Judgment.flagged.is_(False), sa.is_trap.is_(False), sb.is_trap.is_(False)))
+    if judges is not None:
+        q = q.where(Judgment.rater.in_([AI_PREFIX + j for j in judges]))
+    out = []
+    for rater, a, b, choice in s.execute(q.order_by(Judgment.id)):
+        first_is_lo = a < b
+        side = "tie" if choice == "tie" else \
+            "lo" if (choice == "A") == first_is_lo else "hi"
+        out.append(PairVerdict(identity_of_rater(rater), (min(a, b), max(a, b)), side))
+    return out
 
 
 def ai_judges(s: Session) -> list[str]:

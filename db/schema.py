@@ -45,7 +45,9 @@ RATED_ASPECTS = ("meaningfulness", "naturalness")
 """The aspects the Rate tab asks a rater about."""
 MEANING_ASPECTS = ("overall", "meaningfulness")
 """The aspects that say how meaningful a continuation is: they feed preference pairs."""
-PAIR_SOURCES = ("ai", "human", "both")
+PAIR_SOURCES = ("ai", "human", "both", "auto")
+"""Where a round's pairs come from: AI judges, human votes, both (judges that agree with
+people enough, `backend.trust`), or auto (as both, each judge weighted by its agreement)."""
 TRAINING_METHODS = ("dpo", "grpo", "rft")
 """How a round trains (backend.config.TrainingConfig.method)."""
 
@@ -280,6 +282,9 @@ class TrainingRound(Base):
     """The settings section of `method` the round trained with (dpo or grpo)."""
     status: Mapped[str] = mapped_column(String(16), default="pending")
     n_pairs: Mapped[int] = mapped_column(Integer, default=0)
+    judges: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    """Per training judge at the time: used or not, weight, agreement with people and why
+    (`backend.trust.JudgeUse`)."""
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
