@@ -37,7 +37,7 @@ FORMATS = ("csv", "jsonl", "hf")
 JUDGMENT_FIELDS = [
     "id", "kind", "aspect", "rater", "task_key", "task_id", "qc", "user_id", "judge_name",
     "prompt_version", "sample_id", "sample_b_id", "prompt_id", "version_a", "version_b", "value",
-    "choice", "shown_swapped", "rationale", "error", "flagged", "created_at",
+    "choice", "shown_swapped", "rationale", "error", "flagged", "flag_reason", "created_at",
 ]
 PAIR_FIELDS = [
     "prompt", "chosen", "rejected", "pair_id", "round_id", "round_index", "prompt_id",

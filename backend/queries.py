@@ -13,6 +13,7 @@ the old one's.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -173,3 +174,30 @@ def mos_ratings(s: Session, *, aspects: Iterable[str] | None = None, split: str 
         q = q.join(Prompt, Sample.prompt_id == Prompt.id).where(Prompt.split == split)
     return [MOSRow(a, float(v), vid, uid, sid, pid, r)
             for a, v, vid, uid, sid, pid, r in s.execute(q.order_by(Judgment.id))]
+
+
+@dataclass(frozen=True)
+class VoteStatus:
+    day: str
+    """UTC date of the vote, ISO"""
+    kind: str
+    excluded: str | None
+    """None = counted; else the flag reason, or "trap_answer" (a QC answer, never counted)"""
+    qc: str | None
+    """the QC check's outcome when the vote answered a gold/trap task: pass, fail, outage"""
+
+
+def human_vote_status(s: Session) -> list[VoteStatus]:
+    """Every stored human judgment (A/B vote, MOS rating) with whether it counts and, if not,
+    why: the same rules as `ab_votes` and `mos_ratings`."""
+    q = (select(Judgment.created_at, Judgment.kind, Judgment.flag_reason, Judgment.raw,
+                RatingTask.is_trap)
+         .outerjoin(RatingTask, Judgment.task_id == RatingTask.id)
+         .where(Judgment.kind.in_(("ab", "mos")))
+         .order_by(Judgment.id))
+    out = []
+    for created, kind, reason, raw, trap in s.execute(q):
+        qc = json.loads(raw).get("qc") if raw else None
+        out.append(VoteStatus(created.date().isoformat(), kind,
+                              reason or ("trap_answer" if trap else None), qc))
+    return out

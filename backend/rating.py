@@ -41,6 +41,7 @@ from backend import queries
 from backend.runtime import Runtime
 from db.schema import (
     AB_CHOICES,
+    FLAG_REASONS,
     RATED_ASPECTS,
     Judgment,
     ModelVersion,
@@ -548,8 +549,7 @@ def _store_vote(
         if moved.rowcount != 1:
             raise IntegrityError("assignment already voted", None, Exception("replay"))
         s.flush()
-        if qc in ("pass", "fail"):
-            _apply_qc(rt, s, user_id)
+        _apply_qc(rt, s, user_id)  # a rater who failed QC before: this vote is flagged too
         return VoteResult(
             a.id, task.id, False, choice, {k: v for k, v in mos.items()},
             _reveal(s, sides), qc,
@@ -643,38 +643,70 @@ def _qc_summary(s, user_id: int | None = None) -> dict[int, dict]:
     return out
 
 
-def _fails(rt: Runtime, d: dict) -> bool:
+def _fail_reason(rt: Runtime, d: dict) -> str | None:
+    """Why a rater's QC record fails them (a FLAG_REASONS value), None when it does not."""
     cfg = rt.settings.rating
     if d["trap_failed"]:
-        return True
-    if d["gold_n"] >= cfg.qc_min_gold:
-        return d["gold_ok"] / d["gold_n"] < cfg.min_gold_accuracy
-    return False
+        return "trap_failed"
+    if d["gold_n"] >= cfg.qc_min_gold and d["gold_ok"] / d["gold_n"] < cfg.min_gold_accuracy:
+        return "gold_accuracy"
+    return None
+
+
+def _fails(rt: Runtime, d: dict) -> bool:
+    return _fail_reason(rt, d) is not None
 
 
 def _apply_qc(rt: Runtime, s, user_id: int) -> None:
+    """Flag all of a failing rater's votes, the one just stored included, with the reason."""
     d = _qc_summary(s, user_id).get(user_id)
-    if d and _fails(rt, d):
-        _flag(s, user_id, True)
+    if d and (reason := _fail_reason(rt, d)):
+        _flag(s, user_id, reason)
 
 
-def _flag(s, user_id: int, flagged: bool) -> int:
+def _flag(s, user_id: int, reason: str | None) -> int:
+    """Flag all of a rater's human votes with `reason` (None = unflag). Rows touched."""
     res = s.execute(
         update(Judgment)
         .where(Judgment.user_id == user_id, Judgment.kind.in_(("ab", "mos")))
-        .values(flagged=flagged)
+        .values(flagged=reason is not None, flag_reason=reason)
         .execution_options(synchronize_session=False)
     )
     return res.rowcount
 
 
 def set_flagged(rt: Runtime, user_name: str, flagged: bool) -> int:
-    """Admin override: flag or unflag all of a rater's votes. Returns rows touched."""
+    """Admin override: flag (reason "admin") or unflag all of a rater's votes. Returns rows
+    touched."""
     with rt.store.session() as s:
         user = s.scalar(select(User).where(User.name == user_name))
         if user is None:
             raise RatingError(f"unknown user {user_name!r}")
-        return _flag(s, user.id, flagged)
+        return _flag(s, user.id, "admin" if flagged else None)
+
+
+def vote_accounting(rt: Runtime) -> list[dict]:
+    """Per UTC day: human votes stored, how many count in statistics (clean), the clean rate,
+    and the excluded ones by reason (each flag reason, and trap answers, which check the rater
+    and are never a view of a model); QC outages (a check that could not run: the vote still
+    counts) beside them. Nothing is ever dropped, so the columns add up to the votes."""
+    with rt.store.read() as s:
+        rows = queries.human_vote_status(s)
+    days: dict[str, dict] = {}
+    for r in rows:
+        d = days.setdefault(r.day, {"day": r.day, "votes": 0, "clean": 0,
+                                    **{k: 0 for k in EXCLUSION_REASONS}, "qc_outages": 0})
+        d["votes"] += 1
+        d["clean" if r.excluded is None else r.excluded] += 1
+        d["qc_outages"] += r.qc == "outage"
+    out = []
+    for day in sorted(days, reverse=True):
+        d = days[day]
+        out.append({**d, "clean_rate": d["clean"] / d["votes"]})
+    return out
+
+
+EXCLUSION_REASONS = (*FLAG_REASONS, "trap_answer")
 
 
 def rater_report(rt: Runtime) -> list[dict]:

@@ -45,6 +45,9 @@ RATED_ASPECTS = ("meaningfulness", "naturalness")
 """The aspects the Rate tab asks a rater about."""
 MEANING_ASPECTS = ("overall", "meaningfulness")
 """The aspects that say how meaningful a continuation is: they feed preference pairs."""
+FLAG_REASONS = ("trap_failed", "gold_accuracy", "admin", "unrecorded")
+"""Why a judgment is flagged (kept, never counted): the rater failed a trap, their gold accuracy
+fell below the minimum, an admin flagged them, or it was flagged before reasons were stored."""
 PAIR_SOURCES = ("ai", "human", "both", "auto")
 """Where a round's pairs come from: AI judges, human votes, both (judges that agree with
 people enough, `backend.trust`), or auto (as both, each judge weighted by its agreement)."""
@@ -208,6 +211,10 @@ class Judgment(Base):
         CheckConstraint(
             "kind != 'ai' OR value IS NOT NULL OR error IS NOT NULL", name="ai_value_or_error"
         ),
+        CheckConstraint("flag_reason IS NULL OR " + _in("flag_reason", FLAG_REASONS),
+                        name="flag_reason"),
+        CheckConstraint("(flagged AND flag_reason IS NOT NULL) OR "
+                        "(NOT flagged AND flag_reason IS NULL)", name="flag_has_reason"),
         Index("ix_judgments_sample_kind", "sample_id", "kind"),
     )
 
@@ -230,7 +237,10 @@ class Judgment(Base):
     error: Mapped[str | None] = mapped_column(Text)
     cost: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
-    """Set when the rater failed quality control: excluded from statistics, never deleted."""
+    """Set when the rater failed quality control (or an admin flagged them): excluded from
+    statistics, never deleted."""
+    flag_reason: Mapped[str | None] = mapped_column(String(32))
+    """Why it is flagged (FLAG_REASONS); set exactly when `flagged` is."""
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -74,7 +74,8 @@ def store(tmp_path):
             s.add(PreferencePair(round_id=rnd.id, prompt_id=p.id, chosen_sample_id=a.id,
                                  rejected_sample_id=b.id, source="ai", margin=2.0))
             s.add(Judgment(kind="ab", rater=f"user:{u.id}", task_key=f"t{k}", sample_id=a.id,
-                           sample_b_id=b.id, choice="A", user_id=u.id, flagged=k == 0))
+                           sample_b_id=b.id, choice="A", user_id=u.id, flagged=k == 0,
+                           flag_reason="admin" if k == 0 else None))
             s.add(Judgment(kind="ai", rater="ai:j@1", task_key=f"s{a.id}", sample_id=a.id,
                            judge_name="j", value=4.0, rationale='says "good", really'))
     yield rt, ids

@@ -85,7 +85,8 @@ class World:
         with self.rt.store.session() as s:
             s.add(Judgment(kind="ab", rater=f"user:{self.users[user]}", task_key=f"t{self._k}",
                            sample_id=sa, sample_b_id=sb, choice=choice,
-                           user_id=self.users[user], flagged=flagged))
+                           user_id=self.users[user], flagged=flagged,
+                           flag_reason="admin" if flagged else None))
 
     def mos(self, sid: int, value: float, user: int = 0) -> None:
         self._k += 1
