@@ -352,6 +352,16 @@ class RatingConfig(Section):
     max_upload_seconds: float = 30.0
     qc_min_gold: int = 3
     """Gold/trap answers needed before a rater's gold accuracy can flag them."""
+    routing: Literal["random", "balanced", "active"] = "balanced"
+    """Which task a rater gets next (backend.routing): any; the fewest assignments first; or
+    first where a human vote buys the most (AI judges disagree, a score near a selection
+    threshold, a close leaderboard race, a version with few votes), then the fewest."""
+    active_coverage: float = 0.1
+    """Under `active`, this share of assignments is made the balanced way, so every task keeps
+    being covered."""
+    active_threshold_margin: float = 0.5
+    """Under `active`, a clip whose mean AI score is this close to `selection.chosen_min` or
+    `rejected_max` counts as near a selection threshold."""
     min_play_fraction: float = 0.7
     """A clip counts as played through when its end was reached at least this fraction of its
     duration after playback started (server clock; 0.5 s slack for network jitter)."""

@@ -38,7 +38,7 @@ from db.schema import ASPECTS
 
 log = logging.getLogger(__name__)
 
-RIDGE = 0.01
+RIDGE = stats.BT_RIDGE
 
 
 # --- loading ----------------------------------------------------------------------------------

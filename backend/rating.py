@@ -37,7 +37,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from backend import queries
+from backend import queries, routing
 from backend.runtime import Runtime
 from db.schema import (
     AB_CHOICES,
@@ -305,9 +305,10 @@ def progress(rt: Runtime, user_id: int) -> dict:
 
 
 def next_task(rt: Runtime, user_id: int, rng: random.Random | None = None) -> dict | None:
-    """The rater's open assignment, or a new one: QC tasks at `gold_fraction`, else the active
-    task with the fewest assignments, never one this rater had before. None when nothing is
-    left or the daily cap is reached (see `progress`)."""
+    """The rater's open assignment, or a new one: QC tasks at `gold_fraction`, else an active
+    task in the order of `rating.routing` (default: the fewest assignments first), never one
+    this rater had before. None when nothing is left or the daily cap is reached (see
+    `progress`)."""
     rng = rng or random.Random()
     for _attempt in range(5):
         try:
@@ -329,24 +330,7 @@ def _next_task(rt: Runtime, user_id: int, rng: random.Random) -> dict | None:
             return _describe(s, open_a)
         if progress_count(s, user_id) >= rt.settings.rating.daily_cap:
             return None
-        seen = select(TaskAssignment.task_id).where(TaskAssignment.user_id == user_id)
-        load = (
-            select(TaskAssignment.task_id, func.count().label("n"))
-            .where(TaskAssignment.status != "skipped")
-            .group_by(TaskAssignment.task_id)
-            .subquery()
-        )
-        base = (
-            select(RatingTask)
-            .outerjoin(load, load.c.task_id == RatingTask.id)
-            .where(RatingTask.active, RatingTask.id.not_in(seen))
-        )
-        is_qc = RatingTask.gold_answer.is_not(None)
-        want_qc = rng.random() < rt.settings.rating.gold_fraction
-        order = (func.coalesce(load.c.n, 0), func.random())
-        task = s.scalar(base.where(is_qc if want_qc else ~is_qc).order_by(*order).limit(1))
-        if task is None:
-            task = s.scalar(base.order_by(*order).limit(1))
+        task = _pick(rt, s, user_id, rng)
         if task is None:
             return None
         a = TaskAssignment(
@@ -356,6 +340,31 @@ def _next_task(rt: Runtime, user_id: int, rng: random.Random) -> dict | None:
         s.add(a)
         s.flush()
         return _describe(s, a)
+
+
+def _pick(rt: Runtime, s, user_id: int, rng: random.Random) -> RatingTask | None:
+    """A new task for the rater: never one they had before; a QC (gold/trap) task at
+    `rating.gold_fraction`, else a normal one (the other kind when none is left); among those,
+    the first in the order of `rating.routing` (backend.routing)."""
+    seen = select(TaskAssignment.task_id).where(TaskAssignment.user_id == user_id)
+    load = (
+        select(TaskAssignment.task_id, func.count().label("n"))
+        .where(TaskAssignment.status != "skipped")
+        .group_by(TaskAssignment.task_id)
+        .subquery()
+    )
+    base = (
+        select(RatingTask.id, func.coalesce(load.c.n, 0))
+        .outerjoin(load, load.c.task_id == RatingTask.id)
+        .where(RatingTask.active, RatingTask.id.not_in(seen))
+    )
+    is_qc = RatingTask.gold_answer.is_not(None)
+    want_qc = rng.random() < rt.settings.rating.gold_fraction
+    for q in (base.where(is_qc if want_qc else ~is_qc), base):
+        rows = [(int(t), int(n)) for t, n in s.execute(q)]
+        if rows:
+            return s.get(RatingTask, routing.order(rt, s, rows, rng)[0])
+    return None
 
 
 def progress_count(s, user_id: int) -> int:

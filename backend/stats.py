@@ -175,6 +175,10 @@ def paired_bootstrap_diff(a: Sequence[float] | np.ndarray, b: Sequence[float] | 
 
 
 # --- Bradley-Terry -----------------------------------------------------------------------------
+BT_RIDGE = 0.01
+"""The Leaderboard's weak Gaussian prior (sd 10) on log-strengths: a version that never lost
+stays finite."""
+
 @dataclass(frozen=True)
 class BTResult:
     strength: np.ndarray
