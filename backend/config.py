@@ -385,6 +385,10 @@ class JudgingConfig(Section):
     meaningfulness ratings (the judge's score against their median)."""
     bootstrap_resamples: int = 1000
     """Resamples of items for the agreement intervals."""
+    order_conflict: Literal["tie", "drop"] = "tie"
+    """A pairwise AI verdict is asked in both orders (`backend.loop.judge.judge_pairs`); when
+    the two answers disagree (position bias) it counts as a tie, or is dropped (kept in the
+    store with the reason, never counted)."""
 
 
 def _apply_mini_overrides(section: BaseModel) -> None:

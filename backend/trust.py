@@ -28,15 +28,17 @@ the side of not trusting a judge.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 
 from backend import queries, registry, stats
 from backend.runtime import Runtime
-from db.schema import MEANING_ASPECTS
+from db.schema import MEANING_ASPECTS, Judgment
 
 ALL_ROUNDS = None
 
@@ -226,3 +228,31 @@ def judges_for_pairs(rt: Runtime, source: str) -> list[JudgeUse]:
                 f"{what} {est.value:.3g} >= {cfg.min_agreement:.3g}"
                 + (", weighted by it" if source == "auto" else "")), **common))
     return out
+
+
+# --- position bias ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PositionBias:
+    """How often a judge's two answers on one pair (each order once) disagree."""
+
+    judge: str
+    n: int
+    """pairs answered in both orders"""
+    inconsistent: stats.Estimate
+    """share whose two orders disagree (Wilson 95% CI)"""
+    first_position: stats.Estimate
+    """share where it preferred whichever came first both times"""
+
+
+def position_bias(rt: Runtime) -> list[PositionBias]:
+    """Per judge identity, from its stored pairwise verdicts (`judge_pairs`)."""
+    with rt.store.read() as s:
+        rows = s.execute(select(Judgment.rater, Judgment.raw).where(
+            Judgment.kind == "ai", Judgment.sample_b_id.is_not(None),
+            Judgment.raw.is_not(None))).all()
+    per: dict[str, list[dict]] = defaultdict(list)
+    for rater, raw in rows:
+        per[queries.identity_of_rater(rater)].append(json.loads(raw))
+    return [PositionBias(j, len(v), stats.wilson(sum(not r["consistent"] for r in v), len(v)),
+                         stats.wilson(sum(bool(r["first_position"]) for r in v), len(v)))
+            for j, v in sorted(per.items())]

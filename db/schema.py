@@ -193,7 +193,8 @@ class Judgment(Base):
     `rater` is "user:<id>" or "ai:<judge>@<prompt_version>"; `task_key` names the task. Their pair
     is unique, so a double click, a retry or a second tab can never store two votes.
     For A/B, `choice` is stated in terms of the stored samples (A = sample_id, B = sample_b_id),
-    whatever side they were shown on; `shown_swapped` records the side.
+    whatever side they were shown on; `shown_swapped` records the side. An AI judge's pairwise
+    verdict (asked in both orders) is kind "ai" with `sample_b_id` and `choice` set.
     """
 
     __tablename__ = "judgments"
@@ -209,8 +210,8 @@ class Judgment(Base):
         ),
         CheckConstraint("choice IS NULL OR " + _in("choice", AB_CHOICES), name="choice"),
         CheckConstraint(
-            "kind != 'ai' OR value IS NOT NULL OR error IS NOT NULL", name="ai_value_or_error"
-        ),
+            "kind != 'ai' OR value IS NOT NULL OR choice IS NOT NULL OR error IS NOT NULL",
+            name="ai_value_or_error"),
         CheckConstraint("flag_reason IS NULL OR " + _in("flag_reason", FLAG_REASONS),
                         name="flag_reason"),
         CheckConstraint("(flagged AND flag_reason IS NOT NULL) OR "

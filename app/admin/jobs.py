@@ -15,7 +15,7 @@ from backend import jobs
 from backend.runtime import Runtime
 from backend.users import UserInfo
 
-JOB_KINDS = ("generate", "transcribe", "judge", "evaluate", "import_prompts")
+JOB_KINDS = ("generate", "transcribe", "judge", "judge_pairs", "evaluate", "import_prompts")
 
 
 def job_kinds() -> list[str]:

@@ -27,7 +27,20 @@ def trust_table(rt: Runtime) -> str:
             for t in trust.judge_trust(rt)]
     if not rows:
         return "_no AI judgments yet_"
-    return md_table(rows, TRUST_COLUMNS)
+    return md_table(rows, TRUST_COLUMNS) + position_table(rt)
+
+
+def position_table(rt: Runtime) -> str:
+    """Position bias of the judges that compared pairs in both orders ("" when none did)."""
+    rows = [{"judge": b.judge, "pairs asked both ways": b.n,
+             "orders disagree": ci_text(b.inconsistent),
+             "first shown preferred both times": ci_text(b.first_position)}
+            for b in trust.position_bias(rt)]
+    if not rows:
+        return ""
+    return "\n\n**Pairwise verdicts in both orders** (a disagreement counts as "\
+        f"{'a tie' if rt.settings.judging.order_conflict == 'tie' else 'dropped'}):\n\n" \
+        + md_table(rows)
 
 
 def gate_table(rt: Runtime) -> str:

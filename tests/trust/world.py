@@ -8,7 +8,7 @@ import uuid
 
 from backend import registry
 from db.schema import Judgment, Prompt, Sample, User
-from models.interfaces import Score
+from models.interfaces import Score, Verdict
 
 PV = "v1"
 
@@ -30,14 +30,14 @@ class FakeJudge:
         return Score(self.scores.get(continuation_text, 3.0), judge=self.name,
                      prompt_version=PV)
 
-    def compare(self, prompt_text: str, first: str, second: str) -> str:
+    def compare(self, prompt_text: str, first: str, second: str) -> Verdict:
         if self.first_bias:
-            return "A"
+            return Verdict("A")
         if first in self.likes and second not in self.likes:
-            return "A"
+            return Verdict("A")
         if second in self.likes and first not in self.likes:
-            return "B"
-        return "tie"
+            return Verdict("B")
+        return Verdict("tie")
 
 
 def use_judges(rt, *judges: FakeJudge) -> None:
