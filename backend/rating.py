@@ -16,8 +16,11 @@ that tells the rater what to answer) are mixed in at `rating.gold_fraction`. Eac
 is checked; the outcome ("pass", "fail", or "outage" when the check itself could not run, e.g. a
 gold clip's audio is missing) is recorded in the judgment's `raw` JSON. A rater who fails a trap,
 or whose gold accuracy drops below `rating.min_gold_accuracy` after `rating.qc_min_gold` checks,
-gets all their votes flagged (excluded from statistics, never deleted). An outage never counts
-as a failure.
+gets all their votes flagged (excluded from statistics, never deleted) with the reason
+(`Judgment.flag_reason`), and so does each vote they give afterwards. An outage never counts
+as a failure. `vote_accounting` tells, per day, how many votes count and why the others do not.
+
+Which task comes next is `backend.routing`'s (`rating.routing`).
 """
 
 from __future__ import annotations
@@ -547,6 +550,7 @@ def _store_vote(
                 sample_id=sid, task_id=task.id, user_id=user_id, value=float(value),
                 shown_swapped=bool(a.swapped), raw=raw if task.kind == "mos" else None,
             ))
+        _carry_flag(s, user_id, rows)
         s.add_all(rows)
         # the status flip is the idempotency guard: only one writer moves assigned -> done
         moved = s.execute(
@@ -558,7 +562,8 @@ def _store_vote(
         if moved.rowcount != 1:
             raise IntegrityError("assignment already voted", None, Exception("replay"))
         s.flush()
-        _apply_qc(rt, s, user_id)  # a rater who failed QC before: this vote is flagged too
+        if qc in ("pass", "fail"):
+            _apply_qc(rt, s, user_id)
         return VoteResult(
             a.id, task.id, False, choice, {k: v for k, v in mos.items()},
             _reveal(s, sides), qc,
@@ -667,10 +672,21 @@ def _fails(rt: Runtime, d: dict) -> bool:
 
 
 def _apply_qc(rt: Runtime, s, user_id: int) -> None:
-    """Flag all of a failing rater's votes, the one just stored included, with the reason."""
+    """After a QC answer: flag all of a failing rater's votes with the reason."""
     d = _qc_summary(s, user_id).get(user_id)
     if d and (reason := _fail_reason(rt, d)):
         _flag(s, user_id, reason)
+
+
+def _carry_flag(s, user_id: int, rows: list[Judgment]) -> None:
+    """A rater whose votes are flagged (QC failed, or an admin flagged them) has each new vote
+    flagged at once with the same reason, not only at their next QC answer."""
+    # a rater's votes are flagged and unflagged all together: their newest one tells
+    reason = s.scalar(select(Judgment.flag_reason).where(
+        Judgment.user_id == user_id, Judgment.kind.in_(("ab", "mos")))
+        .order_by(Judgment.id.desc()).limit(1))
+    for row in rows:
+        row.flagged, row.flag_reason = reason is not None, reason
 
 
 def _flag(s, user_id: int, reason: str | None) -> int:
