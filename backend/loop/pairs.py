@@ -279,6 +279,7 @@ def human_ab_pairs(votes: Iterable[ABVote], min_votes: int = 1) -> list[Pair]:
     `min_votes` decisive votes; ties (equal counts) are dropped, as are tie/both_bad votes."""
     tally: dict[tuple[int, int], Counter] = defaultdict(Counter)
     prompt: dict[tuple[int, int], int] = {}
+    raters: dict[tuple[int, int], set[str]] = defaultdict(set)
     for v in votes:
         if v.choice not in ("A", "B") or v.sample_a == v.sample_b:
             continue
@@ -286,6 +287,7 @@ def human_ab_pairs(votes: Iterable[ABVote], min_votes: int = 1) -> list[Pair]:
         key = (min(winner, loser), max(winner, loser))
         tally[key][winner] += 1
         prompt[key] = v.prompt_id
+        raters[key].add(v.rater)
     pairs = []
     for key in sorted(tally):
         c = tally[key]
@@ -296,7 +298,7 @@ def human_ab_pairs(votes: Iterable[ABVote], min_votes: int = 1) -> list[Pair]:
         ch, rj = (a, b) if c[a] > c[b] else (b, a)
         pairs.append(Pair(prompt[key], ch, rj, "human", (c[ch] - c[rj]) / n, {
             "strategy": "human_ab_majority", "votes_for": c[ch], "votes_against": c[rj],
-            "min_votes": min_votes,
+            "min_votes": min_votes, "raters": sorted(raters[key]),
         }))
     return pairs
 
@@ -304,8 +306,10 @@ def human_ab_pairs(votes: Iterable[ABVote], min_votes: int = 1) -> list[Pair]:
 def human_mos_pairs(ratings: Iterable[MOSRating], margin: float = 1.0) -> list[Pair]:
     """Per prompt: the best vs the worst sample by mean MOS, kept when the difference > margin."""
     per: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    raters: dict[int, set[str]] = defaultdict(set)
     for r in ratings:
         per[r.prompt_id][r.sample_id].append(r.value)
+        raters[r.sample_id].add(r.rater)
     pairs = []
     for pid in sorted(per):
         means = {s: sum(v) / len(v) for s, v in per[pid].items()}
@@ -317,7 +321,7 @@ def human_mos_pairs(ratings: Iterable[MOSRating], margin: float = 1.0) -> list[P
             pairs.append(Pair(pid, ch, rj, "human", means[ch] - means[rj], {
                 "strategy": "human_mos", "chosen_mos": means[ch], "rejected_mos": means[rj],
                 "n_ratings": {str(ch): len(per[pid][ch]), str(rj): len(per[pid][rj])},
-                "margin_min": margin,
+                "margin_min": margin, "raters": sorted(raters[ch] | raters[rj]),
             }))
     return pairs
 
