@@ -16,14 +16,17 @@
   keeps being covered. The gold/trap share and "never the same task twice to a rater" are
   applied before any policy (`backend.rating.next_task`).
 
-The signals are computed from the store and kept until a judgment is added (counts of human
-votes and AI judgments key the cache), so a request costs two counts most of the time.
+The signals are computed from the store and kept until the store changes (counts of
+judgments, tasks and versions key the cache) and `REFRESH_S` have passed, so a vote does not
+wait for a Bradley-Terry bootstrap: most requests cost three counts.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -36,6 +39,8 @@ from db.schema import Judgment, ModelVersion, RatingTask, Sample
 
 RACE_RESAMPLES = 300
 """Bootstrap resamples for the race signal: enough to see whether two intervals overlap."""
+REFRESH_S = 10.0
+"""Signals this young are reused even after new votes (a few votes move no race)."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,8 @@ class Signals:
     task_versions: dict[int, tuple[int, int | None]]
 
 
-_cache: dict[str, tuple[tuple, Signals]] = {}
+_cache: weakref.WeakKeyDictionary[Runtime, tuple[tuple, float, Signals]] = \
+    weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -80,13 +86,14 @@ def signals(rt: Runtime, s) -> Signals:
     key = (s.scalar(select(func.count()).select_from(Judgment)),
            s.scalar(select(func.count()).select_from(RatingTask)),
            s.scalar(select(func.count()).select_from(ModelVersion)))
+    now = time.monotonic()
     with _lock:
-        hit = _cache.get(rt.settings.database_url)
-        if hit and hit[0] == key:
-            return hit[1]
+        hit = _cache.get(rt)
+        if hit and (hit[0] == key or now - hit[1] < REFRESH_S):
+            return hit[2]
     sig = _compute(rt, s)
     with _lock:
-        _cache[rt.settings.database_url] = (key, sig)
+        _cache[rt] = (key, now, sig)
     return sig
 
 
