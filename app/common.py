@@ -88,3 +88,16 @@ def render_any(obj: Any, level: int = 3) -> str:
                              + render_any(v, min(level + 1, 6)))
         return "\n\n".join(parts) or "_empty_"
     return esc(obj)
+
+
+def ci_text(est: Any) -> str:
+    """An estimate (an object or dict with value/low/high) as "0.453 [0.284, 0.612]" (3 significant
+    digits); "" when there is none."""
+    if est is None:
+        return ""
+    value, low, high = ((est["value"], est["low"], est["high"]) if isinstance(est, dict)
+                        else (est.value, est.low, est.high))
+    text = f"{value:.3g}"
+    if low is not None and high is not None:
+        text += f" [{low:.3g}, {high:.3g}]"
+    return text

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import gradio as gr
 
+from app.admin.judges import trust_table
 from app.common import esc, html_table
 from backend import leaderboard as lb
 from backend import plots
@@ -164,6 +165,7 @@ def build_leaderboard(rt: Runtime):
                                              "Benchmark accuracy"))]
     with gr.Accordion("AI-human agreement", open=False):
         agree = gr.Markdown(elem_id="lb-agreement")
+    trust_md = judge_trust_section()
 
     def show(src):
         res = _guarded("leaderboard", lambda: lb.leaderboard(rt, src), lambda m: m)
@@ -174,9 +176,18 @@ def build_leaderboard(rt: Runtime):
                          _guarded("BT plot", lambda: bt_figure(res), lambda m: None),
                          _guarded("heatmap", lambda: heatmap_figure(res), lambda m: None)]
         figs = _guarded("round curves", lambda: curve_figures(rt), lambda m: [None] * 3)
-        return (*board_out, *figs, _guarded("agreement", lambda: agreement_md(rt), lambda m: m))
+        return (*board_out, *figs, _guarded("agreement", lambda: agreement_md(rt), lambda m: m),
+                _guarded("judge trust", lambda: trust_table(rt), lambda m: m))
 
-    outs = [summary, board, method, bt_plot, heat, *curves, agree]
+    outs = [summary, board, method, bt_plot, heat, *curves, agree, trust_md]
     refresh.click(show, [source], outs, api_name="leaderboard")
     source.change(show, [source], outs, api_visibility="private")
     return show, source, outs
+
+
+def judge_trust_section() -> gr.Markdown:
+    """How far each AI judge agrees with people (kappa and Spearman against the human majority,
+    95% CIs, n, per round): shown to everyone, since it says how far an AI-judged row can be
+    believed. The table is `app.admin.judges.trust_table`, the same as Admin's."""
+    with gr.Accordion("Judge trust (agreement with people)", open=False):
+        return gr.Markdown(elem_id="lb-judge-trust")

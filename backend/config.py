@@ -343,9 +343,43 @@ class RatingConfig(Section):
     max_upload_seconds: float = 30.0
     qc_min_gold: int = 3
     """Gold/trap answers needed before a rater's gold accuracy can flag them."""
+    routing: Literal["random", "balanced", "active"] = "balanced"
+    """Which task a rater gets next (backend.routing): any; the fewest assignments first; or
+    first where a human vote buys the most (AI judges disagree, a score near a selection
+    threshold, a close leaderboard race, a version with few votes), then the fewest."""
+    active_coverage: float = 0.1
+    """Under `active`, this share of assignments is made the balanced way, so every task keeps
+    being covered."""
+    active_threshold_margin: float = 0.5
+    """Under `active`, a clip whose mean AI score is this close to `selection.chosen_min` or
+    `rejected_max` counts as near a selection threshold."""
     min_play_fraction: float = 0.7
     """A clip counts as played through when its end was reached at least this fraction of its
     duration after playback started (server clock; 0.5 s slack for network jitter)."""
+
+
+class JudgingConfig(Section):
+    """How far AI judges are trusted (measured agreement with the human majority,
+    `backend.trust`) and how pairwise AI verdicts are made."""
+
+    min_agreement: float = 0.2
+    """A training judge whose `agreement_metric` on `agreement_on` items is below this is not
+    used for a round's pairs with source `both` or `auto` (the round records why). 0.2 is
+    the top of "slight" on Landis & Koch's kappa scale."""
+    min_overlap: int = 20
+    """Items rated by both the judge and humans needed before its agreement counts; a judge
+    with fewer is not used for `both`/`auto` pairs (too few to tell)."""
+    agreement_metric: Literal["kappa", "spearman"] = "kappa"
+    agreement_on: Literal["ab", "mos"] = "ab"
+    """Which items gate a judge: "ab" = sample pairs with a human A/B majority (the judge's
+    pairwise verdict, or the order of its scores, against it); "mos" = samples with human
+    meaningfulness ratings (the judge's score against their median)."""
+    bootstrap_resamples: int = 1000
+    """Resamples of items for the agreement intervals."""
+    order_conflict: Literal["tie", "drop"] = "tie"
+    """A pairwise AI verdict is asked in both orders (`backend.loop.judge.judge_pairs`); when
+    the two answers disagree (position bias) it counts as a tie, or is dropped (kept in the
+    store with the reason, never counted)."""
 
 
 def _apply_mini_overrides(section: BaseModel) -> None:
@@ -374,6 +408,7 @@ class Settings(BaseSettings):
     rft: RFTSettings = Field(default_factory=RFTSettings)
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
     rating: RatingConfig = Field(default_factory=RatingConfig)
+    judging: JudgingConfig = Field(default_factory=JudgingConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -40,7 +40,7 @@ from db.schema import ASPECTS
 
 log = logging.getLogger(__name__)
 
-RIDGE = 0.01
+RIDGE = stats.BT_RIDGE
 SCALE = (1.0, 5.0)
 """The rating scale of MOS and AI scores (db/schema's value range)."""
 ELO_BASE, ELO_PER_NAT = 1000.0, 400.0 / np.log(10.0)

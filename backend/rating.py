@@ -16,8 +16,11 @@ that tells the rater what to answer) are mixed in at `rating.gold_fraction`. Eac
 is checked; the outcome ("pass", "fail", or "outage" when the check itself could not run, e.g. a
 gold clip's audio is missing) is recorded in the judgment's `raw` JSON. A rater who fails a trap,
 or whose gold accuracy drops below `rating.min_gold_accuracy` after `rating.qc_min_gold` checks,
-gets all their votes flagged (excluded from statistics, never deleted). An outage never counts
-as a failure.
+gets all their votes flagged (excluded from statistics, never deleted) with the reason
+(`Judgment.flag_reason`), and so does each vote they give afterwards. An outage never counts
+as a failure. `vote_accounting` tells, per day, how many votes count and why the others do not.
+
+Which task comes next is `backend.routing`'s (`rating.routing`).
 """
 
 from __future__ import annotations
@@ -37,10 +40,11 @@ from typing import Any
 from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from backend import queries
+from backend import queries, routing
 from backend.runtime import Runtime
 from db.schema import (
     AB_CHOICES,
+    FLAG_REASONS,
     RATED_ASPECTS,
     Judgment,
     ModelVersion,
@@ -304,9 +308,10 @@ def progress(rt: Runtime, user_id: int) -> dict:
 
 
 def next_task(rt: Runtime, user_id: int, rng: random.Random | None = None) -> dict | None:
-    """The rater's open assignment, or a new one: QC tasks at `gold_fraction`, else the active
-    task with the fewest assignments, never one this rater had before. None when nothing is
-    left or the daily cap is reached (see `progress`)."""
+    """The rater's open assignment, or a new one: QC tasks at `gold_fraction`, else an active
+    task in the order of `rating.routing` (default: the fewest assignments first), never one
+    this rater had before. None when nothing is left or the daily cap is reached (see
+    `progress`)."""
     rng = rng or random.Random()
     for _attempt in range(5):
         try:
@@ -328,24 +333,7 @@ def _next_task(rt: Runtime, user_id: int, rng: random.Random) -> dict | None:
             return _describe(s, open_a)
         if progress_count(s, user_id) >= rt.settings.rating.daily_cap:
             return None
-        seen = select(TaskAssignment.task_id).where(TaskAssignment.user_id == user_id)
-        load = (
-            select(TaskAssignment.task_id, func.count().label("n"))
-            .where(TaskAssignment.status != "skipped")
-            .group_by(TaskAssignment.task_id)
-            .subquery()
-        )
-        base = (
-            select(RatingTask)
-            .outerjoin(load, load.c.task_id == RatingTask.id)
-            .where(RatingTask.active, RatingTask.id.not_in(seen))
-        )
-        is_qc = RatingTask.gold_answer.is_not(None)
-        want_qc = rng.random() < rt.settings.rating.gold_fraction
-        order = (func.coalesce(load.c.n, 0), func.random())
-        task = s.scalar(base.where(is_qc if want_qc else ~is_qc).order_by(*order).limit(1))
-        if task is None:
-            task = s.scalar(base.order_by(*order).limit(1))
+        task = _pick(rt, s, user_id, rng)
         if task is None:
             return None
         a = TaskAssignment(
@@ -355,6 +343,31 @@ def _next_task(rt: Runtime, user_id: int, rng: random.Random) -> dict | None:
         s.add(a)
         s.flush()
         return _describe(s, a)
+
+
+def _pick(rt: Runtime, s, user_id: int, rng: random.Random) -> RatingTask | None:
+    """A new task for the rater: never one they had before; a QC (gold/trap) task at
+    `rating.gold_fraction`, else a normal one (the other kind when none is left); among those,
+    the first in the order of `rating.routing` (backend.routing)."""
+    seen = select(TaskAssignment.task_id).where(TaskAssignment.user_id == user_id)
+    load = (
+        select(TaskAssignment.task_id, func.count().label("n"))
+        .where(TaskAssignment.status != "skipped")
+        .group_by(TaskAssignment.task_id)
+        .subquery()
+    )
+    base = (
+        select(RatingTask.id, func.coalesce(load.c.n, 0))
+        .outerjoin(load, load.c.task_id == RatingTask.id)
+        .where(RatingTask.active, RatingTask.id.not_in(seen))
+    )
+    is_qc = RatingTask.gold_answer.is_not(None)
+    want_qc = rng.random() < rt.settings.rating.gold_fraction
+    for q in (base.where(is_qc if want_qc else ~is_qc), base):
+        rows = [(int(t), int(n)) for t, n in s.execute(q)]
+        if rows:
+            return s.get(RatingTask, routing.order(rt, s, rows, rng)[0])
+    return None
 
 
 def progress_count(s, user_id: int) -> int:
@@ -537,6 +550,7 @@ def _store_vote(
                 sample_id=sid, task_id=task.id, user_id=user_id, value=float(value),
                 shown_swapped=bool(a.swapped), raw=raw if task.kind == "mos" else None,
             ))
+        _carry_flag(s, user_id, rows)
         s.add_all(rows)
         # the status flip is the idempotency guard: only one writer moves assigned -> done
         moved = s.execute(
@@ -643,38 +657,81 @@ def _qc_summary(s, user_id: int | None = None) -> dict[int, dict]:
     return out
 
 
-def _fails(rt: Runtime, d: dict) -> bool:
+def _fail_reason(rt: Runtime, d: dict) -> str | None:
+    """Why a rater's QC record fails them (a FLAG_REASONS value), None when it does not."""
     cfg = rt.settings.rating
     if d["trap_failed"]:
-        return True
-    if d["gold_n"] >= cfg.qc_min_gold:
-        return d["gold_ok"] / d["gold_n"] < cfg.min_gold_accuracy
-    return False
+        return "trap_failed"
+    if d["gold_n"] >= cfg.qc_min_gold and d["gold_ok"] / d["gold_n"] < cfg.min_gold_accuracy:
+        return "gold_accuracy"
+    return None
+
+
+def _fails(rt: Runtime, d: dict) -> bool:
+    return _fail_reason(rt, d) is not None
 
 
 def _apply_qc(rt: Runtime, s, user_id: int) -> None:
+    """After a QC answer: flag all of a failing rater's votes with the reason."""
     d = _qc_summary(s, user_id).get(user_id)
-    if d and _fails(rt, d):
-        _flag(s, user_id, True)
+    if d and (reason := _fail_reason(rt, d)):
+        _flag(s, user_id, reason)
 
 
-def _flag(s, user_id: int, flagged: bool) -> int:
+def _carry_flag(s, user_id: int, rows: list[Judgment]) -> None:
+    """A rater whose votes are flagged (QC failed, or an admin flagged them) has each new vote
+    flagged at once with the same reason, not only at their next QC answer."""
+    # a rater's votes are flagged and unflagged all together: their newest one tells
+    reason = s.scalar(select(Judgment.flag_reason).where(
+        Judgment.user_id == user_id, Judgment.kind.in_(("ab", "mos")))
+        .order_by(Judgment.id.desc()).limit(1))
+    for row in rows:
+        row.flagged, row.flag_reason = reason is not None, reason
+
+
+def _flag(s, user_id: int, reason: str | None) -> int:
+    """Flag all of a rater's human votes with `reason` (None = unflag). Rows touched."""
     res = s.execute(
         update(Judgment)
         .where(Judgment.user_id == user_id, Judgment.kind.in_(("ab", "mos")))
-        .values(flagged=flagged)
+        .values(flagged=reason is not None, flag_reason=reason)
         .execution_options(synchronize_session=False)
     )
     return res.rowcount
 
 
 def set_flagged(rt: Runtime, user_name: str, flagged: bool) -> int:
-    """Admin override: flag or unflag all of a rater's votes. Returns rows touched."""
+    """Admin override: flag (reason "admin") or unflag all of a rater's votes. Returns rows
+    touched."""
     with rt.store.session() as s:
         user = s.scalar(select(User).where(User.name == user_name))
         if user is None:
             raise RatingError(f"unknown user {user_name!r}")
-        return _flag(s, user.id, flagged)
+        return _flag(s, user.id, "admin" if flagged else None)
+
+
+def vote_accounting(rt: Runtime) -> list[dict]:
+    """Per UTC day: human votes stored, how many count in statistics (clean), the clean rate,
+    and the excluded ones by reason (each flag reason, and trap answers, which check the rater
+    and are never a view of a model); QC outages (a check that could not run: the vote still
+    counts) beside them. Nothing is ever dropped, so the columns add up to the votes."""
+    with rt.store.read() as s:
+        rows = queries.human_vote_status(s)
+    days: dict[str, dict] = {}
+    for r in rows:
+        d = days.setdefault(r.day, {"day": r.day, "votes": 0, "clean": 0,
+                                    **{k: 0 for k in EXCLUSION_REASONS}, "qc_outages": 0})
+        d["votes"] += 1
+        d["clean" if r.excluded is None else r.excluded] += 1
+        d["qc_outages"] += r.qc == "outage"
+    out = []
+    for day in sorted(days, reverse=True):
+        d = days[day]
+        out.append({**d, "clean_rate": d["clean"] / d["votes"]})
+    return out
+
+
+EXCLUSION_REASONS = (*FLAG_REASONS, "trap_answer")
 
 
 def rater_report(rt: Runtime) -> list[dict]:

@@ -45,7 +45,12 @@ RATED_ASPECTS = ("meaningfulness", "naturalness")
 """The aspects the Rate tab asks a rater about."""
 MEANING_ASPECTS = ("overall", "meaningfulness")
 """The aspects that say how meaningful a continuation is: they feed preference pairs."""
-PAIR_SOURCES = ("ai", "human", "both")
+FLAG_REASONS = ("trap_failed", "gold_accuracy", "admin", "unrecorded")
+"""Why a judgment is flagged (kept, never counted): the rater failed a trap, their gold accuracy
+fell below the minimum, an admin flagged them, or it was flagged before reasons were stored."""
+PAIR_SOURCES = ("ai", "human", "both", "auto")
+"""Where a round's pairs come from: AI judges, human votes, both (judges that agree with
+people enough, `backend.trust`), or auto (as both, each judge weighted by its agreement)."""
 TRAINING_METHODS = ("dpo", "grpo", "rft")
 """How a round trains (backend.config.TrainingConfig.method)."""
 
@@ -188,7 +193,8 @@ class Judgment(Base):
     `rater` is "user:<id>" or "ai:<judge>@<prompt_version>"; `task_key` names the task. Their pair
     is unique, so a double click, a retry or a second tab can never store two votes.
     For A/B, `choice` is stated in terms of the stored samples (A = sample_id, B = sample_b_id),
-    whatever side they were shown on; `shown_swapped` records the side.
+    whatever side they were shown on; `shown_swapped` records the side. An AI judge's pairwise
+    verdict (asked in both orders) is kind "ai" with `sample_b_id` and `choice` set.
     """
 
     __tablename__ = "judgments"
@@ -204,8 +210,12 @@ class Judgment(Base):
         ),
         CheckConstraint("choice IS NULL OR " + _in("choice", AB_CHOICES), name="choice"),
         CheckConstraint(
-            "kind != 'ai' OR value IS NOT NULL OR error IS NOT NULL", name="ai_value_or_error"
-        ),
+            "kind != 'ai' OR value IS NOT NULL OR choice IS NOT NULL OR error IS NOT NULL",
+            name="ai_value_or_error"),
+        CheckConstraint("flag_reason IS NULL OR " + _in("flag_reason", FLAG_REASONS),
+                        name="flag_reason"),
+        CheckConstraint("(flagged AND flag_reason IS NOT NULL) OR "
+                        "(NOT flagged AND flag_reason IS NULL)", name="flag_has_reason"),
         Index("ix_judgments_sample_kind", "sample_id", "kind"),
     )
 
@@ -228,7 +238,10 @@ class Judgment(Base):
     error: Mapped[str | None] = mapped_column(Text)
     cost: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
-    """Set when the rater failed quality control: excluded from statistics, never deleted."""
+    """Set when the rater failed quality control (or an admin flagged them): excluded from
+    statistics, never deleted."""
+    flag_reason: Mapped[str | None] = mapped_column(String(32))
+    """Why it is flagged (FLAG_REASONS); set exactly when `flagged` is."""
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -280,6 +293,9 @@ class TrainingRound(Base):
     """The settings section of `method` the round trained with (dpo or grpo)."""
     status: Mapped[str] = mapped_column(String(16), default="pending")
     n_pairs: Mapped[int] = mapped_column(Integer, default=0)
+    judges: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    """Per training judge at the time: used or not, weight, agreement with people and why
+    (`backend.trust.JudgeUse`)."""
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))

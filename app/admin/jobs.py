@@ -16,7 +16,7 @@ from backend.formatting import num
 from backend.runtime import Runtime
 from backend.users import UserInfo
 
-JOB_KINDS = ("generate", "transcribe", "judge", "evaluate", "import_prompts")
+JOB_KINDS = ("generate", "transcribe", "judge", "judge_pairs", "evaluate", "import_prompts")
 
 
 def job_kinds() -> list[str]:

@@ -77,8 +77,11 @@ def build_rounds(rt: Runtime) -> SimpleNamespace:
                               info="DPO: the paper's, on stored pairs (AI or human). GRPO: "
                                    "online, the AI judge scores fresh samples as it trains. "
                                    "RFT: imitate the best-judged samples.")
-            source = gr.Radio([("AI judge", "ai"), ("Human votes", "human"), ("Both", "both")],
-                              value="ai", label="Pairs from")
+            source = gr.Radio([("AI judge", "ai"), ("Human votes", "human"), ("Both", "both"),
+                               ("Auto (judges weighted by agreement)", "auto")],
+                              value="ai", label="Pairs from",
+                              info="Both and Auto use only the AI judges that agree with "
+                                   "people enough (Admin > Judges).")
             n_rounds = gr.Number(1, label="Rounds", precision=0, minimum=1, maximum=10)
             curriculum = gr.Checkbox(True, label="Curriculum (raise thresholds each round)")
         # the effective values (the mini world's overrides included): what is shown is sent

@@ -37,6 +37,7 @@ from backend.loop.transcribe import transcribe
 from backend.progress import Progress, Report, no_report, noop, span
 from backend.registry import Version
 from backend.runtime import Runtime
+from backend.trust import judges_for_pairs
 from db.schema import (
     PAIR_SOURCES,
     TRAINING_METHODS,
@@ -196,18 +197,19 @@ def run_rounds(
         th = curriculum_thresholds(base_th, round_index if curriculum else 1,
                                    sel.curriculum_step, 1.0, sel.score_max)
         online = method == "grpo"  # samples and judges inside training, keeps no pairs
-        if source in ("ai", "both") and not online:
+        if source != "human" and not online:
             _sample_and_judge(rt, current, gen.train_split, gen, step(0.0, 0.4, "samples"),
                               limit=gen.max_prompts)
-        pairs = select_pairs(rt, source, current.id, sel, th, round_index, gen.train_split) \
-            if method == "dpo" else []  # grpo and rft keep no pairs
+        uses = judges_for_pairs(rt, source) if method == "dpo" and source != "human" else []
+        pairs = select_pairs(rt, source, current.id, sel, th, round_index, gen.train_split,
+                             uses) if method == "dpo" else []  # grpo and rft keep no pairs
         selection = {**sel.model_dump(), "chosen_min": th.chosen_min,
                      "rejected_max": th.rejected_max, "curriculum": curriculum}
         with rt.store.session() as s:
             row = TrainingRound(
                 parent_version_id=current.id, round_index=round_index, pair_source=source,
                 selection=selection, method=method, train_config=train_cfg.model_dump(),
-                status="pending",
+                judges=[u.as_dict() for u in uses], status="pending",
                 n_pairs=len(pairs), job_id=job_id,
             )
             s.add(row)
@@ -329,6 +331,8 @@ class RoundRecord:
     train_config: dict[str, Any]
     status: str
     n_pairs: int
+    judges: list[dict[str, Any]]
+    """which training judges the pairs used, with their agreement and why (backend.trust)"""
     metrics: dict[str, Any]
     error: str | None
     job_id: int | None
@@ -339,7 +343,7 @@ class RoundRecord:
     def of(cls, r: TrainingRound) -> RoundRecord:
         return cls(r.id, r.parent_version_id, r.result_version_id, r.round_index, r.pair_source,
                    dict(r.selection or {}), r.method, dict(r.train_config or {}), r.status,
-                   int(r.n_pairs or 0),
+                   int(r.n_pairs or 0), list(r.judges or []),
                    dict(r.metrics or {}), r.error, r.job_id, r.created_at, r.finished_at)
 
     def as_dict(self) -> dict[str, Any]:

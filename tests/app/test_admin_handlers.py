@@ -232,7 +232,7 @@ def test_refresh_fills_every_output_and_needs_the_admin_role(rt, boss, seeded):
         session = gr.State(None)
         refresh_all, outputs, _timer = build_admin(rt, session)
     values = refresh(rt, boss)
-    assert len(values) == len(outputs) == 10
+    assert len(values) == len(outputs) == 11
     job_version, round_parent = values[5], values[6]
     assert job_version.value == "test-aligned"  # the newest version
     assert round_parent.value == "test-base"  # the baseline

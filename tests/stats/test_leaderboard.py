@@ -65,14 +65,16 @@ class World:
         with self.rt.store.session() as s:
             s.add(Judgment(kind="ab", rater=f"user:{self.users[user]}", task_key=f"t{self._k}",
                            sample_id=sa, sample_b_id=sb, choice=choice,
-                           user_id=self.users[user], flagged=flagged))
+                           user_id=self.users[user], flagged=flagged,
+                           flag_reason="admin" if flagged else None))
 
     def mos(self, sid, value, user=0, aspect="meaningfulness", flagged=False):
         self._k += 1
         with self.rt.store.session() as s:
             s.add(Judgment(kind="mos", aspect=aspect, rater=f"user:{self.users[user]}",
                            task_key=f"m{self._k}", sample_id=sid, value=value,
-                           user_id=self.users[user], flagged=flagged))
+                           user_id=self.users[user], flagged=flagged,
+                           flag_reason="admin" if flagged else None))
 
     def ai(self, sid, value, judge="j1", error=None, prompt_version="v1", raw=None):
         self._k += 1
