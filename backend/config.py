@@ -352,9 +352,10 @@ class RatingConfig(Section):
     max_upload_seconds: float = 30.0
     qc_min_gold: int = 3
     """Gold/trap answers needed before a rater's gold accuracy can flag them."""
-    min_play_fraction: float = 0.7
-    """A clip counts as played through when its end was reached at least this fraction of its
-    duration after playback started (server clock; 0.5 s slack for network jitter)."""
+    min_heard_fraction: float = Field(0.9, ge=0.0, le=1.0)
+    """The play gate: a clip counts as heard when the time ranges the rater's player reports
+    as played cover this share of it and at least this share of its duration has passed since
+    the clip was served (server clock). 0 turns the gate off."""
 
 
 def _apply_mini_overrides(section: BaseModel) -> None:
