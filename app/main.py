@@ -128,13 +128,15 @@ def build_app(rt: Runtime) -> gr.Blocks:
 def launch_kwargs(rt: Runtime, host: str, port: int, root_path: str) -> dict:
     s = rt.settings
     audio = s.audio_dir
-    for d in (audio, s.data_dir / "reports", s.exports_dir):
+    curves = s.data_dir / "reports" / "curves"  # the public Leaderboard's pictures
+    for d in (audio, curves, s.exports_dir):
         d.mkdir(parents=True, exist_ok=True)
     return {
         "server_name": host,
         "server_port": port,
         "root_path": root_path or None,
-        "allowed_paths": [str(audio), str(s.data_dir / "reports")],
+        # the evaluation reports beside the curves (<data>/reports/<version>/) are not served
+        "allowed_paths": [str(audio), str(curves)],
         # exports hold every judgment: never served by path, even to a guessed URL (an admin
         # downloads a private copy, app/admin/exports.py)
         "blocked_paths": [str(s.exports_dir)],

@@ -189,7 +189,9 @@ def test_malformed_vote_events_are_refused_and_store_nothing(server, seeded):
 
 def test_exports_are_not_served_by_path(server, seeded):
     """An export's file name is the time it was made; its folder must not be reachable
-    through Gradio's file route, signed in or not (it was: 200 for a guessed name)."""
+    through Gradio's file route, signed in or not (it was: 200 for a guessed name). Nor an
+    evaluation report, named after its version (200 before: the whole reports folder was an
+    allowed path; now only the Leaderboard's curves are)."""
     import urllib.error
     import urllib.request
 
@@ -198,8 +200,12 @@ def test_exports_are_not_served_by_path(server, seeded):
     rt, _ = seeded
     path = exports.export_file(rt, "judgments", "csv")
     assert path.is_file() and path.parent == rt.settings.exports_dir
+    report = rt.settings.data_dir / "reports" / "test-aligned" / "report.md"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("# evaluation of test-aligned\n")
     for url in (f"{server.url}/gradio_api/file={path}",
-                f"{server.url}/gradio_api/file={rt.settings.exports_dir}/../exports/{path.name}"):
+                f"{server.url}/gradio_api/file={rt.settings.exports_dir}/../exports/{path.name}",
+                f"{server.url}/gradio_api/file={report}"):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(url, timeout=10)
         assert refused.value.code in (403, 404), url
