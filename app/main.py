@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from app import auth
 from app.admin import build_admin
 from app.common import esc
 from app.leaderboard import build_leaderboard
 from app.listen import build_listen
-from app.rate import KEYS_JS, build_rate
+from app.rate import KEYS_JS, build_rate, clip_routes
 from backend import jobs, world
 from backend.runtime import Runtime
 
@@ -35,8 +36,13 @@ def world_banner(rt: Runtime) -> str:
     return ""
 
 
+def _recheck(sess) -> gr.Timer:
+    """The session timer set to tick when the sign-in expires, or in 5 minutes if sooner (an
+    account deactivated meanwhile is then noticed too)."""
+    return gr.Timer(value=max(1.0, min(auth.remaining_s(sess) + 0.5, 300.0)), active=True)
+
+
 def build_app(rt: Runtime) -> gr.Blocks:
-    limiter = auth.LoginLimiter(rt.settings.server.login_attempts_per_minute)
     with gr.Blocks(title="Align-SLM Studio", analytics_enabled=False) as demo:
         session = gr.State(None)
         with gr.Row(elem_id="studio-header", equal_height=False):
@@ -47,12 +53,17 @@ def build_app(rt: Runtime) -> gr.Blocks:
                 who = gr.Markdown("Not signed in.", elem_id="studio-who")
                 with gr.Accordion("Sign in (raters and admins)", open=False,
                                   elem_id="signin-box") as login_box:
-                    name = gr.Textbox(label="User name", elem_id="login-name")
+                    # read by the page script (auth.SIGNIN_JS), not event inputs: interactive
+                    # set, as Gradio would otherwise render them read-only
+                    gr.Textbox(label="User name", elem_id="login-name", interactive=True)
                     password = gr.Textbox(label="Password", type="password",
-                                          elem_id="login-password")
+                                          elem_id="login-password", interactive=True)
                     login_btn = gr.Button("Sign in", variant="primary", elem_id="login-btn")
                 logout_btn = gr.Button("Sign out", size="sm", visible=False,
                                        elem_id="logout-btn")
+                # what the page's sign-in request answered when it failed (auth.SIGNIN_JS)
+                signin_note = gr.Textbox(visible=False)
+                session_timer = gr.Timer(active=False)
         banner = gr.Markdown(elem_id="studio-world-banner")
         with gr.Tabs():
             with gr.Tab("Listen", id="listen", elem_id="tab-listen"):
@@ -64,21 +75,36 @@ def build_app(rt: Runtime) -> gr.Blocks:
             with gr.Tab("Admin", id="admin", elem_id="tab-admin", visible=False) as admin_tab:
                 admin_refresh, admin_outputs, timer = build_admin(rt, session)
 
-        def do_login(n, p, request: gr.Request):
-            sess = auth.login(rt, limiter, n, p, request)
+        def do_login(note, request: gr.Request):
+            if note:
+                raise gr.Error(note)
+            sess = auth.session_for(rt, request)
             user = auth.current(rt, sess)
             return (sess, f"Signed in as **{esc(user.name)}** ({user.role}).",
                     gr.Accordion(visible=False), gr.Button(visible=True), "",
-                    gr.Tab(visible=user.is_admin), gr.Timer(active=user.is_admin))
+                    gr.Tab(visible=user.is_admin), gr.Timer(active=user.is_admin),
+                    _recheck(sess))
 
-        def do_logout():
-            return (None, "Signed out.", gr.Accordion(visible=True, open=False),
-                    gr.Button(visible=False), "", gr.Tab(visible=False), gr.Timer(active=False))
+        def signed_out(message: str):
+            return (None, message, gr.Accordion(visible=True, open=False),
+                    gr.Button(visible=False), "", gr.Tab(visible=False), gr.Timer(active=False),
+                    gr.Timer(active=False))
 
-        def rate_if_signed_in(sess):
+        def do_logout(sess):
+            auth.SIGN_INS.close(sess.get("sign_in") if isinstance(sess, dict) else None)
+            return signed_out("Signed out.")
+
+        def check_session(sess):
+            """The session timer's tick: the page says so once the sign-in is no longer valid
+            (expired, signed out elsewhere, account deactivated)."""
+            if auth.current(rt, sess) is None:
+                return signed_out("Your session has expired. Sign in again.")
+            return (*[gr.skip()] * (len(login_outputs) - 1), _recheck(sess))
+
+        def rate_if_signed_in(sess, request: gr.Request):
             if auth.current(rt, sess) is None:
                 return hidden_rate()
-            return load_task(sess)
+            return load_task(sess, request)
 
         def admin_if_admin(sess):
             u = auth.current(rt, sess)
@@ -86,14 +112,19 @@ def build_app(rt: Runtime) -> gr.Blocks:
                 return [gr.update() for _ in admin_outputs]
             return admin_refresh(sess)
 
-        login_outputs = [session, who, login_box, logout_btn, password, admin_tab, timer]
-        ev = login_btn.click(do_login, [name, password], login_outputs, api_name="login")
-        ev2 = password.submit(do_login, [name, password], login_outputs,
+        login_outputs = [session, who, login_box, logout_btn, password, admin_tab, timer,
+                         session_timer]
+        ev = login_btn.click(do_login, [signin_note], login_outputs, api_name="login",
+                             js=auth.SIGNIN_JS)
+        ev2 = password.submit(do_login, [signin_note], login_outputs, js=auth.SIGNIN_JS,
                               api_visibility="private")
         for e in (ev, ev2):
             e.success(rate_if_signed_in, [session], rate_outputs, api_visibility="private") \
                 .then(admin_if_admin, [session], admin_outputs, api_visibility="private")
-        logout_btn.click(do_logout, None, login_outputs, api_name="logout") \
+        logout_btn.click(do_logout, [session], login_outputs, api_name="logout",
+                         js=auth.SIGNOUT_JS) \
+            .then(rate_if_signed_in, [session], rate_outputs, api_visibility="private")
+        session_timer.tick(check_session, [session], login_outputs, api_visibility="private") \
             .then(rate_if_signed_in, [session], rate_outputs, api_visibility="private")
         rate_tab.select(rate_if_signed_in, [session], rate_outputs, api_visibility="private")
         lb_tab.select(lb_show, [lb_source], lb_outputs, api_visibility="private")
@@ -126,13 +157,15 @@ def build_app(rt: Runtime) -> gr.Blocks:
 def launch_kwargs(rt: Runtime, host: str, port: int, root_path: str) -> dict:
     s = rt.settings
     audio = s.audio_dir
-    for d in (audio, s.data_dir / "reports", s.exports_dir):
+    curves = s.data_dir / "reports" / "curves"  # the public Leaderboard's pictures
+    for d in (audio, curves, s.exports_dir):
         d.mkdir(parents=True, exist_ok=True)
     return {
         "server_name": host,
         "server_port": port,
         "root_path": root_path or None,
-        "allowed_paths": [str(audio), str(s.data_dir / "reports")],
+        # the evaluation reports beside the curves (<data>/reports/<version>/) are not served
+        "allowed_paths": [str(audio), str(curves)],
         # exports hold every judgment: never served by path, even to a guessed URL (an admin
         # downloads a private copy, app/admin/exports.py)
         "blocked_paths": [str(s.exports_dir)],
@@ -143,6 +176,9 @@ def launch_kwargs(rt: Runtime, host: str, port: int, root_path: str) -> dict:
         "ssr_mode": False,
         "show_error": True,
         "max_file_size": f"{int(s.rating.max_upload_mb * 2 + 1)}mb",
+        # the sign-in routes and the guard that binds page sessions to sign-ins (app/auth.py)
+        "app_kwargs": {"routes": auth.routes(rt) + clip_routes(rt),
+                       "middleware": [Middleware(auth.SessionGuard)]},
         "share": False,
         "pwa": False,
         "mcp_server": False,

@@ -353,9 +353,10 @@ class RatingConfig(Section):
     active_threshold_margin: float = 0.5
     """Under `active`, a clip whose mean AI score is this close to `selection.chosen_min` or
     `rejected_max` counts as near a selection threshold."""
-    min_play_fraction: float = 0.7
-    """A clip counts as played through when its end was reached at least this fraction of its
-    duration after playback started (server clock; 0.5 s slack for network jitter)."""
+    min_heard_fraction: float = Field(0.9, ge=0.0, le=1.0)
+    """The play gate: a clip counts as heard when the time ranges the rater's player reports
+    as played cover this share of it and at least this share of its duration has passed since
+    the clip was served (server clock). 0 turns the gate off."""
 
 
 class JudgingConfig(Section):

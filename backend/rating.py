@@ -2,7 +2,9 @@
 
 A rating task (`rating_tasks`) is an A/B comparison of two samples of the same prompt (or one
 MOS clip). A rater gets it as an assignment (`task_assignments`) with a randomized left/right
-order; the vote unlocks only after the server has seen both clips played through. No task is
+order; the vote unlocks only once both clips were heard: the played time ranges the rater's
+player reports cover `rating.min_heard_fraction` of each clip, and at least that much wall
+time has passed since the clip was served (`_play_status`). No task is
 made on a degenerate item (`clip_problem`: a clip that does not play or an empty continuation;
 for A/B also two identical unit sequences): a rater could only guess.
 
@@ -33,7 +35,7 @@ import random
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +61,6 @@ from db.schema import (
 ACR_LABELS = {5: "Excellent", 4: "Good", 3: "Fair", 2: "Poor", 1: "Bad"}
 MOS_ASPECTS = RATED_ASPECTS
 SIDES = ("A", "B")
-PLAY_SLACK_S = 0.5
 
 
 class RatingError(ValueError):
@@ -71,7 +72,7 @@ BUSY = ("The server is busy and could not save your vote. Please press it again:
 
 
 class PlayGateError(RatingError):
-    """The vote came before both clips were played through."""
+    """The vote came before both clips were heard (`_play_status`)."""
 
 
 @dataclass
@@ -417,20 +418,75 @@ def skip(rt: Runtime, user_id: int, assignment_id: int) -> None:
             a.status, a.done_at = "skipped", utcnow()
 
 
-# --- play tracking ---------------------------------------------------------------------------
-def record_play(rt: Runtime, user_id: int, assignment_id: int, side: str, event: str) -> dict:
-    """Record that playback of a side started ("start") or reached its end ("end")."""
-    if side not in SIDES or event not in ("start", "end"):
-        raise RatingError("bad play event")
+# --- play gate: what was heard ----------------------------------------------------------------
+def record_served(rt: Runtime, user_id: int, assignment_id: int, side: str) -> None:
+    """The clip of `side` was first sent to the rater's browser (the wall-time clock of the
+    play gate starts here; later fetches of the same clip change nothing)."""
     with rt.store.session() as s:
-        _active_user(s, user_id)
-        a, task = _assignment(s, user_id, assignment_id)
-        if side not in _side_samples(task, a.swapped):
-            raise RatingError("bad play event")
-        if a.status == "assigned" and len(a.played or []) < 200:
-            a.played = [*(a.played or []), {"side": side, "event": event,
+        a, task = _open_side(s, user_id, assignment_id, side)
+        if a.status == "assigned" and not any(
+                e.get("side") == side and e.get("event") == "served" for e in a.played or []):
+            a.played = [*(a.played or []), {"side": side, "event": "served",
                                             "t": utcnow().isoformat()}]
+
+
+def record_heard(rt: Runtime, user_id: int, assignment_id: int, side: str, ranges) -> dict:
+    """Add the time ranges of `side` the rater's player reports as played (the audio element's
+    `played` ranges, seconds, as JSON text or a list of [start, end]); returns `play_status`.
+    The assignment keeps their union per side."""
+    with rt.store.session() as s:
+        a, task = _open_side(s, user_id, assignment_id, side)
+        clip = _clip_rows(s, [_side_samples(task, a.swapped)[side]])
+        duration = _audio_duration(next(iter(clip.values())).audio_path if clip else None)
+        heard = _parse_ranges(ranges, duration)
+        if a.status == "assigned" and heard:
+            played = [e for e in a.played or []
+                      if not (e.get("side") == side and e.get("event") == "heard")]
+            old = next((e["ranges"] for e in a.played or []
+                        if e.get("side") == side and e.get("event") == "heard"), [])
+            a.played = [*played, {"side": side, "event": "heard",
+                                  "ranges": _union([*old, *heard])}]
         return _play_status(rt, s, a, task)
+
+
+def _open_side(s, user_id: int, assignment_id: int, side: str):
+    _active_user(s, user_id)
+    a, task = _assignment(s, user_id, assignment_id)
+    if side not in _side_samples(task, a.swapped):
+        raise RatingError(f"no clip {side} in this task")
+    return a, task
+
+
+MAX_RANGES = 200
+
+
+def _parse_ranges(ranges, duration: float) -> list[list[float]]:
+    """[[start, end], ...] within the clip (a little past its end is cut off: players round);
+    RatingError on anything else."""
+    if ranges is None or ranges == "":
+        return []
+    try:
+        items = json.loads(ranges) if isinstance(ranges, str) else ranges
+        out = [[float(a), float(b)] for a, b in items]
+    except (TypeError, ValueError):
+        raise RatingError("played ranges must be a list of [start, end] in seconds") from None
+    if len(out) > MAX_RANGES:
+        raise RatingError(f"at most {MAX_RANGES} played ranges")
+    limit = duration + 1.0
+    for a, b in out:
+        if not (math.isfinite(a) and math.isfinite(b) and 0.0 <= a <= b <= limit):
+            raise RatingError("a played range lies outside the clip")
+    return [[a, min(b, duration)] for a, b in out if min(b, duration) > a]
+
+
+def _union(ranges: list[list[float]]) -> list[list[float]]:
+    merged: list[list[float]] = []
+    for a, b in sorted(ranges):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return merged
 
 
 def play_status(rt: Runtime, user_id: int, assignment_id: int) -> dict:
@@ -441,19 +497,26 @@ def play_status(rt: Runtime, user_id: int, assignment_id: int) -> dict:
 
 
 def _play_status(rt: Runtime, s, a: TaskAssignment, task: RatingTask) -> dict:
-    out: dict[str, Any] = {}
-    frac = rt.settings.rating.min_play_fraction
+    """Per side: True when the rater heard it, i.e. the union of the played ranges covers
+    `rating.min_heard_fraction` of the clip AND at least that much wall time has passed since
+    the clip was served (a script can claim ranges, not make time pass); "heard" holds the
+    covered fractions, "unlocked" whether every side was heard."""
+    out: dict[str, Any] = {"heard": {}}
+    share = rt.settings.rating.min_heard_fraction
     sides = _side_samples(task, a.swapped)
     clips = _clip_rows(s, sides.values())
+    now = utcnow()
     for side, sid in sides.items():
         clip = clips.get(sid)
-        need = max(0.0, frac * _audio_duration(clip.audio_path if clip else None) - PLAY_SLACK_S)
+        duration = _audio_duration(clip.audio_path if clip else None)
         events = [e for e in (a.played or []) if e.get("side") == side]
-        starts = [datetime.fromisoformat(e["t"]) for e in events if e["event"] == "start"]
-        ends = [datetime.fromisoformat(e["t"]) for e in events if e["event"] == "end"]
-        first = min(starts) if starts else a.assigned_at
-        out[side] = bool(ends) and (
-            need <= 0 or any((t - first) >= timedelta(seconds=need) for t in ends))
+        served = [datetime.fromisoformat(e["t"]) for e in events if e["event"] == "served"]
+        covered = sum(b - a_ for e in events if e["event"] == "heard"
+                      for a_, b in e["ranges"])
+        fraction = min(1.0, covered / duration) if duration > 0 else 0.0
+        waited = (now - min(served)).total_seconds() if served else 0.0
+        out["heard"][side] = fraction
+        out[side] = share <= 0 or (fraction >= share and waited >= share * duration)
     out["unlocked"] = all(out[k] for k in sides)
     return out
 
@@ -501,7 +564,7 @@ def _vote_in(rt: Runtime, s, user_id: int, assignment_id, choice, mos) -> VoteRe
         if key.split(".")[0] not in sides:
             raise RatingError(f"no clip {key.split('.')[0]} in this task")
     if not _play_status(rt, s, a, task)["unlocked"]:
-        raise PlayGateError("play both clips to the end before voting")
+        raise PlayGateError("listen to both clips to the end before voting")
     return _store_vote(rt, s, user_id, a, task, choice, mos_values)
 
 
