@@ -46,7 +46,7 @@ RATED_ASPECTS = ("meaningfulness", "naturalness")
 MEANING_ASPECTS = ("overall", "meaningfulness")
 """The aspects that say how meaningful a continuation is: they feed preference pairs."""
 PAIR_SOURCES = ("ai", "human", "both")
-TRAINING_METHODS = ("dpo", "grpo", "rft")
+TRAINING_METHODS = ("dpo", "online-dpo", "grpo", "rft")
 """How a round trains (backend.config.TrainingConfig.method)."""
 
 
@@ -277,7 +277,7 @@ class TrainingRound(Base):
     selection: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     method: Mapped[str] = mapped_column(String(16), default="dpo")
     train_config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    """The settings section of `method` the round trained with (dpo or grpo)."""
+    """The settings section of `method` the round trained with."""
     status: Mapped[str] = mapped_column(String(16), default="pending")
     n_pairs: Mapped[int] = mapped_column(Integer, default=0)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -321,6 +321,124 @@ def train_grpo(
 
 
 
+def unit_online_dpo_trainer():
+    """TRL's OnlineDPOTrainer with its sampling step widened: TRL draws two continuations per
+    prompt and pairs them by score; this draws `num_generations` (even), scores them all once
+    through `score(prompts, completion_ids)`, and hands TRL each prompt's best- and worst-scored
+    as its two. A prompt whose best and worst score the same gets its best twice, so its pair
+    has a zero DPO gradient instead of teaching an arbitrary direction. TRL's own reward call
+    then reads the scores already computed (nothing is judged twice)."""
+    from trl.experimental.online_dpo import OnlineDPOTrainer
+
+    class UnitOnlineDPOTrainer(OnlineDPOTrainer):
+        def __init__(self, *args, num_generations: int, score, **kw):
+            self.k, self._score, self.scored = num_generations, score, {}
+            self.pairs_seen, self.pairs_tied = 0, 0
+            super().__init__(*args, reward_funcs=[self._scored_already], **kw)
+
+        def _generate(self, model, prompts, images=None):
+            b, reps = len(prompts), self.k // 2
+            p_ids, p_mask, c_ids, c_mask, vis = super()._generate(model, list(prompts) * reps,
+                                                                  images)
+            # super() returns its 2 x (b * reps) rows as [copy][rep][prompt]
+            rows = [[c * b * reps + r * b + i for c in range(2) for r in range(reps)]
+                    for i in range(b)]
+            flat = [i for group in rows for i in group]
+            ids = [c_ids[i].tolist() for i in flat]
+            self.scored.clear()
+            owner = [prompts[j // self.k] for j in range(len(flat))]
+            scores = self._score(owner, ids)
+            for p, c, v in zip(owner, ids, scores, strict=True):
+                self.scored[(p, tuple(c))] = v
+            best, worst = [], []
+            for g, group in enumerate(rows):
+                vals = [scores[g * self.k + m] for m in range(self.k)]
+                valid = [m for m, v in enumerate(vals) if v is not None]
+                hi = max(valid, key=lambda m: vals[m], default=0)
+                lo = min(valid, key=lambda m: vals[m], default=0)
+                tied = not valid or vals[hi] == vals[lo]
+                best.append(group[hi])
+                worst.append(group[hi] if tied else group[lo])
+                self.pairs_seen += 1
+                self.pairs_tied += tied
+            keep = torch.tensor(best + worst, device=c_ids.device)
+            return p_ids[keep], p_mask[keep], c_ids[keep], c_mask[keep], vis
+
+        def _scored_already(self, prompts, completions, completion_ids, **_):
+            return [self.scored.get((p, tuple(c)))
+                    for p, c in zip(prompts, completion_ids, strict=True)]
+
+    return UnitOnlineDPOTrainer
+
+
+def train_online_dpo(
+    base_path: str | Path, parent_adapters: list[str], tokenizer, prompts: list[dict],
+    reward: RewardFn, cfg: Any, sampling: dict, out_dir: Path,
+    progress: Progress | None = None, report: Report | None = None,
+    work_dir: Path | None = None, suppress_tokens: list[int] | None = None,
+) -> dict:
+    """Train one LoRA adapter by online DPO (`unit_online_dpo_trainer`) and save it
+    self-contained into `out_dir`. Arguments as `train_grpo`'s; `cfg` is the `online_dpo`
+    settings section (backend.config.OnlineDPOSettings)."""
+    from datasets import Dataset
+    from trl.experimental.online_dpo import OnlineDPOConfig
+
+    progress = progress or (lambda f, m="": None)
+    report = report or (lambda **kw: None)
+    model, work = _start(base_path, parent_adapters, out_dir, work_dir)
+    args = OnlineDPOConfig(
+        output_dir=str(work / "trainer"), per_device_train_batch_size=cfg.prompts_per_step,
+        max_new_tokens=sampling["max_new_units"], temperature=sampling["temperature"],
+        top_k=sampling.get("top_k") or 0, top_p=sampling.get("top_p", 1.0),
+        generation_kwargs={"suppress_tokens": list(suppress_tokens)} if suppress_tokens
+        else None,
+        learning_rate=cfg.learning_rate, beta=[cfg.beta], loss_type=cfg.loss_type,
+        max_steps=cfg.max_steps, max_length=cfg.max_length,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_ratio if 0 < cfg.warmup_ratio < 1 else 0,
+        seed=cfg.seed, logging_steps=cfg.logging_steps,
+        gradient_checkpointing=cfg.gradient_checkpointing, use_cpu=cfg.use_cpu, bf16=cfg.bf16,
+        report_to="none", save_strategy="no", dataloader_num_workers=0, disable_tqdm=True,
+    )
+    by_prompt = {p["prompt"]: p for p in prompts}
+
+    def score(prompt_texts: list[str], completion_ids: list[list[int]]):
+        return reward([by_prompt[p] for p in prompt_texts], completion_ids)
+
+    history: list[dict] = []
+    trainer = unit_online_dpo_trainer()(
+        model=model, args=args, train_dataset=Dataset.from_list(prompts),
+        processing_class=tokenizer, peft_config=lora_config(model, cfg),
+        num_generations=cfg.num_generations, score=score,
+        callbacks=[_callback(progress, report, history, "Online DPO",
+                             ("loss", "objective/scores", "objective/scores_margin",
+                              "rewards/accuracies", "objective/kl"),
+                             (("objective/scores", "score", ".2f"),
+                              ("objective/scores_margin", "margin", ".2f")))],
+    )
+    t0 = time.monotonic()
+    trainer.train()
+    train_s = time.monotonic() - t0
+    save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work)
+    scores = [h["objective/scores"] for h in history if "objective/scores" in h]
+    margins = [h["objective/scores_margin"] for h in history if "objective/scores_margin" in h]
+    q = max(1, len(scores) // 4)
+
+    def mean(xs):
+        return sum(xs) / len(xs) if xs else None
+
+    metrics = {
+        "steps": trainer.state.global_step, "train_seconds": round(train_s, 2),
+        "n_prompts": len(prompts), "judged_samples": trainer.pairs_seen * cfg.num_generations,
+        "pairs": trainer.pairs_seen, "tied_pairs": trainer.pairs_tied,
+        "score_first": mean(scores[:q]), "score_last": mean(scores[-q:]),
+        "score_margin_first": mean(margins[:q]), "score_margin_last": mean(margins[-q:]),
+        "history": history[-200:],
+    }
+    del trainer, model
+    return metrics
+
+
 
 def unit_sft_trainer():
     """TRL's SFTTrainer with the hook `unit_dpo_trainer` changes: an example whose

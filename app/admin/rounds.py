@@ -1,5 +1,6 @@
 """Admin > Training round: start one or more alignment rounds from a parent version by a
-training method (DPO on preference pairs, or online GRPO on the judge's scores), with the
+training method (DPO on stored preference pairs, online DPO or GRPO on fresh samples the judge
+scores as training goes, RFT on the best-judged samples), with the
 selection thresholds and the method's settings shown in the form, and list past rounds."""
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ def queue_round(rt: Runtime, user: UserInfo, parent: str | None, source: str, n,
                 per_prompt) -> tuple[int, str]:
     """Validate the form and queue a "round" job: (job id, message). Every value is sent as an
     explicit setting of the chosen method; a bad one is refused here, before any sampling.
-    "Continuations per prompt" is generation's `n` for DPO and RFT and the group size for
-    GRPO; "Chosen if score ≥" is RFT's `min_score`; RFT has no beta."""
+    "Continuations per prompt" is generation's `n` for DPO and RFT and the number each step
+    samples for Online DPO and GRPO; "Chosen if score ≥" is RFT's `min_score`; RFT has no
+    beta."""
     overrides = {"method": method, "beta": beta, "lora_rank": whole(rank),
                  "max_steps": whole(steps), "max_prompts": whole(max_prompts)}
-    if method == "grpo":
+    if method in ONLINE:
         overrides["num_generations"] = whole(per_prompt)
     elif method == "rft":
         del overrides["beta"]
@@ -48,14 +50,16 @@ def queue_round(rt: Runtime, user: UserInfo, parent: str | None, source: str, n,
         "watching it below."
 
 
-METHOD_LABELS = {"dpo": "DPO", "grpo": "GRPO", "rft": "RFT"}
+METHOD_LABELS = {"dpo": "DPO", "online-dpo": "Online DPO", "grpo": "GRPO", "rft": "RFT"}
+ONLINE = ("online-dpo", "grpo")
+"""Methods whose trainer samples `num_generations` continuations per prompt itself."""
 
 
 def method_defaults(rt: Runtime, method: str) -> tuple:
     """The form's method-dependent values: beta, LoRA rank, steps, continuations per prompt."""
     opts = rounds.round_options(rt)
     m = opts[method]
-    per_prompt = m["num_generations"] if method == "grpo" else opts["generation"]["n"]
+    per_prompt = m["num_generations"] if method in ONLINE else opts["generation"]["n"]
     return m.get("beta", 0.0), m["lora_rank"], m["max_steps"], per_prompt
 
 
@@ -67,9 +71,10 @@ def build_rounds(rt: Runtime) -> SimpleNamespace:
             parent = gr.Dropdown([], label="Parent version", elem_id="round-parent")
             method = gr.Radio([(METHOD_LABELS[m], m) for m in opts["methods"]],
                               value=opts["method"], label="Method", elem_id="round-method",
-                              info="DPO: the paper's, on stored pairs (AI or human). GRPO: "
-                                   "online, the AI judge scores fresh samples as it trains. "
-                                   "RFT: imitate the best-judged samples.")
+                              info="DPO: the paper's, on stored pairs (AI or human). Online "
+                                   "DPO: pairs of fresh samples the AI judge scores as it "
+                                   "trains. GRPO: online, every fresh sample pushed by its "
+                                   "score. RFT: imitate the best-judged samples.")
             source = gr.Radio([("AI judge", "ai"), ("Human votes", "human"), ("Both", "both")],
                               value="ai", label="Pairs from")
             n_rounds = gr.Number(1, label="Rounds", precision=0, minimum=1, maximum=10)
@@ -81,7 +86,7 @@ def build_rounds(rt: Runtime) -> SimpleNamespace:
         with gr.Row():
             chosen = gr.Number(sel["chosen_min"], label="Chosen if score ≥ (DPO)")
             rejected = gr.Number(sel["rejected_max"], label="Rejected if score ≤ (DPO)")
-            beta = gr.Number(beta0, label="beta (DPO) / KL coefficient (GRPO)",
+            beta = gr.Number(beta0, label="beta (DPO, Online DPO) / KL coefficient (GRPO)",
                              elem_id="round-beta")
             rank = gr.Number(rank0, label="LoRA rank", precision=0)
             steps = gr.Number(steps0, label="Steps", precision=0, elem_id="round-steps")

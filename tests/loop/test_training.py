@@ -347,3 +347,92 @@ def test_rft_keeps_eos_only_on_continuations_that_ended(tiny_rt, tmp_path):
         assert (ids[-1] == 2) == e and len(ids) == 1 + len(p) + len(c) + e
         assert len(labels) == len(ids) and (labels[-1] == 2) == e
         assert sum(x != -100 for x in labels) == len(c) + e  # loss on the continuation only
+
+
+def test_online_dpo_round_end_to_end_on_tiny_world(tiny_rt):
+    """method online-dpo: each step the trainer samples num_generations continuations of each
+    prompt, every one goes once through the judge path (vocoder, ASR, judge), the best and the
+    worst of a prompt are its pair (margin >= 0, a tie has none), no pairs are stored, and the
+    adapter is registered and samples like any other version's."""
+    rt = tiny_rt
+    judge = rt.judge("tiny-judge")
+    calls0 = judge.calls
+    ov = {"method": "online-dpo", "online_dpo": {
+        "max_steps": 3, "num_generations": 4, "prompts_per_step": 2, "learning_rate": 1e-3,
+        "lora_rank": 4}}
+    res = rounds.run_rounds(rt, None, "ai", rounds=1, overrides=ov, evaluate=False)
+    (done,) = res["rounds"]
+    m = done["metrics"]
+    assert m["steps"] == 3 and m["pairs"] == 3 * 2 and m["judged_samples"] == 3 * 2 * 4
+    assert judge.calls - calls0 == m["judged_samples"]  # each sample judged once
+    assert 0 <= m["tied_pairs"] <= m["pairs"]
+    assert 1 <= m["score_first"] <= 5
+    with rt.store.session() as s:
+        (row,) = s.scalars(select(TrainingRound)).all()
+        margins = [h["objective/scores_margin"] for h in row.metrics["history"]
+                   if "objective/scores_margin" in h]
+        assert len(margins) == 3 and all(x >= 0 for x in margins)
+        assert row.method == "online-dpo" and row.status == "done" and row.n_pairs == 0
+        assert row.train_config["num_generations"] == 4
+        assert s.scalar(select(func.count()).select_from(PreferencePair)) == 0
+    v = registry.get_version(rt, done["version"])
+    assert v.adapter_intact() and v.config["method"] == "online-dpo"
+    assert v.config["online-dpo"]["prompts_per_step"] == 2
+    from backend.loop.generate import sample_continuations
+    from models.interfaces import SamplingParams
+    (conts,) = sample_continuations(rt, v, [[1, 2, 3]], SamplingParams(n=2, max_new_units=5))
+    assert len(conts) == 2 and all(0 <= u < tiny.K for c in conts for u in c)
+    with pytest.raises(ValueError, match="AI judge only"):
+        rounds.start_round(rt, None, "human", overrides={"method": "online-dpo"})
+    with pytest.raises(ValueError, match="even"):
+        rounds.start_round(rt, None, "ai", overrides={"method": "online-dpo",
+                                                      "num_generations": 3})
+    with pytest.raises(ValueError, match="unknown online_dpo setting"):
+        rounds.split_overrides({"online_dpo": {"num_generation": 4}})
+
+
+def test_online_dpo_pairs_best_with_worst_and_ties_give_no_gradient(tiny_rt, tmp_path):
+    """The pair of a prompt is its best- and worst-scored of k samples; when every sample of
+    every prompt scores the same, each pair is one sample twice: the DPO loss is ln 2 and
+    the adapter does not move."""
+    import math
+
+    from backend.config import OnlineDPOSettings
+    from models.training import train_online_dpo
+
+    lm = tiny_rt.unit_lm
+    base = registry.ensure_baseline(tiny_rt)
+    prompts = [{"prompt": train.make_examples(lm, [([k, k + 1], [], [])])[0]["prompt"],
+                "prompt_id": k} for k in range(4)]
+    cfg = OnlineDPOSettings(max_steps=2, num_generations=6, prompts_per_step=2,
+                            learning_rate=1e-2, lora_rank=4)
+    sampling = {"temperature": 1.0, "top_k": 0, "max_new_units": 6}
+    seen = []
+
+    def good_share(rows, ids):  # the share of "good" units, as the tiny judge
+        out = []
+        for c in ids:
+            u = lm.ids_to_units(c)
+            out.append(sum(x < tiny.K // 2 for x in u) / len(u) if u else None)
+        seen.append(out)
+        return out
+
+    m = train_online_dpo(base.base_ref, [], lm.hf_tokenizer, prompts, good_share, cfg,
+                         sampling, tmp_path / "a", suppress_tokens=lm.non_unit_ids)
+    assert [len(s) for s in seen] == [2 * 6, 2 * 6]
+    for step, h in zip(seen, [h for h in m["history"] if "objective/scores_margin" in h],
+                       strict=True):
+        groups = [[v for v in step[g * 6:(g + 1) * 6] if v is not None] for g in range(2)]
+        expect = sum(max(g) - min(g) for g in groups) / 2
+        assert h["objective/scores_margin"] == pytest.approx(expect, abs=1e-6)
+
+    flat = train_online_dpo(base.base_ref, [], lm.hf_tokenizer, prompts,
+                            lambda rows, ids: [3.0] * len(ids), cfg, sampling, tmp_path / "b",
+                            suppress_tokens=lm.non_unit_ids)
+    assert flat["tied_pairs"] == flat["pairs"] == 4
+    losses = [h["loss"] for h in flat["history"] if "loss" in h]
+    assert losses and all(x == pytest.approx(math.log(2), abs=1e-4) for x in losses)
+    from safetensors.torch import load_file
+    weights = load_file(str(tmp_path / "b" / "adapter_model.safetensors"))
+    lora_b = [w for k, w in weights.items() if "lora_B" in k]
+    assert lora_b and all(float(w.abs().max()) == 0.0 for w in lora_b)  # B starts at zero
