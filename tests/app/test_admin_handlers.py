@@ -148,6 +148,8 @@ def _round_form(**changes) -> dict:
     ({"method": "ppo"}, "unknown training method 'ppo'"),
     ({"method": "grpo", "source": "human"}, "AI judge only"),
     ({"method": "grpo", "per_prompt": 1}, "num_generations must be >= 2"),
+    ({"method": "online-dpo", "per_prompt": 3}, "num_generations must be even"),
+    ({"method": "online-dpo", "source": "both"}, "AI judge only"),
 ])
 def test_round_with_a_bad_setting_is_refused_before_queueing(rt, boss, changes, says):
     with pytest.raises(gr.Error, match="Cannot start the round: ") as err:
@@ -178,6 +180,17 @@ def test_a_grpo_round_sends_its_group_size_and_no_pair_thresholds(rt, boss, seed
                                                   rt.settings.grpo.lora_rank,
                                                   rt.settings.grpo.max_steps,
                                                   rt.settings.grpo.num_generations)
+
+
+def test_an_online_dpo_round_sends_its_samples_per_prompt_and_beta(rt, boss, seeded):
+    jid, message = rounds.queue_round(rt, boss, **_round_form(method="online-dpo", beta=0.2))
+    assert message.startswith(f"Online DPO round queued as job **{jid}**")
+    assert backend_jobs.get(rt, jid).params["overrides"] == {
+        "method": "online-dpo", "beta": 0.2, "lora_rank": 8, "max_steps": 10,
+        "max_prompts": None, "num_generations": 4}
+    cfg = rt.settings.online_dpo
+    assert rounds.method_defaults(rt, "online-dpo") == (cfg.beta, cfg.lora_rank, cfg.max_steps,
+                                                        cfg.num_generations)
 
 
 # --- Versions --------------------------------------------------------------------------------

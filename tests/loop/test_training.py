@@ -177,12 +177,17 @@ def test_effective_dpo_and_round_overrides(tmp_path):
     one = train.effective_dpo(mini, {"loss_type": "sigmoid", "loss_weights": 1})
     assert one.loss_type == ["sigmoid"] and one.loss_weights == [1.0]
     ov = rounds.split_overrides({"steps": 5, "chosen_min": 4, "n": 2, "dpo": {"beta": 0.2}})
-    assert ov == {"training": {}, "dpo": {"max_steps": 5, "beta": 0.2}, "grpo": {}, "rft": {},
+    assert ov == {"training": {}, "dpo": {"max_steps": 5, "beta": 0.2}, "online_dpo": {},
+                  "grpo": {}, "rft": {},
                   "selection": {"chosen_min": 4}, "generation": {"n": 2}}
     # flat training settings go to the round's method's section
     ov = rounds.split_overrides({"method": "grpo", "steps": 5, "lr": 1e-3, "n": 2})
     assert ov["training"] == {"method": "grpo"} and ov["dpo"] == {}
     assert ov["grpo"] == {"max_steps": 5, "learning_rate": 1e-3}
+    ov = rounds.split_overrides({"method": "online-dpo", "steps": 5, "num_generations": 4})
+    assert ov["online_dpo"] == {"max_steps": 5, "num_generations": 4} and ov["grpo"] == {}
+    assert train.effective(mini, "online-dpo").learning_rate == 2e-4  # its mini_overrides
+    assert train.effective(real, "online-dpo").learning_rate == 5e-5
     with pytest.raises(ValueError, match="nonsense"):
         rounds.split_overrides({"nonsense": 1})
     with pytest.raises(ValueError, match="method"):
