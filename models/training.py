@@ -325,15 +325,17 @@ def unit_online_dpo_trainer():
     """TRL's OnlineDPOTrainer with its sampling step widened: TRL draws two continuations per
     prompt and pairs them by score; this draws `num_generations` (even), scores them all once
     through `score(prompts, completion_ids)`, and hands TRL each prompt's best- and worst-scored
-    as its two. A prompt whose best and worst score the same gets its best twice, so its pair
-    has a zero DPO gradient instead of teaching an arbitrary direction. TRL's own reward call
-    then reads the scores already computed (nothing is judged twice)."""
+    as its two. A prompt whose best and worst score the same gets its best twice, and its
+    rows' log-probabilities are detached, so its pair has an exactly zero DPO gradient (not
+    float noise, which Adam would scale up to full steps) instead of teaching an arbitrary
+    direction. TRL's own reward call then reads the scores already computed (nothing is
+    judged twice)."""
     from trl.experimental.online_dpo import OnlineDPOTrainer
 
     class UnitOnlineDPOTrainer(OnlineDPOTrainer):
         def __init__(self, *args, num_generations: int, score, **kw):
             self.k, self._score, self.scored = num_generations, score, {}
-            self.pairs_seen, self.pairs_tied = 0, 0
+            self.pairs_seen, self.pairs_tied, self._tied = 0, 0, None
             super().__init__(*args, reward_funcs=[self._scored_already], **kw)
 
         def _generate(self, model, prompts, images=None):
@@ -350,7 +352,7 @@ def unit_online_dpo_trainer():
             scores = self._score(owner, ids)
             for p, c, v in zip(owner, ids, scores, strict=True):
                 self.scored[(p, tuple(c))] = v
-            best, worst = [], []
+            best, worst, tied_rows = [], [], []
             for g, group in enumerate(rows):
                 vals = [scores[g * self.k + m] for m in range(self.k)]
                 valid = [m for m, v in enumerate(vals) if v is not None]
@@ -361,8 +363,16 @@ def unit_online_dpo_trainer():
                 worst.append(group[hi] if tied else group[lo])
                 self.pairs_seen += 1
                 self.pairs_tied += tied
+                tied_rows.append(tied)
             keep = torch.tensor(best + worst, device=c_ids.device)
+            self._tied = torch.tensor(tied_rows * 2, device=c_ids.device)
             return p_ids[keep], p_mask[keep], c_ids[keep], c_mask[keep], vis
+
+        def _forward(self, model, *args, **kw):
+            logprobs = super()._forward(model, *args, **kw)
+            if logprobs.requires_grad and self._tied is not None and self._tied.any():
+                logprobs = torch.where(self._tied[:, None], logprobs.detach(), logprobs)
+            return logprobs
 
         def _scored_already(self, prompts, completions, completion_ids, **_):
             return [self.scored.get((p, tuple(c)))
