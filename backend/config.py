@@ -133,19 +133,33 @@ class SelectionConfig(Section):
     directions keeps the direction with the larger summed weight; weight 0 drops a source."""
 
 
-class DPOSettings(Section):
-    """DPO + LoRA. Defaults: slamkit's (beta 0.1, lr 5e-5, LoRA on attention projections);
-    the paper used rank 32, alpha 8."""
+class TuningSettings(Section):
+    """What every training method's section has: which weights a round trains."""
 
-    beta: float = 0.1
-    learning_rate: float = 5e-5
+    finetune: Literal["lora", "full"] = "lora"
+    """lora: a LoRA adapter (peft) on the frozen parent; the version is that adapter (a few MB),
+    served from the one base model in memory with every other version's. full: every weight
+    trains; the version is a whole model directory, which the unit LM loads as a model of its
+    own when the version is sampled, and a later LoRA round from it adapts those weights. Fine
+    for the mini LM; for TWIST-7B each such version is another ~28 GB on disk and in memory
+    (fp32; ~14 GB in bf16), and training holds the weights, their gradients and Adam's two
+    moments (~16 bytes a parameter, ~110 GB) plus a frozen reference copy for dpo, online-dpo
+    and grpo with beta > 0 (LoRA's reference is the same weights with the adapter off)."""
     lora_rank: int = 32
     lora_alpha: int = 8
     lora_dropout: float = 0.0
     lora_targets: list[str] = Field(default_factory=lambda: ["attention"])
     """Module names (suffixes) LoRA adapts. "attention" = the architecture's attention
     projections (Llama q/k/v/o_proj, OPT q/k/v/out_proj); a name that matches no module of the
-    model is an error, never silently skipped."""
+    model is an error, never silently skipped. The LoRA settings apply when finetune = "lora"."""
+
+
+class DPOSettings(TuningSettings):
+    """DPO (LoRA or full fine-tuning). Defaults: slamkit's (beta 0.1, lr 5e-5, LoRA on
+    attention projections); the paper used rank 32, alpha 8."""
+
+    beta: float = 0.1
+    learning_rate: float = 5e-5
     batch_size: int = 8
     max_steps: int = 100
     epochs: float = 1.0
@@ -211,7 +225,7 @@ class DPOSettings(Section):
     continuations' NLL added (RPO) raised them with a CI above zero."""
 
 
-class GRPOSettings(Section):
+class GRPOSettings(TuningSettings):
     """Online RL with the AI judge's score as reward: TRL's `GRPOTrainer` samples
     `num_generations` continuations of each training prompt with the model being trained, the
     judge path scores them (vocoder -> ASR -> judge, in memory), and each continuation is pushed
@@ -231,11 +245,6 @@ class GRPOSettings(Section):
     num_iterations: int = 1
     loss_type: str = "dapo"
     scale_rewards: Literal["group", "batch", "none"] = "group"
-    lora_rank: int = 32
-    lora_alpha: int = 8
-    lora_dropout: float = 0.0
-    lora_targets: list[str] = Field(default_factory=lambda: ["attention"])
-    """As `dpo.lora_targets`."""
     warmup_ratio: float = 0.0
     lr_scheduler_type: str = "constant"
     seed: int = 0
@@ -270,7 +279,7 @@ class GRPOSettings(Section):
     """Applied when world == "mini" to fields not set explicitly (see `dpo.mini_overrides`)."""
 
 
-class OnlineDPOSettings(Section):
+class OnlineDPOSettings(TuningSettings):
     """Online DPO (online AI feedback, Guo et al. 2024) on TRL's `OnlineDPOTrainer`: each step
     the model being trained samples `num_generations` continuations of each of
     `prompts_per_step` training prompts, the judge path scores them in memory (vocoder -> ASR ->
@@ -292,11 +301,6 @@ class OnlineDPOSettings(Section):
     """The DPO beta: how far the policy may move from the parent (the reference)."""
     loss_type: Literal["sigmoid", "ipo"] = "sigmoid"
     """TRL's Online DPO losses; "sigmoid" is DPO's."""
-    lora_rank: int = 32
-    lora_alpha: int = 8
-    lora_dropout: float = 0.0
-    lora_targets: list[str] = Field(default_factory=lambda: ["attention"])
-    """As `dpo.lora_targets`."""
     warmup_ratio: float = 0.0
     lr_scheduler_type: str = "linear"
     max_length: int = 512
@@ -334,7 +338,7 @@ class OnlineDPOSettings(Section):
     dpo's mini step size and adapter; not yet tuned by a bench of its own."""
 
 
-class RFTSettings(Section):
+class RFTSettings(TuningSettings):
     """Rejection-sampling fine-tuning (best-of-k): the round's stored continuations that the
     training judges scored highest are imitated (TRL `SFTTrainer`, loss on the continuation
     only). The simplest use of judged samples; the baseline any preference method must beat."""
@@ -347,11 +351,6 @@ class RFTSettings(Section):
     max_steps: int = 100
     epochs: float = 1.0
     batch_size: int = 8
-    lora_rank: int = 32
-    lora_alpha: int = 8
-    lora_dropout: float = 0.0
-    lora_targets: list[str] = Field(default_factory=lambda: ["attention"])
-    """As `dpo.lora_targets`."""
     warmup_ratio: float = 0.0
     lr_scheduler_type: str = "linear"
     max_length: int = 512

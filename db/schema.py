@@ -48,6 +48,8 @@ MEANING_ASPECTS = ("overall", "meaningfulness")
 PAIR_SOURCES = ("ai", "human", "both")
 TRAINING_METHODS = ("dpo", "online-dpo", "grpo", "rft")
 """How a round trains (backend.config.TrainingConfig.method)."""
+FINETUNE_KINDS = ("lora", "full")
+"""Which weights a round trained (a method section's `finetune`): a LoRA adapter, or all."""
 
 
 def utcnow() -> datetime:
@@ -83,6 +85,7 @@ class ModelVersion(Base):
         CheckConstraint(
             "kind = 'baseline' OR adapter_path IS NOT NULL", name="aligned_has_adapter"
         ),
+        CheckConstraint(_in("finetune", FINETUNE_KINDS), name="finetune"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -91,8 +94,14 @@ class ModelVersion(Base):
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     round_index: Mapped[int] = mapped_column(Integer, default=0)
     base_ref: Mapped[str] = mapped_column(String(1024), default="")
+    """The weights the version's adapter applies to: the baseline's, or a fully fine-tuned
+    version's own directory (for it and for the LoRA versions trained from it)."""
     adapter_path: Mapped[str | None] = mapped_column(String(1024))
+    """What the aligned version's round trained: its LoRA adapter, or (finetune full) its whole
+    model directory."""
     adapter_sha256: Mapped[str | None] = mapped_column(String(64))
+    finetune: Mapped[str | None] = mapped_column(String(8))
+    """lora | full for an aligned version; None for the baseline."""
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -1,7 +1,7 @@
-"""Model-side DPO training: load a parent (base weights + its adapter), attach a LoRA adapter
-(peft), run TRL's `DPOTrainer` on unit-token strings, save the adapter self-contained relative to
-the base. The backend (backend/loop/train.py) prepares the examples and registers the result;
-everything that touches transformers, peft and TRL is here.
+"""Model-side training (DPO, online DPO, GRPO, RFT): load a parent (base weights + its adapter),
+attach a LoRA adapter (peft), run the method's TRL trainer on unit-token strings, save the
+adapter self-contained relative to the base. The backend (backend/loop/train.py) prepares the
+examples and registers the result; everything that touches transformers, peft and TRL is here.
 
 - Reference model: the trainer gets the parent as a plain model plus `peft_config=LoraConfig`,
   so the reference is the same weights with the new adapter disabled: no second copy in memory.
@@ -10,6 +10,9 @@ everything that touches transformers, peft and TRL is here.
   the model of round r-1 (paper's curriculum). The saved adapter is the rank-concatenation of
   the parent's adapter and the new delta (peft `add_weighted_adapter`, combination "cat", which
   is exact), so serving any version is one `load_adapter` on the base.
+- With `finetune = "full"` in the method's section no adapter is made: every weight trains (the
+  trainer makes a frozen reference copy where its loss needs one) and the version is saved as a
+  whole model directory, the base of its own lineage from then on.
 """
 
 from __future__ import annotations
@@ -118,19 +121,29 @@ def lora_target_modules(model, targets: list[str]) -> list[str]:
 
 
 def _start(base_path: str | Path, parent_adapters: list[str], out_dir: Path,
-           work_dir: Path | None):
+           work_dir: Path | None, cfg: Any):
     """What every trainer starts with: at most two torch threads, its work dir, the parent
-    model (base + its adapter merged)."""
+    model (base + its adapter merged). For full fine-tuning from a LoRA parent the merged
+    parent is saved in the work dir and named the model's path: TRL loads a full fine-tune's
+    frozen reference from that path, which must be the parent, not the bare base."""
     torch.set_num_threads(min(2, torch.get_num_threads()))
     work = work_dir or out_dir.parent / f"{out_dir.name}-work"
     work.mkdir(parents=True, exist_ok=True)
-    return load_parent_model(base_path, parent_adapters), work
+    model = load_parent_model(base_path, parent_adapters)
+    if cfg.finetune == "full" and parent_adapters:
+        model.save_pretrained(str(work / "parent"))
+        model.config._name_or_path = str(work / "parent")
+    return model, work
 
 
 def lora_config(model, cfg: Any):
-    """peft LoRA settings from a method's settings section (lora_rank, lora_alpha, ...)."""
+    """peft LoRA settings from a method's settings section (lora_rank, lora_alpha, ...); None
+    when the section says finetune = "full": the trainer then updates every weight (and makes
+    its own frozen reference copy where its loss needs one)."""
     from peft import LoraConfig
 
+    if cfg.finetune == "full":
+        return None
     return LoraConfig(
         r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
         target_modules=lora_target_modules(model, cfg.lora_targets), bias="none",
@@ -138,11 +151,25 @@ def lora_config(model, cfg: Any):
     )
 
 
-def save_self_contained(peft_model, base_path: str | Path, parent_adapters: list[str],
-                        out_dir: Path, work: Path) -> None:
-    """Save a trained delta adapter as one adapter relative to the base (parent + delta)."""
+def save_self_contained(model, base_path: str | Path, parent_adapters: list[str],
+                        out_dir: Path, work: Path, tokenizer) -> None:
+    """Save what a trainer trained into `out_dir`, usable without its parent: a LoRA delta as
+    one adapter relative to the base (parent + delta); fully fine-tuned weights (parent
+    adapters were merged in before training) as a whole model directory that loads like the
+    base: weights, tokenizer and the base's unit layout file."""
+    from peft import PeftModel
+
+    from models.unit_lm import META_FILE
+
+    if not isinstance(model, PeftModel):
+        model.save_pretrained(str(out_dir))
+        tokenizer.save_pretrained(str(out_dir))
+        layout = Path(base_path) / META_FILE
+        if layout.is_file():
+            shutil.copy(layout, out_dir / META_FILE)
+        return
     delta = work / "delta"
-    peft_model.save_pretrained(str(delta))
+    model.save_pretrained(str(delta))
     if parent_adapters:
         combine_adapters(base_path, parent_adapters[-1], delta, out_dir)
     else:
@@ -190,7 +217,7 @@ def train_dpo(
 
     progress = progress or (lambda f, m="": None)
     report = report or (lambda **kw: None)
-    model, work = _start(base_path, parent_adapters, out_dir, work_dir)
+    model, work = _start(base_path, parent_adapters, out_dir, work_dir, cfg)
     lora = lora_config(model, cfg)
     steps = cfg.max_steps if cfg.max_steps and cfg.max_steps > 0 else -1
     args = DPOConfig(
@@ -220,7 +247,8 @@ def train_dpo(
     train_s = time.monotonic() - t0
     if on_trained is not None:  # tests: look at the in-memory trained model
         on_trained(trainer.model)
-    save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work)
+    save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work,
+                        tokenizer)
     steps_logged = [h for h in history if "rewards/accuracies" in h]
     head, tail = steps_logged[: max(1, len(steps_logged) // 4)], steps_logged[
         -max(1, len(steps_logged) // 4):]
@@ -264,7 +292,7 @@ def train_grpo(
 
     progress = progress or (lambda f, m="": None)
     report = report or (lambda **kw: None)
-    model, work = _start(base_path, parent_adapters, out_dir, work_dir)
+    model, work = _start(base_path, parent_adapters, out_dir, work_dir, cfg)
     gen_kwargs = {"suppress_tokens": list(suppress_tokens)} if suppress_tokens else None
     per_step = cfg.prompts_per_step * cfg.num_generations
     args = GRPOConfig(
@@ -303,7 +331,8 @@ def train_grpo(
     t0 = time.monotonic()
     trainer.train()
     train_s = time.monotonic() - t0
-    save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work)
+    save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work,
+                        tokenizer)
     rewards = [h["reward"] for h in history if "reward" in h]
     q = max(1, len(rewards) // 4)
 
@@ -395,7 +424,7 @@ def train_online_dpo(
 
     progress = progress or (lambda f, m="": None)
     report = report or (lambda **kw: None)
-    model, work = _start(base_path, parent_adapters, out_dir, work_dir)
+    model, work = _start(base_path, parent_adapters, out_dir, work_dir, cfg)
     args = OnlineDPOConfig(
         output_dir=str(work / "trainer"), per_device_train_batch_size=cfg.prompts_per_step,
         max_new_tokens=sampling["max_new_units"], temperature=sampling["temperature"],
@@ -429,7 +458,8 @@ def train_online_dpo(
     t0 = time.monotonic()
     trainer.train()
     train_s = time.monotonic() - t0
-    save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work)
+    save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work,
+                        tokenizer)
     scores = [h["objective/scores"] for h in history if "objective/scores" in h]
     margins = [h["objective/scores_margin"] for h in history if "objective/scores_margin" in h]
     q = max(1, len(scores) // 4)
@@ -491,7 +521,7 @@ def train_rft(
 
     progress = progress or (lambda f, m="": None)
     report = report or (lambda **kw: None)
-    model, work = _start(base_path, parent_adapters, out_dir, work_dir)
+    model, work = _start(base_path, parent_adapters, out_dir, work_dir, cfg)
     args = SFTConfig(
         output_dir=str(work / "trainer"), per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate, max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
@@ -513,7 +543,8 @@ def train_rft(
     t0 = time.monotonic()
     trainer.train()
     train_s = time.monotonic() - t0
-    save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work)
+    save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work,
+                        tokenizer)
     losses = [h["loss"] for h in history if "loss" in h]
     q = max(1, len(losses) // 4)
     metrics = {

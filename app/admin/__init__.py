@@ -71,9 +71,9 @@ def build_admin(rt: Runtime, session: gr.State):
 
     @admin
     def do_round(sess, parent, source, n, curr, method, chosen, rejected, beta, rank, steps,
-                 max_prompts, per_prompt, *, user=None):
+                 max_prompts, per_prompt, finetune, *, user=None):
         return rounds.queue_round(rt, user, parent, source, n, curr, method, chosen, rejected,
-                                  beta, rank, steps, max_prompts, per_prompt)
+                                  beta, rank, steps, max_prompts, per_prompt, finetune)
 
     world_tab.refresh.click(refresh_all, [session], refresh_outputs, **PRIVATE)
     world_tab.import_btn.click(do_import, [session], [monitor.watch_id, world_tab.md],

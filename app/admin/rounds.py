@@ -26,14 +26,15 @@ def rounds_table(rt: Runtime) -> str:
 
 def queue_round(rt: Runtime, user: UserInfo, parent: str | None, source: str, n, curriculum,
                 method, chosen, rejected, beta, rank, steps, max_prompts,
-                per_prompt) -> tuple[int, str]:
+                per_prompt, finetune="lora") -> tuple[int, str]:
     """Validate the form and queue a "round" job: (job id, message). Every value is sent as an
     explicit setting of the chosen method; a bad one is refused here, before any sampling.
     "Continuations per prompt" is generation's `n` for DPO and RFT and the number each step
     samples for Online DPO and GRPO; "Chosen if score ≥" is RFT's `min_score`; RFT has no
-    beta."""
-    overrides = {"method": method, "beta": beta, "lora_rank": whole(rank),
-                 "max_steps": whole(steps), "max_prompts": whole(max_prompts)}
+    beta. "Weights" is the method's `finetune` (LoRA rank applies to "lora" only)."""
+    overrides = {"method": method, "finetune": finetune, "beta": beta,
+                 "lora_rank": whole(rank), "max_steps": whole(steps),
+                 "max_prompts": whole(max_prompts)}
     if method in ONLINE:
         overrides["num_generations"] = whole(per_prompt)
     elif method == "rft":
@@ -56,11 +57,12 @@ ONLINE = ("online-dpo", "grpo")
 
 
 def method_defaults(rt: Runtime, method: str) -> tuple:
-    """The form's method-dependent values: beta, LoRA rank, steps, continuations per prompt."""
+    """The form's method-dependent values: beta, LoRA rank, steps, continuations per prompt,
+    weights (finetune)."""
     opts = rounds.round_options(rt)
     m = opts[method]
     per_prompt = m["num_generations"] if method in ONLINE else opts["generation"]["n"]
-    return m.get("beta", 0.0), m["lora_rank"], m["max_steps"], per_prompt
+    return m.get("beta", 0.0), m["lora_rank"], m["max_steps"], per_prompt, m["finetune"]
 
 
 def build_rounds(rt: Runtime) -> SimpleNamespace:
@@ -82,7 +84,7 @@ def build_rounds(rt: Runtime) -> SimpleNamespace:
         # the effective values (the mini world's overrides included): what is shown is sent
         # back as an explicit setting, so it must be what the round would use anyway
         sel, gen = opts["selection"], opts["generation"]
-        beta0, rank0, steps0, per0 = method_defaults(rt, opts["method"])
+        beta0, rank0, steps0, per0, finetune0 = method_defaults(rt, opts["method"])
         with gr.Row():
             chosen = gr.Number(sel["chosen_min"], label="Chosen if score ≥ (DPO)")
             rejected = gr.Number(sel["rejected_max"], label="Rejected if score ≤ (DPO)")
@@ -95,12 +97,16 @@ def build_rounds(rt: Runtime) -> SimpleNamespace:
                                     precision=0, minimum=0, elem_id="round-prompts")
             per_prompt = gr.Number(per0, label="Continuations per prompt", precision=0,
                                    minimum=2, maximum=20, elem_id="round-n")
+            finetune = gr.Radio([("LoRA adapter", "lora"), ("Full fine-tuning", "full")],
+                                value=finetune0, label="Weights", elem_id="round-finetune",
+                                info="Full: every weight trains; the version is a whole model "
+                                     "(as large as the base in memory when sampled).")
         start = gr.Button("Start round", variant="primary", elem_id="round-start")
         result = gr.Markdown(elem_id="round-result")
         rounds_md = gr.Markdown()
-    method.change(lambda m: method_defaults(rt, m), [method], [beta, rank, steps, per_prompt],
-                  **PRIVATE)
+    method.change(lambda m: method_defaults(rt, m), [method],
+                  [beta, rank, steps, per_prompt, finetune], **PRIVATE)
     form = [parent, source, n_rounds, curriculum, method, chosen, rejected, beta, rank, steps,
-            max_prompts, per_prompt]
+            max_prompts, per_prompt, finetune]
     return SimpleNamespace(parent=parent, form=form, start=start, result=result,
                            rounds_md=rounds_md)

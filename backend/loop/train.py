@@ -1,5 +1,5 @@
-"""Step 5 of the loop: train a round by its method, on a LoRA adapter (peft), and register the
-result as a new version.
+"""Step 5 of the loop: train a round by its method, on a LoRA adapter (peft) or every weight
+(the method section's `finetune`), and register the result as a new version.
 
 - `dpo` (the paper): TRL `DPOTrainer` on the round's stored preference pairs.
 - `online-dpo`: TRL `OnlineDPOTrainer` on the training prompts; the trainer samples
@@ -171,7 +171,7 @@ def _train_online(rt: Runtime, parent, method: str, cfg: GRPOSettings | OnlineDP
 
     sampling = {"temperature": gen.temperature, "top_k": gen.top_k, "top_p": gen.top_p,
                 "max_new_units": gen.max_new_units}
-    adapters = [parent.adapter_path] if parent.adapter_path else []
+    adapters = parent.adapters
     trainer = train_grpo if method == "grpo" else train_online_dpo
     return trainer(parent.base_ref, adapters, lm.hf_tokenizer, prompts, reward, cfg,
                    sampling, out, progress, report, work_dir=work,
@@ -219,7 +219,7 @@ def run_training(
     try:
         out = work / "adapter"
         gen = generation or rt.settings.generation
-        adapters = [parent.adapter_path] if parent.adapter_path else []
+        adapters = parent.adapters
         if method in ("grpo", "online-dpo"):
             cfg = (GRPOSettings if method == "grpo" else OnlineDPOSettings)(**train_cfg)
             metrics = _train_online(rt, parent, method, cfg, gen, out, work, progress, report)
@@ -239,6 +239,7 @@ def run_training(
             rt, parent.id, out, round_index,
             config={"method": method, method: cfg.model_dump(), "round_id": round_id,
                     "self_contained": True, "parent": parent.name},
+            finetune=cfg.finetune,
         )
         summary = {k: v for k, v in metrics.items()
                    if k not in ("history", "imitated_sample_ids")}
