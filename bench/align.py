@@ -152,7 +152,7 @@ def judged_samples(rt, round_rows: list[dict], method: str) -> int:
 
     total = 0
     for r in round_rows:
-        if method == "grpo":
+        if method in ("grpo", "online-dpo"):
             total += int(r["metrics"].get("judged_samples") or 0)
             continue
         with rt.store.read() as s:

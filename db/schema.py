@@ -51,8 +51,10 @@ fell below the minimum, an admin flagged them, or it was flagged before reasons 
 PAIR_SOURCES = ("ai", "human", "both", "auto")
 """Where a round's pairs come from: AI judges, human votes, both (judges that agree with
 people enough, `backend.trust`), or auto (as both, each judge weighted by its agreement)."""
-TRAINING_METHODS = ("dpo", "grpo", "rft")
+TRAINING_METHODS = ("dpo", "online-dpo", "grpo", "rft")
 """How a round trains (backend.config.TrainingConfig.method)."""
+FINETUNE_KINDS = ("lora", "full")
+"""Which weights a round trained (a method section's `finetune`): a LoRA adapter, or all."""
 
 
 def utcnow() -> datetime:
@@ -88,6 +90,7 @@ class ModelVersion(Base):
         CheckConstraint(
             "kind = 'baseline' OR adapter_path IS NOT NULL", name="aligned_has_adapter"
         ),
+        CheckConstraint(_in("finetune", FINETUNE_KINDS), name="finetune"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -96,8 +99,14 @@ class ModelVersion(Base):
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     round_index: Mapped[int] = mapped_column(Integer, default=0)
     base_ref: Mapped[str] = mapped_column(String(1024), default="")
+    """The weights the version's adapter applies to: the baseline's, or a fully fine-tuned
+    version's own directory (for it and for the LoRA versions trained from it)."""
     adapter_path: Mapped[str | None] = mapped_column(String(1024))
+    """What the aligned version's round trained: its LoRA adapter, or (finetune full) its whole
+    model directory."""
     adapter_sha256: Mapped[str | None] = mapped_column(String(64))
+    finetune: Mapped[str | None] = mapped_column(String(8))
+    """lora | full for an aligned version; None for the baseline."""
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -290,7 +299,7 @@ class TrainingRound(Base):
     selection: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     method: Mapped[str] = mapped_column(String(16), default="dpo")
     train_config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    """The settings section of `method` the round trained with (dpo or grpo)."""
+    """The settings section of `method` the round trained with."""
     status: Mapped[str] = mapped_column(String(16), default="pending")
     n_pairs: Mapped[int] = mapped_column(Integer, default=0)
     judges: Mapped[list[Any]] = mapped_column(JSON, default=list)

@@ -85,9 +85,9 @@ def build_admin(rt: Runtime, session: gr.State):
 
     @admin
     def do_round(sess, parent, source, n, curr, method, chosen, rejected, beta, rank, steps,
-                 max_prompts, per_prompt, *, user=None):
+                 max_prompts, per_prompt, finetune, *, user=None):
         return rounds.queue_round(rt, user, parent, source, n, curr, method, chosen, rejected,
-                                  beta, rank, steps, max_prompts, per_prompt)
+                                  beta, rank, steps, max_prompts, per_prompt, finetune)
 
     def dash_tick(sess, jid, last):
         user = current(rt, sess)

@@ -112,7 +112,7 @@ def add_commands(sub) -> None:
     from db.schema import TRAINING_METHODS
 
     rp = sub.add_parser("round", help="run training round(s): sample, judge, train (DPO on "
-                                      "pairs or online GRPO), evaluate")
+                                      "pairs, online DPO, GRPO or RFT), evaluate")
     rp.add_argument("--parent", default=None, help="version name or id (default: baseline)")
     rp.add_argument("--source", choices=PAIR_SOURCES, default="ai")
     rp.add_argument("--rounds", type=int, default=1)
@@ -122,9 +122,9 @@ def add_commands(sub) -> None:
                          "differs from the paper's dpo where training.mini_overrides says)")
     rp.add_argument("--steps", type=int, default=None, help="training max steps")
     rp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a setting of the method's section (dpo or grpo), selection "
-                         "or generation (JSON value), e.g. dpo.beta=0.2, lr=1e-4, "
-                         "grpo.num_generations=8")
+                    help="override a setting of the method's section (dpo, online_dpo, grpo, "
+                         "rft), selection or generation (JSON value), e.g. dpo.beta=0.2, "
+                         "lr=1e-4, grpo.num_generations=8, online_dpo.num_generations=4")
     rp.add_argument("--no-eval", action="store_true")
     rp.add_argument("--no-wait", action="store_true", help="queue a job and print its id")
     rp.set_defaults(func=cmd_round)

@@ -50,7 +50,7 @@ def sample_continuations(rt: Runtime, version: Version, prompt_units: Sequence[S
                          params: SamplingParams) -> list[list[list[int]]]:
     """`params.n` continuations (unit lists) of each prompt by `version`, in memory."""
     adapter = rt.adapter(version)
-    return rt.unit_lm.sample([list(u) for u in prompt_units], params, adapter=adapter)
+    return rt.lm(version).sample([list(u) for u in prompt_units], params, adapter=adapter)
 
 
 def vocode(vocoder, conts: Sequence[Sequence[int]], group: int = 8) -> list:

@@ -21,9 +21,11 @@ from sqlalchemy import select
 
 from backend import jobs, registry
 from backend.config import (
+    METHOD_SECTIONS,
     DPOSettings,
     GenerationConfig,
     GRPOSettings,
+    OnlineDPOSettings,
     RFTSettings,
     SelectionConfig,
     TrainingConfig,
@@ -52,18 +54,20 @@ SOURCES = PAIR_SOURCES
 
 
 # --- settings for one round job ---------------------------------------------------------------
-SECTIONS = {"training": TrainingConfig, "dpo": DPOSettings, "grpo": GRPOSettings,
-            "rft": RFTSettings, "selection": SelectionConfig, "generation": GenerationConfig}
+SECTIONS = {"training": TrainingConfig, "dpo": DPOSettings, "online_dpo": OnlineDPOSettings,
+            "grpo": GRPOSettings, "rft": RFTSettings, "selection": SelectionConfig,
+            "generation": GenerationConfig}
 ALIASES = {"steps": "max_steps", "lr": "learning_rate"}
 """Short flat names; they (like every flat training setting) go to the round's method's
 section."""
 
 
 def split_overrides(overrides: dict | None, default_method: str = "dpo") -> dict[str, dict]:
-    """Flat or nested overrides -> {"training": {...}, "dpo": {...}, "grpo": {...},
-    "rft": {...}, "selection": {...}, "generation": {...}}. A flat key is looked up in the
-    section of the round's method (`method` among the overrides, else `default_method`), then
-    selection, then generation (`n` is generation's); unknown keys are errors."""
+    """Flat or nested overrides -> {"training": {...}, "dpo": {...}, "online_dpo": {...},
+    "grpo": {...}, "rft": {...}, "selection": {...}, "generation": {...}}. A flat key is looked
+    up in the section of the round's method (`method` among the overrides, else
+    `default_method`), then selection, then generation (`n` is generation's); unknown keys are
+    errors."""
     out: dict[str, dict] = {k: {} for k in SECTIONS}
     ov = {k: v for k, v in (overrides or {}).items() if v is not None}
     method = ov.get("method") or (ov.get("training") or {}).get("method") or default_method
@@ -80,7 +84,7 @@ def split_overrides(overrides: dict | None, default_method: str = "dpo") -> dict
             out["training"]["method"] = v
             continue
         name = ALIASES.get(k, k)
-        for sec in (method, "selection", "generation"):
+        for sec in (METHOD_SECTIONS[method], "selection", "generation"):
             if name in SECTIONS[sec].model_fields and name != "mini_overrides":
                 out[sec][name] = v
                 break
@@ -94,10 +98,11 @@ def round_settings(rt: Runtime, overrides: dict | None) -> dict:
     selection and generation, each the configured one with the overrides on top."""
     ov = split_overrides(overrides, rt.settings.training.method)
     training = TrainingConfig(**{**rt.settings.training.model_dump(), **ov["training"]})
-    method_cfg = train.effective(rt.settings, training.method, ov[training.method])
+    method_cfg = train.effective(rt.settings, training.method,
+                                 ov[METHOD_SECTIONS[training.method]])
     for other in TRAINING_METHODS:  # settings given for another method: still checked
-        if other != training.method and ov[other]:
-            train.effective(rt.settings, other, ov[other])
+        if other != training.method and ov[METHOD_SECTIONS[other]]:
+            train.effective(rt.settings, other, ov[METHOD_SECTIONS[other]])
     return {
         "method": training.method, "train": method_cfg,
         "selection": SelectionConfig(**{**rt.settings.selection.model_dump(),
@@ -196,13 +201,13 @@ def run_rounds(
         round_index = current.round_index + 1
         th = curriculum_thresholds(base_th, round_index if curriculum else 1,
                                    sel.curriculum_step, 1.0, sel.score_max)
-        online = method == "grpo"  # samples and judges inside training, keeps no pairs
+        online = method in ("grpo", "online-dpo")  # sample and judge inside training
         if source != "human" and not online:
             _sample_and_judge(rt, current, gen.train_split, gen, step(0.0, 0.4, "samples"),
                               limit=gen.max_prompts)
         uses = judges_for_pairs(rt, source) if method == "dpo" and source != "human" else []
         pairs = select_pairs(rt, source, current.id, sel, th, round_index, gen.train_split,
-                             uses) if method == "dpo" else []  # grpo and rft keep no pairs
+                             uses) if method == "dpo" else []  # the other methods keep no pairs
         selection = {**sel.model_dump(), "chosen_min": th.chosen_min,
                      "rejected_max": th.rejected_max, "curriculum": curriculum}
         with rt.store.session() as s:

@@ -136,7 +136,7 @@ def _round_form(**changes) -> dict:
     form = {"parent": None, "source": "ai", "n": 1, "curriculum": True, "method": "dpo",
             "chosen": 3.0,
             "rejected": 1.0, "beta": 0.1, "rank": 8, "steps": 10, "max_prompts": 0,
-            "per_prompt": 4}
+            "per_prompt": 4, "finetune": "lora"}
     return {**form, **changes}
 
 
@@ -147,6 +147,9 @@ def _round_form(**changes) -> dict:
     ({"method": "ppo"}, "unknown training method 'ppo'"),
     ({"method": "grpo", "source": "human"}, "AI judge only"),
     ({"method": "grpo", "per_prompt": 1}, "num_generations must be >= 2"),
+    ({"method": "online-dpo", "per_prompt": 3}, "num_generations must be even"),
+    ({"method": "online-dpo", "source": "both"}, "AI judge only"),
+    ({"finetune": "half"}, "finetune"),
 ])
 def test_round_with_a_bad_setting_is_refused_before_queueing(rt, boss, changes, says):
     with pytest.raises(gr.Error, match="Cannot start the round: ") as err:
@@ -161,22 +164,34 @@ def test_round_is_queued_with_the_form_as_explicit_settings(rt, boss, seeded):
     params = backend_jobs.get(rt, jid).params
     assert params["parent"] == "test-aligned" and params["rounds"] == 1
     # 0 in a number box = the configured default, sent as "no override"
-    assert params["overrides"] == {"method": "dpo", "chosen_min": 3.0, "rejected_max": 1.0,
-                                   "beta": 0.1, "lora_rank": None, "max_steps": 10,
-                                   "max_prompts": None, "n": 4}
+    assert params["overrides"] == {"method": "dpo", "finetune": "lora", "chosen_min": 3.0,
+                                   "rejected_max": 1.0, "beta": 0.1, "lora_rank": None,
+                                   "max_steps": 10, "max_prompts": None, "n": 4}
 
 
 def test_a_grpo_round_sends_its_group_size_and_no_pair_thresholds(rt, boss, seeded):
     jid, message = rounds.queue_round(rt, boss, **_round_form(method="grpo", beta=0.0))
     assert message.startswith(f"GRPO round queued as job **{jid}**")
     assert backend_jobs.get(rt, jid).params["overrides"] == {
-        "method": "grpo", "beta": 0.0, "lora_rank": 8, "max_steps": 10, "max_prompts": None,
-        "num_generations": 4}
+        "method": "grpo", "finetune": "lora", "beta": 0.0, "lora_rank": 8, "max_steps": 10,
+        "max_prompts": None, "num_generations": 4}
     # the form's method-dependent defaults are the effective settings of that method
     assert rounds.method_defaults(rt, "grpo") == (rt.settings.grpo.beta,
                                                   rt.settings.grpo.lora_rank,
                                                   rt.settings.grpo.max_steps,
-                                                  rt.settings.grpo.num_generations)
+                                                  rt.settings.grpo.num_generations, "lora")
+
+
+def test_an_online_dpo_round_sends_its_samples_per_prompt_and_beta(rt, boss, seeded):
+    jid, message = rounds.queue_round(rt, boss, **_round_form(method="online-dpo", beta=0.2,
+                                                              finetune="full"))
+    assert message.startswith(f"Online DPO round queued as job **{jid}**")
+    assert backend_jobs.get(rt, jid).params["overrides"] == {
+        "method": "online-dpo", "finetune": "full", "beta": 0.2, "lora_rank": 8,
+        "max_steps": 10, "max_prompts": None, "num_generations": 4}
+    cfg = rt.settings.online_dpo
+    assert rounds.method_defaults(rt, "online-dpo") == (cfg.beta, cfg.lora_rank, cfg.max_steps,
+                                                        cfg.num_generations, "lora")
 
 
 # --- Versions --------------------------------------------------------------------------------

@@ -85,7 +85,8 @@ def test_admin_runs_a_dpo_round_to_done(admin_page, world_server, world_rt):
 
     page = admin_page
     page.get_by_role("tab", name="Training round").click()
-    page.locator("#round-method label:has-text('DPO')").click()  # the mini default is RFT
+    # the mini default is RFT; "DPO" exactly, not "Online DPO"
+    page.locator("#round-method label").filter(has_text=re.compile(r"^\s*DPO\s*$")).click()
     # the method's defaults arrive by an event; fill the steps only after they did
     page.wait_for_function(
         "() => document.querySelector('#round-beta input').value === '0.1'")
