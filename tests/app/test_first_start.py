@@ -7,10 +7,20 @@ from backend import jobs, registry
 from tests.loop.conftest import make_tiny_runtime, tiny_lm_dir  # noqa: F401 - fixture
 
 
+def with_test_prompts(rt, n: int = 2):
+    """Seeding samples the `test` split: move n of the tiny world's dev prompts there."""
+    from db.schema import Prompt
+
+    with rt.store.session() as s:
+        for p in s.query(Prompt).filter(Prompt.split == "dev").limit(n):
+            p.split = "test"
+    return rt
+
+
 def test_first_start_queues_samples_judging_and_one_round(tmp_path, tiny_lm_dir):  # noqa: F811
     from app.__main__ import queue_first_samples
 
-    rt = make_tiny_runtime(tmp_path / "data", tiny_lm_dir)
+    rt = with_test_prompts(make_tiny_runtime(tmp_path / "data", tiny_lm_dir))
     try:
         base = registry.ensure_baseline(rt).name
         ids = queue_first_samples(rt, base)
@@ -25,7 +35,7 @@ def test_first_start_queues_samples_judging_and_one_round(tmp_path, tiny_lm_dir)
 def test_first_round_can_be_switched_off(tmp_path, tiny_lm_dir):  # noqa: F811
     from app.__main__ import queue_first_samples
 
-    rt = make_tiny_runtime(tmp_path / "data", tiny_lm_dir)
+    rt = with_test_prompts(make_tiny_runtime(tmp_path / "data", tiny_lm_dir))
     try:
         rt.settings.server.first_round = False
         ids = queue_first_samples(rt, registry.ensure_baseline(rt).name)
