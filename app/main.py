@@ -65,7 +65,7 @@ def build_app(rt: Runtime) -> gr.Blocks:
                 signin_note = gr.Textbox(visible=False)
                 session_timer = gr.Timer(active=False)
         banner = gr.Markdown(elem_id="studio-world-banner")
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):  # every tab in sight on a phone
             with gr.Tab("Listen", id="listen", elem_id="tab-listen"):
                 listen = build_listen(rt)
             with gr.Tab("Rate", id="rate", elem_id="tab-rate") as rate_tab:
@@ -145,12 +145,10 @@ def build_app(rt: Runtime) -> gr.Blocks:
 
         ticker.tick(tick, [seen], [seen, ended, listen.notice], api_visibility="private",
                     show_progress="hidden")
-        ended.change(listen.refresh, [listen.pick], listen.outputs, api_visibility="private",
-                     show_progress="hidden") \
-            .then(lb_show, [lb_source], lb_outputs, api_visibility="private",
-                  show_progress="hidden") \
-            .then(admin_if_admin, [session], admin_outputs, api_visibility="private",
-                  show_progress="hidden")
+        for fn, inputs, outputs in ((listen.refresh, [listen.pick], listen.outputs),
+                                    (lb_show, [lb_source], lb_outputs),
+                                    (admin_if_admin, [session], admin_outputs)):
+            ended.change(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
     return demo
 
 

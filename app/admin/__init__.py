@@ -52,7 +52,7 @@ def build_admin(rt: Runtime, session: gr.State):
     """The Admin tab's content. Returns (refresh handler, its outputs, the monitor's timer) for
     `app.main`, which refreshes on sign-in and tab select and starts the timer for admins."""
     admin = guarded(rt, "admin")
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         world_tab = world.build_world()
         prompts.build_prompts(rt, admin, session)
         users_tab = users.build_users(rt, admin, session)

@@ -147,7 +147,7 @@ def test_no_raw_json_in_any_tab_and_screenshots(browser, known, size):
             for sub in subs:
                 pg.get_by_role("tab", name=sub, exact=True).click()
                 _settled(pg)
-                for acc in pg.locator(".tabitem:visible button.label-wrap").all():
+                for acc in pg.locator("button.label-wrap:not(.open):visible").all():
                     acc.click()  # open the accordions too (the bundle manifest)
                 _settled(pg)
                 text = _visible_text(pg)
@@ -209,7 +209,7 @@ def test_views_refresh_when_a_job_ends(browser, known):
     while jobs.get(rt, jid).status in ("queued", "running") and time.time() < deadline:
         time.sleep(0.5)
     assert jobs.get(rt, jid).status in ("done", "failed")
-    pg.wait_for_selector("#lb-summary :text('Not listed yet')", timeout=60_000)
+    pg.wait_for_selector("#lb-summary :text('Not listed yet')", timeout=300_000)
     assert "test-aligned-3 (0)" in pg.locator("#lb-summary").inner_text(), before
     goto_tab(pg, "Admin")  # the Versions table was refreshed by the job's end, not by this
     assert "test-aligned-3" in pg.locator("#admin-versions").inner_text()
