@@ -20,7 +20,15 @@ ROUND_COLUMNS = ["id", "status", "method", "pair_source", "round_index", "n_pair
 
 
 def rounds_table(rt: Runtime) -> str:
-    return md_table([r.as_dict() for r in rounds.list_rounds(rt, 20)], ROUND_COLUMNS)
+    rows = [{**r.as_dict(), "AI judges": judges_text(r.judges)}
+            for r in rounds.list_rounds(rt, 20)]
+    return md_table(rows, [*ROUND_COLUMNS, "AI judges"])
+
+
+def judges_text(judges: list[dict]) -> str:
+    """Which training judges a round's pairs used and why the others were not ("" if none)."""
+    return "; ".join(f"{u['judge']} " + (f"used (weight {u['weight']:.3g})" if u["used"]
+                                          else f"not used: {u['reason']}") for u in judges)
 
 
 def queue_round(rt: Runtime, user: UserInfo, parent: str | None, source: str, n, curriculum,
