@@ -402,6 +402,17 @@ class BootstrapConfig(Section):
     seed: int = 0
 
 
+class ActiveWeights(Section):
+    """How much each reason of `rating.routing = "active"` counts (backend.routing). Judges
+    disagreeing counts double by default: it is uncertainty about the item itself, and the
+    evidence that decides which judge to trust."""
+
+    disagree: float = 2.0
+    threshold: float = 1.0
+    race: float = 1.0
+    few_votes: float = 1.0
+
+
 class RatingConfig(Section):
     daily_cap: int = 200
     gold_fraction: float = 0.1
@@ -421,8 +432,13 @@ class RatingConfig(Section):
     """Under `active`, this share of assignments is made the balanced way, so every task keeps
     being covered."""
     active_threshold_margin: float = 0.5
-    """Under `active`, a clip whose mean AI score is this close to `selection.chosen_min` or
-    `rejected_max` counts as near a selection threshold."""
+    """Under `active`, a prompt's best clip (by mean AI score) this close to
+    `selection.chosen_min`, or its worst this close to `rejected_max`, counts as near a
+    selection threshold."""
+    active_weights: ActiveWeights = Field(default_factory=ActiveWeights)
+    active_max_votes: int = 5
+    """Under `active`, a task's reasons stop counting once it has this many assignments: its
+    majority is settled, further votes buy more elsewhere."""
     min_heard_fraction: float = Field(0.9, ge=0.0, le=1.0)
     """The play gate: a clip counts as heard when the time ranges the rater's player reports
     as played cover this share of it and at least this share of its duration has passed since

@@ -2,19 +2,23 @@
 
 - `random`: any open task.
 - `balanced`: the task with the fewest assignments (ties at random): even coverage.
-- `active`: tasks ordered by how many of these hold, then as balanced:
+- `active`: tasks ordered by the weighted count of these reasons (`rating.active_weights`;
+  disagreement counts double by default), then as balanced:
   1. the AI judges disagree on it (their sides on an A/B pair differ: one prefers A, another B
      or a tie; for a single clip their scores are 2 or more apart);
-  2. a clip's mean AI score is within `rating.active_threshold_margin` of a pair-selection
-     threshold (`selection.chosen_min` / `rejected_max`): a vote decides whether it becomes
-     a training pair;
+  2. near a selection threshold: the clip pair selection would take as a prompt's chosen
+     (its version's best by mean AI score) is within `rating.active_threshold_margin` of
+     `selection.chosen_min`, or the one it would take as rejected (the worst) is that close
+     to `rejected_max`: a vote decides whether the pair is made;
   3. a close race: the two versions' human Bradley-Terry 95% intervals overlap, or one has
      none yet (the Leaderboard cannot order them);
   4. few votes: a version has fewer than `rating.leaderboard_preliminary_votes` counted human
      judgments.
-  A share `rating.active_coverage` of assignments is still made the balanced way, so every task
-  keeps being covered. The gold/trap share and "never the same task twice to a rater" are
-  applied before any policy (`backend.rating.next_task`).
+  A reason stops counting once the task has `rating.active_max_votes` assignments (a settled
+  majority: the next votes are worth more elsewhere), and a share `rating.active_coverage` of
+  assignments is still made the balanced way, so every task keeps being covered. The gold/trap
+  share and "never the same task twice to a rater" are applied before any policy
+  (`backend.rating.next_task`).
 
 The signals are computed from the store and kept until the store changes (counts of
 judgments, tasks and versions key the cache) and `REFRESH_S` have passed, so a vote does not
@@ -34,6 +38,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from backend import queries, stats
+from backend.config import ActiveWeights
 from backend.runtime import Runtime
 from db.schema import Judgment, ModelVersion, RatingTask, Sample
 
@@ -60,13 +65,14 @@ _cache: weakref.WeakKeyDictionary[Runtime, tuple[tuple, float, Signals]] = \
 _lock = threading.Lock()
 
 
-def priority(sig: Signals, task_id: int) -> int:
-    """How many of the four reasons hold for a task (0..4)."""
+def priority(sig: Signals, task_id: int, w: ActiveWeights) -> float:
+    """The weighted count of the four reasons that hold for a task."""
     va, vb = sig.task_versions.get(task_id, (None, None))
     race = vb is not None and va != vb and (min(va, vb), max(va, vb)) in sig.close_pairs
     few = va in sig.few_votes or (vb is not None and vb in sig.few_votes)
-    return (int(task_id in sig.judges_disagree) + int(task_id in sig.near_threshold)
-            + int(race) + int(few))
+    return (w.disagree * (task_id in sig.judges_disagree)
+            + w.threshold * (task_id in sig.near_threshold) + w.race * race
+            + w.few_votes * few)
 
 
 def order(rt: Runtime, s, candidates: list[tuple[int, int]], rng: random.Random) -> list[int]:
@@ -78,8 +84,13 @@ def order(rt: Runtime, s, candidates: list[tuple[int, int]], rng: random.Random)
     if policy == "balanced" or rng.random() < rt.settings.rating.active_coverage:
         return [t for t, _ in sorted(candidates, key=lambda c: (c[1], jitter[c[0]]))]
     sig = signals(rt, s)
-    return [t for t, _ in sorted(candidates,
-                                 key=lambda c: (-priority(sig, c[0]), c[1], jitter[c[0]]))]
+    cap, weights = rt.settings.rating.active_max_votes, rt.settings.rating.active_weights
+
+    def key(c):
+        tid, load = c
+        return (-(priority(sig, tid, weights) if load < cap else 0.0), load, jitter[tid])
+
+    return [t for t, _ in sorted(candidates, key=key)]
 
 
 def signals(rt: Runtime, s) -> Signals:
@@ -105,13 +116,11 @@ def _compute(rt: Runtime, s) -> Signals:
     for a in queries.ai_scores(s):
         scores[a.sample_id][a.judge].append(a.value)
     mean = {sid: {j: float(np.mean(v)) for j, v in by.items()} for sid, by in scores.items()}
-    sel, margin = rt.settings.selection, rt.settings.rating.active_threshold_margin
-    thresholds = (sel.chosen_min, sel.rejected_max)
+    near_ids = _near_threshold(rt, s, {sid: float(np.mean(list(m.values())))
+                                      for sid, m in mean.items() if m})
 
     def near(sid: int) -> bool:
-        m = mean.get(sid)
-        return bool(m) and any(abs(np.mean(list(m.values())) - t) <= margin
-                               for t in thresholds)
+        return sid in near_ids
 
     disagree, near_t, task_versions = set(), set(), {}
     for tid, a, b in tasks:
@@ -128,6 +137,26 @@ def _compute(rt: Runtime, s) -> Signals:
             disagree.add(tid)
     close, few = _race(rt, s)
     return Signals(frozenset(disagree), frozenset(near_t), close, few, task_versions)
+
+
+def _near_threshold(rt: Runtime, s, mean: dict[int, float]) -> set[int]:
+    """Clips that pair selection would take as a prompt's chosen (best of its version) or
+    rejected (worst) whose mean AI score is within the margin of that threshold."""
+    sel, margin = rt.settings.selection, rt.settings.rating.active_threshold_margin
+    groups: dict[tuple[int, int], list[tuple[float, int]]] = defaultdict(list)
+    for sid, pid, vid in s.execute(select(Sample.id, Sample.prompt_id, Sample.model_version_id)
+                                   .where(Sample.id.in_(list(mean)))):
+        groups[(pid, vid)].append((mean[sid], sid))
+    out = set()
+    for clips in groups.values():
+        if len(clips) < 2:
+            continue
+        best, worst = max(clips), min(clips)
+        if abs(best[0] - sel.chosen_min) <= margin:
+            out.add(best[1])
+        if abs(worst[0] - sel.rejected_max) <= margin:
+            out.add(worst[1])
+    return out
 
 
 def _race(rt: Runtime, s) -> tuple[frozenset[tuple[int, int]], frozenset[int]]:

@@ -9,11 +9,14 @@ with much more, so they disagree on some tasks. `--raters` simulated raters of k
 (evenly spread from 0.6 to 0.95) each pick the truly better clip with their accuracy.
 
 The question the votes answer: which judge agrees more with people (what `backend.trust` gates
-pairs on). Its figure: the difference between the two judges' agreement with the human majority
-over all tasks, Δ = f · mean(d) over the tasks the judges disagree on (f = their share of all
-tasks, known from the AI scores alone; d = +1 when only sharp sides with the majority, -1 when
-only vague does; on the other tasks d is 0 whatever people say). Its 95% interval: percentile
-bootstrap of d, times f. The same estimator for both policies.
+pairs on). Its figure: the difference between the two judges' agreement with people over all
+tasks, a judge's agreement on a task being the share of people's decisive votes on it that side
+with the judge (a tie from the judge: half). Δ = f · mean(d) over the tasks the judges disagree
+on (f = their share of all tasks, known from the AI scores alone; d = sharp's agreement minus
+vague's; where the judges agree d is 0 whatever people say), over the tasks with a decisive vote.
+Its 95% interval: percentile bootstrap of d over tasks, times f. The same estimator for both
+policies. (The vote share, not the majority, because a 1-1 draw would drop a task from a
+majority-based figure as votes come in.)
 
 Votes ratio: votes `active` needs until the interval is, and stays, as narrow as `balanced`'s
 after `--votes` votes, divided by `--votes`; averaged over `--seeds` panels (the same clips,
@@ -95,19 +98,24 @@ def _judge_sides(rt) -> tuple[dict[tuple[int, int], int], int]:
 def _difference_width(rt, sides, n_tasks, rng) -> tuple[float, int]:
     """95% interval width of Δ (see the module docstring) and the tasks it rests on."""
     from backend import queries
-    from backend.trust import ab_items
 
     with rt.store.read() as s:
-        items = ab_items(queries.ab_votes(s))
+        votes = queries.ab_votes(s)
+    for_lo: dict[tuple[int, int], list[int]] = {}
+    for v in votes:
+        if v.choice not in ("A", "B"):
+            continue
+        key = (min(v.sample_a, v.sample_b), max(v.sample_a, v.sample_b))
+        winner = v.sample_a if v.choice == "A" else v.sample_b
+        for_lo.setdefault(key, []).append(int(winner == key[0]))
     disagree = [k for k, (sharp, vague) in sides.items() if sharp != vague]
     f = len(disagree) / n_tasks
-    d = []
-    for key in disagree:
-        if key not in items:
-            continue
-        human = 1 if items[key][0] == "lo" else -1
-        sharp, vague = sides[key]
-        d.append(int(sharp == human) - int(vague == human))
+
+    def agreement(side: int, share_lo: float) -> float:
+        return 0.5 if side == 0 else share_lo if side > 0 else 1 - share_lo
+
+    d = [agreement(sides[k][0], float(np.mean(for_lo[k])))
+         - agreement(sides[k][1], float(np.mean(for_lo[k]))) for k in disagree if k in for_lo]
     if len(d) < 5:
         return float("inf"), len(d)
     x = np.array(d, float)
@@ -208,14 +216,15 @@ def main(argv=None) -> None:
         need = votes_to_reach(act["curve"], "difference_width", target)
         ratio = (need or act["votes"]) / bal["votes"]
         ratios.append(ratio)
-        bt_target = next(c["bt_width"] for c in reversed(bal["curve"]) if c["bt_width"])
+        bt_target = next((c["bt_width"] for c in reversed(bal["curve"]) if c["bt_width"]),
+                         float("inf"))
         bt_need = votes_to_reach(act["curve"], "bt_width", bt_target)
         bt_ratios.append((bt_need or act["votes"]) / bal["votes"])
         for r in (bal, act):
             last = r["curve"][-1]
             print(f"seed {seed} {r['policy']:>8}: {r['votes']} votes on {r['tasks']} tasks "
                   f"({r['disagreement_share']:.0%} with judges disagreeing), "
-                  f"{last['disagreement_items']} of them with a human majority, "
+                  f"{last['disagreement_items']} of them with a decisive vote, "
                   f"difference CI width {last['difference_width']:.3g}, {r['seconds']} s")
         print(f"seed {seed}: active reaches balanced's width {target:.3g} after "
               f"{need if need else 'more than ' + str(act['votes'])} votes (ratio {ratio:.2f}); "

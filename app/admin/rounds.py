@@ -24,11 +24,18 @@ def rounds_table(rt: Runtime) -> str:
     rows = [[str(r.id), r.status, METHOD_LABELS.get(r.method, r.method), r.pair_source,
              str(r.round_index), str(r.n_pairs) if r.method == "dpo" else "–",
              names.get(r.parent_version_id, "?"), names.get(r.result_version_id, "–"),
-             str(r.job_id or "–"), r.error or ""] for r in rounds.list_rounds(rt, 20)]
+             judges_text(r.judges) or "–", str(r.job_id or "–"), r.error or ""]
+            for r in rounds.list_rounds(rt, 20)]
     if not rows:
         return "<p>No rounds yet.</p>"
     return html_table(["Round", "Status", "Method", "Learns from", "Index", "Pairs", "Parent",
-                       "Result", "Job", "Error"], rows)
+                       "Result", "AI judges", "Job", "Error"], rows)
+
+
+def judges_text(judges: list[dict]) -> str:
+    """Which training judges a round's pairs used and why the others were not ("" if none)."""
+    return "; ".join(f"{u['judge']} " + (f"used (weight {u['weight']:.3g})" if u["used"]
+                                          else f"not used: {u['reason']}") for u in judges)
 
 
 def queue_round(rt: Runtime, user: UserInfo, parent: str | None, source: str, n, curriculum,

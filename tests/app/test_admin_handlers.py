@@ -158,6 +158,19 @@ def test_round_with_a_bad_setting_is_refused_before_queueing(rt, boss, changes, 
     assert backend_jobs.list_jobs(rt) == [] and rounds.rounds_table(rt) == "<p>No rounds yet.</p>"
 
 
+def test_rounds_table_says_which_judges_a_round_trusted_and_why(rt, seeded):
+    from db.schema import TrainingRound
+
+    with rt.store.session() as s:
+        s.add(TrainingRound(parent_version_id=seeded["base"].id, pair_source="both", judges=[
+            {"name": "a", "judge": "a@v1", "used": True, "weight": 1.0, "reason": "ok"},
+            {"name": "b", "judge": "b@v1", "used": False, "weight": 0.0,
+             "reason": "only 3 item(s) rated by people too, need 20"}]))
+    table = rounds.rounds_table(rt)
+    assert "a@v1 used (weight 1); b@v1 not used: only 3 item(s) rated by people too" in table
+    assert "{" not in table  # no raw JSON
+
+
 def test_round_is_queued_with_the_form_as_explicit_settings(rt, boss, seeded):
     jid, message = rounds.queue_round(rt, boss, **_round_form(parent="test-aligned", rank=0))
     assert message == f"DPO round queued as job **{jid}**; watching it below."

@@ -104,3 +104,38 @@ def test_random_policy_serves_every_task_once(rt):
     with rt.store.session() as s:
         ids = sorted(s.scalars(select(RatingTask.id)))
     assert sorted(tasks_of(rt, uid(rt, "r1"))) == ids
+
+
+def test_a_settled_task_loses_its_priority(rt):
+    seed(rt, n_prompts=4, raters=("r1", "r2"))
+    with rt.store.session() as s:
+        ids = sorted(s.scalars(select(RatingTask.id)))
+    hard = set(ids[-2:])
+    judge_tasks(rt, hard)
+    rt.settings.rating.routing = "active"
+    rt.settings.rating.active_max_votes = 1  # one vote settles it here
+    r1 = uid(rt, "r1")
+    for _ in range(2):  # r1 votes on the two hard tasks only
+        t = rating.next_task(rt, r1)
+        assert t["task_id"] in hard
+        vote(rt, r1, t)
+    second = tasks_of(rt, uid(rt, "r2"))
+    assert not set(second[:6]) & hard and set(second[-2:]) == hard
+
+
+def test_a_clip_near_a_selection_threshold_comes_first(rt):
+    seed(rt, n_prompts=4, raters=("r1",))
+    with rt.store.session() as s:
+        tasks = s.scalars(select(RatingTask).order_by(RatingTask.id)).all()
+        near, sibling = tasks[3], tasks[2]  # the two tasks of one prompt
+        for t in tasks:  # one judge: base clips 4.5, aligned clips 2 (1 from each threshold)
+            for sid, value in ((t.sample_a_id, 4.5), (t.sample_b_id, 2.0)):
+                if sid == near.sample_a_id:
+                    value = 3.2  # its prompt's best base clip, 0.2 from chosen_min 3
+                elif sid == sibling.sample_a_id:
+                    value = 2.5
+                s.add(Judgment(kind="ai", rater="ai:j1@v1", task_key=f"sample:{sid}",
+                               sample_id=sid, judge_name="j1", prompt_version="v1",
+                               value=value))
+    rt.settings.rating.routing = "active"
+    assert tasks_of(rt, uid(rt, "r1"))[0] == near.id
