@@ -272,3 +272,14 @@ def test_refresh_fills_every_output_and_needs_the_admin_role(rt, boss, seeded):
         refresh_all(_session(rater))
     with pytest.raises(gr.Error, match="Sign in"):
         refresh_all(None)
+
+
+def test_upload_joins_the_training_split_unless_told_and_every_choice_is_read(runtime):
+    """Issue 19 item 6: an Admin upload used to land in `test`, which neither rounds nor
+    evaluation read."""
+    from app.admin.prompts import split_choices
+
+    gen = runtime.settings.generation
+    values = [v for _, v in split_choices(runtime)]
+    assert values[0] == gen.train_split and set(values) == {gen.train_split,
+                                                          gen.heldout_split, "test"}
