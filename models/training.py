@@ -146,6 +146,7 @@ def _start(base_path: str | Path, parent_adapters: list[str], out_dir: Path,
     if cfg.finetune == "full" and parent_adapters:
         model.save_pretrained(str(work / "parent"))
         model.config._name_or_path = str(work / "parent")
+        model.requires_grad_(True)  # peft froze the base weights it merged the adapter into
     return model, work
 
 
