@@ -39,7 +39,11 @@ def seeded(rt):
 
 
 def _session(user) -> dict:
-    return {"user_id": user.id, "login_at": time.time()}
+    """A page session holding a live sign-in of `user` (as app.auth makes one)."""
+    from app.auth import SIGN_INS, digest
+
+    token = SIGN_INS.open(user.id, hours=1)
+    return {"user_id": user.id, "login_at": time.time(), "sign_in": digest(token)}
 
 
 # --- World -----------------------------------------------------------------------------------
