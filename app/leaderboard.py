@@ -19,8 +19,8 @@ from app.common import esc, html_table
 from backend import leaderboard as lb
 from backend import plots
 from backend.formatting import DASH, num, pct, pm, with_ci
+from backend.rating import MOS_ASPECTS as RATED_ASPECTS
 from backend.runtime import Runtime
-from db.schema import RATED_ASPECTS
 
 SOURCES = [("All judgments", "all"), ("AI judges", "ai"), ("Human raters", "human")]
 SOURCE_NAMES = {v: k for k, v in SOURCES}

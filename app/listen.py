@@ -110,8 +110,10 @@ def build_listen(rt: Runtime) -> SimpleNamespace:
         with gr.Column(scale=3, min_width=260):
             query = gr.Textbox(label="Search prompts (words or #id)", elem_id="listen-search",
                                placeholder="e.g. the dog, or #12")
+            # choices are filled per page; a custom value lets an API client (or a typed id)
+            # ask for any prompt id, which show_prompt checks itself
             pick = gr.Dropdown(label="Prompt", choices=[], elem_id="listen-pick",
-                               allow_custom_value=False)
+                               allow_custom_value=True)
             with gr.Row():
                 search_btn = gr.Button("Search", size="sm")
                 rand_btn = gr.Button("Random prompt", size="sm", elem_id="listen-random")

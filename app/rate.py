@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
-from gradio.data_classes import FileData
 from gradio.route_utils import get_root_url
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -34,6 +33,7 @@ from starlette.routing import Route
 from app import auth
 from app.auth import require
 from app.common import PLAYER, esc
+from app.rate_clip import RateClip
 from backend import media, rating
 from backend.runtime import Runtime
 
@@ -65,7 +65,8 @@ KEYS_JS = """
       if (tag === "button") return;
       const clips = ["clip-a", "clip-b"].map((id) => document.querySelector(`#${id} audio`))
         .filter((a) => a && a.offsetParent !== null);
-      const next = clips.find((a) => a.dataset.done !== task()) || clips[0];
+      // `ended` too: the ended event may not have run yet when a key follows the end at once
+      const next = clips.find((a) => a.dataset.done !== task() && !a.ended) || clips[0];
       if (!next) return;
       ev.preventDefault();
       clips.forEach((a) => { if (a !== next) a.pause(); });
@@ -158,22 +159,6 @@ def clip_routes(rt: Runtime) -> list[Route]:
     return [Route(CLIP_PATH + "{token}", clip, methods=["GET", "HEAD"])]
 
 
-def rate_clip(**kwargs) -> gr.Audio:
-    """The browser's audio player on a rate clip's opaque address (`/studio/clip/<token>`),
-    which the browser fetches with the rater's cookie. A plain gr.Audio would download a URL
-    value into Gradio's public file cache - exactly where these clips must never be - so this
-    one hands the URL to the page as it is. (An instance attribute, not a subclass: Gradio
-    writes a .pyi stub beside the module of every Component subclass.)"""
-    audio = gr.Audio(**kwargs)
-
-    def postprocess(value):
-        return None if value is None else FileData(path=str(value), url=str(value),
-                                                   orig_name="clip.wav")
-
-    audio.postprocess = postprocess
-    return audio
-
-
 def _page_root(rt: Runtime, request: gr.Request) -> str:
     """The app's public base URL as the browser reaches it (proxy headers and
     `server.root_path` considered, as Gradio does for its own file URLs)."""
@@ -186,7 +171,7 @@ def _clip_column(side: str):
     keyboard script see the same ids (clip-a, mos-a-meaning, ...) on both sides."""
     low = side.lower()
     with gr.Column(min_width=260) as col:
-        clip = rate_clip(label=f"Clip {side}", interactive=False, type="filepath",
+        clip = RateClip(label=f"Clip {side}", interactive=False, type="filepath",
                         waveform_options=PLAYER, buttons=["download"], elem_id=f"clip-{low}")
         meaning = gr.Radio(ACR, label=f"Clip {side} meaningfulness (optional)",
                            elem_id=f"mos-{low}-meaning")
@@ -206,7 +191,7 @@ def build_rate(rt: Runtime, session: gr.State):
             "Listen to the prompt, then to both continuations **to the end**. Which continues "
             "the prompt better (meaningful, on topic, natural)? Keys: **1** A better, "
             "**2** B better, **3** tie, **4** both bad, **space** plays the next clip.")
-        prompt_audio = rate_clip(label="Prompt", interactive=False, type="filepath",
+        prompt_audio = RateClip(label="Prompt", interactive=False, type="filepath",
                                 waveform_options=PLAYER, buttons=["download"],
                                 elem_id="rate-prompt")
         with gr.Row(equal_height=False):

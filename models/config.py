@@ -12,6 +12,10 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# The unit layout (n_units, unit_offset) a studio-made unit LM directory carries beside its
+# config.json; read by models.unit_lm, copied into fully fine-tuned versions by models.training.
+META_FILE = "studio_unit_lm.json"
+
 Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["float32", "float16", "bfloat16"]
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from models.config import META_FILE
 from models.interfaces import Progress, Report
 
 
@@ -172,8 +173,6 @@ def save_self_contained(model, base_path: str | Path, parent_adapters: list[str]
     adapters were merged in before training) as a whole model directory that loads like the
     base: weights, tokenizer and the base's unit layout file."""
     from peft import PeftModel
-
-    from models.unit_lm import META_FILE
 
     if not isinstance(model, PeftModel):
         model.save_pretrained(str(out_dir))

@@ -35,13 +35,11 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from models.config import UnitLMConfig
+from models.config import META_FILE, UnitLMConfig
 from models.device import ModelLoadError, require_path, resolve_device, resolve_dtype
 from models.interfaces import LogProb, SamplingParams, Units
 
 log = logging.getLogger(__name__)
-
-META_FILE = "studio_unit_lm.json"
 
 
 def unit_token(u: int) -> str:

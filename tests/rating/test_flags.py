@@ -13,13 +13,14 @@ from backend import leaderboard, rating, users
 from backend.config import Settings
 from backend.runtime import Runtime
 from db.schema import Judgment, RatingTask, Sample
-from tests.rating.seed import seed
+from tests.rating.seed import play_through, seed
 
 
 @pytest.fixture
 def rt(tmp_path, db_url):
     r = Runtime(Settings(data_dir=tmp_path / "data", database_url=db_url))
     r.settings.rating.gold_fraction = 0.0
+    r.settings.rating.min_heard_fraction = 0.0  # the play gate has its own tests: no waiting
     yield r
     r.close()
 
@@ -30,9 +31,7 @@ def uid(rt, name):
 
 def answer(rt, u, t, choice_for_qc=None, other="tie"):
     """Play both clips and vote: `choice_for_qc(task)` on gold/trap tasks (stored terms)."""
-    for side in t["audio"]:
-        rating.record_play(rt, u, t["assignment_id"], side, "start")
-        rating.record_play(rt, u, t["assignment_id"], side, "end")
+    play_through(rt, u, t)
     with rt.store.session() as s:
         task = s.get(RatingTask, t["task_id"])
         gold = task.gold_answer
@@ -71,9 +70,7 @@ def test_excluded_votes_stay_stored_with_their_reason_and_add_up(rt):
         if t["task_id"] in (trap, *golds):
             for p, data in saved.items():  # playable for the rater, gone for the check
                 Path(p).write_bytes(data)
-            for side in t["audio"]:
-                rating.record_play(rt, out, t["assignment_id"], side, "start")
-                rating.record_play(rt, out, t["assignment_id"], side, "end")
+            play_through(rt, out, t)
             for p in qc_clips:
                 Path(p).unlink()
             rating.vote(rt, out, t["assignment_id"], "tie")

@@ -19,6 +19,7 @@ from backend.config import Settings
 from backend.runtime import Runtime
 from db.schema import Judgment, RatingTask, Sample
 from tests.rating.seed import SR, seed, tone
+from tests.rating.seed import play_through as play
 
 
 @pytest.fixture
@@ -40,12 +41,6 @@ def uid(rt, name: str) -> int:
     return users.find_user(rt, name).id
 
 
-def play(rt, user_id: int, t: dict) -> None:
-    """Each clip served and reported played from start to end (what a player does)."""
-    for side, path in t["audio"].items():
-        seconds = sf.info(path).duration if Path(path).is_file() else 0.0
-        rating.record_served(rt, user_id, t["assignment_id"], side)
-        rating.record_heard(rt, user_id, t["assignment_id"], side, [[0.0, seconds]])
 
 
 def n_judgments(rt, **where) -> int:
