@@ -54,11 +54,18 @@ def _page(browser, server, size: str):
     return ctx, pg
 
 
+SETTLED_JS = """() => ![...document.querySelectorAll(
+    'div.wrap.default:not(.hide), div.wrap.center:not(.hide)')].some(
+    (e) => e.offsetParent !== null
+        && /(processing \\||queue: |\\d(\\.\\d+)?s)/.test(e.innerText))"""
+"""No status tracker of the page is showing (a pending event shows "processing |", its queue
+place or its timer, "2.6s", over the component it will fill)."""
+
+
 def _settled(pg) -> None:
     """No event of the page is still processing."""
-    pg.wait_for_timeout(300)
-    pg.wait_for_function("() => !document.body.innerText.includes('processing |')",
-                         timeout=180_000)
+    pg.wait_for_timeout(500)
+    pg.wait_for_function(SETTLED_JS, timeout=300_000)
 
 
 def _shot(pg, name: str) -> None:
@@ -141,6 +148,8 @@ def test_no_raw_json_in_any_tab_and_screenshots(browser, known, size):
     for tab in ("Listen", "Rate", "Leaderboard", "Admin"):
         goto_tab(pg, tab)
         _settled(pg)
+        if tab == "Leaderboard":
+            pg.wait_for_selector("#lb-board table")
         if tab == "Admin":
             subs = [t for t in _tabs(pg) if t not in ("Listen", "Rate", "Leaderboard", "Admin")]
             assert {"World", "Jobs", "Training round", "Versions"} <= set(subs), subs
@@ -153,12 +162,12 @@ def test_no_raw_json_in_any_tab_and_screenshots(browser, known, size):
                 text = _visible_text(pg)
                 assert not RAW.search(text), (sub, RAW.search(text).group(0),
                                               text[max(0, RAW.search(text).start() - 200):][:400])
-                _shot(pg, f"admin-{sub.lower().replace(' ', '-')}-{size}")
+                _shot(pg, f"tab-admin-{sub.lower().replace(' ', '-')}-{size}")
                 seen.append(sub)
         else:
             text = _visible_text(pg)
             assert not RAW.search(text), (tab, text[:2000])
-            _shot(pg, f"{tab.lower()}-{size}")
+            _shot(pg, f"tab-{tab.lower()}-{size}")
             seen.append(tab)
         if size == "phone" and tab == "Rate":
             assert pg.evaluate("() => document.documentElement.scrollWidth") <= 390
