@@ -229,7 +229,8 @@ def build_listen(rt: Runtime) -> SimpleNamespace:
         if pid is None:
             return (gr.Dropdown(), *empty("No prompts yet: the world is not built or no "
                                           "prompts were imported."))
-        return (gr.Dropdown(choices=choices_with(pid), value=pid), *show_prompt(pid))
+        return (gr.Dropdown(choices=choices_with(pid), value=pid),
+                *show_prompt(pid, f"A random prompt: #{pid}."))
 
     def continue_own(path):
         if not path:

@@ -146,18 +146,32 @@ def _evaluate(rt: Runtime, version: Version, parent: Version, gen: GenerationCon
     """Held-out continuations of the new version and its parent, AI-judged, then the
     benchmarks and the judge score. Without those samples the evaluation had no judge score
     (the paper's measure) and the Leaderboard nothing to compare the new version by. The
-    parent's are made once (resumable), so each later round samples one version."""
-    from backend.loop.evaluate import evaluate_version
+    parent's are made once (resumable), so each later round samples one version. The parent
+    is scored too - its benchmarks once, its judge score on its current held-out samples each
+    time - so the before/after comparison has both sides."""
+    from backend.loop.evaluate import (
+        evaluate_judge,
+        evaluate_version,
+        latest_results,
+        store_results,
+    )
 
     split = gen.heldout_split
     try:
         if select_prompts(rt, split=split):
             for k, v in enumerate((parent, version)):
-                _sample_and_judge(rt, v, split, gen, span(progress, 0.25 * k, 0.25 * (k + 1),
+                _sample_and_judge(rt, v, split, gen, span(progress, 0.2 * k, 0.2 * (k + 1),
                                                            f"{split} samples of {v.name}"),
                                   n=gen.heldout_n)
+        benched = any(vid == parent.id and not bench.startswith("judge:")
+                      for vid, bench, _metric in latest_results(rt, split))
+        if benched:
+            store_results(rt, parent.id, evaluate_judge(rt, parent.id, split), None)
+        else:
+            evaluate_version(rt, parent.name, split=split,
+                             progress=span(progress, 0.4, 0.7, f"benchmarks of {parent.name}"))
         res = evaluate_version(rt, version.name, split=split,
-                               progress=span(progress, 0.5, 1.0, "benchmarks"))
+                               progress=span(progress, 0.7, 1.0, f"benchmarks of {version.name}"))
         return {"results": res}
     except JobCancelled:
         raise

@@ -226,7 +226,7 @@ def test_listen_plays_real_continuations(browser, world_server, world_rt):
     page.wait_for_timeout(1000)
     shot(page, "listen-world")
     page.locator("#listen-random").click()  # "Random prompt" still works
-    page.wait_for_selector("#listen-status:not(:has-text('Featured'))")
+    page.wait_for_selector("#listen-status :text('A random prompt')")
     page.wait_for_selector("#listen-slot-0 audio", state="attached")
     ctx.close()
 
