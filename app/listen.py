@@ -34,8 +34,10 @@ def transcript_html(text: str | None, faults: list[tuple[str, str | None]] | Non
     """The transcript, escaped, its words marked where the training judge counts a fault
     (`faults`: its words in order, as the judge split them; no marks when they do not line up
     with the transcript's words)."""
-    if not text:
+    if text is None:
         return "<i>(not transcribed yet)</i>"
+    if not text.strip():  # transcribed: the ASR heard no words
+        return "<i>(no words heard)</i>"
     words = list(re.finditer(r"[A-Za-z]+", text))
     if not faults or len(words) != len(faults) or \
             any(m.group(0).lower() != w for m, (w, _f) in zip(words, faults, strict=True)):

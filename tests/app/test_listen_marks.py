@@ -25,6 +25,7 @@ def test_transcript_html_marks_escapes_and_refuses_misaligned_words():
                     "</mark>&gt;!")
     assert transcript_html("He saw two", marks) == "He saw two"  # words differ: no marks
     assert transcript_html(None, None) == "<i>(not transcribed yet)</i>"
+    assert transcript_html("", None) == "<i>(no words heard)</i>"  # transcribed, no words
 
 
 def test_side_by_side_puts_the_baseline_then_the_newest_aligned_first():
