@@ -275,7 +275,7 @@ def test_bundle_reuse_and_atomic_swap(tmp_path, mini_bundle, monkeypatch):
     with pytest.raises(RuntimeError):
         world.build_at(target, "tiny", 1)
     assert (target / "manifest.json").exists()  # the old bundle is untouched
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle-tmp")]
+    assert (world.work_dir(target) / "half").exists()  # kept: the next build resumes there
 
 
 def test_cli_info(mini_settings, capsys, monkeypatch):
