@@ -4,7 +4,7 @@ Offline, on CPU, from nothing but espeak-ng and the pinned Python packages:
 
     corpus   short stories with known structure, 30% of training stories incoherent (noise)
     tts      espeak-ng, several voices and speeds, 16 kHz; each distinct (sentence, voice) once
-    units    50 Hz log-mel + k-means (faiss, single-threaded: a seed gives the same units)
+    units    50 Hz log-mel + k-means, both in float64: a seed gives the same units on any CPU
     vocoder  cluster-centre mel x mean unit duration -> Griffin-Lim
     asr      CTC BiGRU trained on vocoded (and some natural) corpus speech
     unit_lm  small Llama pre-trained on de-duplicated story unit sequences, each sentence
@@ -124,8 +124,10 @@ STAGE_THREADS: dict[str, dict[str, int]] = {
 """Threads per stage, the same on every machine: float reductions split across another number of
 threads round differently (measured: numpy's log-mel matmul with 2 OpenBLAS threads instead of
 1 gives other features and another units digest on the tiny preset). torch 2 (what the build
-used on 2 or more cores before), numpy's BLAS 1 (what `OMP_NUM_THREADS=1` gave); faiss's k-means
-runs on 1 thread (models/mini/tokenizer.py)."""
+used on 2 or more cores before), numpy's BLAS 1 (what `OMP_NUM_THREADS=1` gave). The features and
+k-means are computed in float64 besides (models/mini/audio.py, tokenizer.py), which makes them
+independent of the thread count and BLAS kernel too; torch's training is not (its kernels
+depend on the CPU's instruction set), so its threads stay fixed."""
 
 NOT_BUILT_BY = {"__init__.py", "lm_judge.py"}
 """models/mini files the bundle does not depend on: the loaders, and the evaluation judge

@@ -242,8 +242,8 @@ def test_tokenizer_is_deterministic(tmp_path):
 
 
 def test_tokenizer_training_leaves_torch_threads_alone(tmp_path):
-    """faiss is run single-threaded for determinism; torch shares its OpenMP runtime, and the
-    build's later stages must keep their threads."""
+    """k-means runs inside the tokenizer stage's fixed threads; the build's later stages must
+    keep theirs."""
     import torch
 
     from models.mini import tokenizer as tok_mod

@@ -5,6 +5,7 @@ status as the page shows it."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,23 +20,23 @@ from backend.progress import StageClock, format_duration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_pinned_threads_give_the_same_features_whatever_the_blas_threads():
-    """numpy's OpenBLAS rounds the log-mel matmul differently on 1 and 2 threads (so did the
-    build: its units depended on OMP_NUM_THREADS); inside a stage the count is fixed."""
+def test_pinned_threads_fix_the_blas_threads_whatever_the_environment():
+    """A float32 matmul of log-mel's shape rounds differently on 1 and 2 OpenBLAS threads (the
+    build's units once depended on OMP_NUM_THREADS this way); inside a stage the count is
+    fixed."""
     from threadpoolctl import threadpool_limits
 
-    from models.mini import audio
-
-    waves = [audio.synthesize(t, "en-us", 165) for t in
-             ("Tom went to the farm to feed the hens.", "She saw a small rose near the fence.")]
+    rng = np.random.default_rng(0)
+    power = rng.random((2000, 513), dtype=np.float32) ** 4
+    basis = rng.random((80, 513), dtype=np.float32)
     with threadpool_limits(1, user_api="blas"):
-        one = [audio.log_mel(w) for w in waves]
+        one = power @ basis.T
     with threadpool_limits(2, user_api="blas"):
-        two = [audio.log_mel(w) for w in waves]
+        two = power @ basis.T
         with world.pinned_threads("tokenizer"):
-            pinned = [audio.log_mel(w) for w in waves]
-    assert not all(np.array_equal(a, b) for a, b in zip(one, two, strict=True))
-    assert all(np.array_equal(a, b) for a, b in zip(one, pinned, strict=True))
+            pinned = power @ basis.T
+    assert not np.array_equal(one, two)
+    assert np.array_equal(one, pinned)
 
 
 def test_pinned_threads_set_torch_and_restore_it():
@@ -208,3 +209,31 @@ def test_banner_follows_a_running_build(tmp_path):
     with FileLock(f"{work}.lock"):
         banner = world_banner(rt)
     assert "Building the mini world" in banner and "15 min 00 s left" in banner
+
+
+KERNEL_PROBE = """
+import hashlib, sys
+import numpy as np
+from models.mini import audio
+from models.mini import tokenizer as tok
+waves = [audio.synthesize(t, "en-us", 165) for t in
+         ("Tom went to the farm to feed the hens.", "She saw a small rose near the fence.")]
+f = np.concatenate([audio.log_mel(w) for w in waves])
+c = tok.kmeans((f - f.mean(0)) / f.std(0), 16, 0, 10)
+u = tok.assign((f - f.mean(0)) / f.std(0), c)
+print(hashlib.sha256(f.tobytes() + c.tobytes() + u.tobytes()).hexdigest())
+"""
+
+
+def test_features_and_kmeans_do_not_depend_on_the_blas_kernel_or_threads():
+    """The units' inputs and k-means computed with other OpenBLAS kernels (as on other CPUs)
+    and thread counts are bit-identical (float32 matmuls were not: see the pinned test)."""
+    digests = set()
+    for env in ({"OMP_NUM_THREADS": "1"}, {"OMP_NUM_THREADS": "2"},
+                {"OMP_NUM_THREADS": "1", "OPENBLAS_CORETYPE": "Prescott"},
+                {"OMP_NUM_THREADS": "2", "OPENBLAS_CORETYPE": "Sandybridge"}):
+        out = subprocess.run([sys.executable, "-c", KERNEL_PROBE], cwd=ROOT, check=True,
+                             env={**os.environ, **env}, capture_output=True,
+                             text=True).stdout
+        digests.add(out.strip())
+    assert len(digests) == 1, digests
