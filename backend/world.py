@@ -8,7 +8,8 @@ Offline, on CPU, from nothing but espeak-ng and the pinned Python packages:
     vocoder  cluster-centre mel x mean unit duration -> Griffin-Lim
     asr      CTC BiGRU trained on vocoded (and some natural) corpus speech
     unit_lm  small Llama pre-trained on de-duplicated story unit sequences, each sentence
-             tokenized at several sub-frame phases (as it would fall in continuous speech)
+             tokenized at several sub-frame phases (as it would fall in continuous speech),
+             and on every word of the world spoken alone (never a benchmark recording)
     judge    the generator's knowledge: topic words, characters, cause-effect, fluent word pairs
     prompts  first sentences of stories (~2.5 s), per split, + prompts.jsonl
     bench    swuggy / sblimp / ssc / tsc item files + wavs (held-out material only)
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import resource
@@ -470,8 +472,9 @@ def _dir_bytes(p: Path) -> int:
 
 def _corpus(P: Preset, seed: int) -> SimpleNamespace:
     """The world's stories, who speaks them, every (sentence, voice) to synthesize (`keys`,
-    `items` in index order) and the benchmark pairs: in memory, a second or so."""
-    from models.mini import benchmarks, world
+    `items` in index order), the words the unit LM hears alone (`word_items`) and the benchmark
+    pairs: in memory, a second or so."""
+    from models.mini import audio, benchmarks, world
 
     voices = list(P.voices)
     stories = world.generate(P.n_train, P.n_dev, P.n_test, seed, P.noise)
@@ -504,9 +507,16 @@ def _corpus(P: Preset, seed: int) -> SimpleNamespace:
     items = sorted(keys, key=keys.get)
     train_idx = sorted({keys[(sent, story_voice[s.id])] for s in stories["train"]
                         for sent in s.sentences})
-    digest = hashlib.sha256(json.dumps([items, [s.text for s in stories["train"]]]).encode())
+    # Every word of the world spoken alone, as sWUGGY speaks its items, in every voice, at the
+    # speaking rates its benchmark recordings do not use (a benchmark recording of (word,
+    # voice) has speed_for(word, voice, seed)): the LM learns words in isolation, never the
+    # benchmark's audio, and never a non-word.
+    word_items = [(wd, v, sp) for wd in world.lexicon() for v in voices for sp in audio.SPEEDS
+                  if sp != audio.speed_for(wd, v, seed)]
+    digest = hashlib.sha256(json.dumps([items, word_items, [s.text for s in stories["train"]]])
+                            .encode())
     return SimpleNamespace(stories=stories, story_voice=story_voice, keys=keys, items=items,
-                           train_idx=train_idx, bench_pairs=bench_pairs,
+                           word_items=word_items, train_idx=train_idx, bench_pairs=bench_pairs,
                            digest=digest.hexdigest()[:16])
 
 
@@ -535,20 +545,21 @@ def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
     st.note(c.digest)
     stories, story_voice, keys, items = c.stories, c.story_voice, c.keys, c.items
     train_idx, bench_pairs = c.train_idx, c.bench_pairs
+    word_idx = range(len(items), len(items) + len(c.word_items))  # their waves follow items'
     corpus_seconds = round(time.monotonic() - t0, 1)
 
     # tts ---------------------------------------------------------------------------------------
     def make_tts(tmp: Path) -> dict:
-        waves: list[np.ndarray | None] = [None] * len(items)
+        spoken = [(t, v, audio.speed_for(t, v, seed)) for t, v in items] + c.word_items
+        waves: list[np.ndarray | None] = [None] * len(spoken)
 
         def speak(i: int) -> None:
-            text, voice = items[i]
-            waves[i] = audio.synthesize(text, voice, audio.speed_for(text, voice, seed))
+            waves[i] = audio.synthesize(*spoken[i])
 
         with ThreadPoolExecutor(max_workers=2) as ex:
-            for j, _ in enumerate(ex.map(speak, range(len(items)))):
+            for j, _ in enumerate(ex.map(speak, range(len(spoken)))):
                 if j % 200 == 0:
-                    st.update(j / len(items), f"{j}/{len(items)} utterances")
+                    st.update(j / len(spoken), f"{j}/{len(spoken)} utterances")
         _save_ragged(tmp / SCRATCH / "tts", waves, np.float32)
         return {"audio_seconds": sum(len(x) for x in waves) / audio.SR}
 
@@ -646,11 +657,19 @@ def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
 
         seqs = sorted({tuple(story_units(s)) for s in stories["train"]})  # deduplicated
         seqs_l = [list(s) for s in seqs]
+        # Words alone (sWUGGY's form: a story's units never start at a word's own onset and
+        # end at its release), at every phase. Their batches come on top of the stories'
+        # steps, so the stories get as many steps as before; a word step is cheap (~15 units).
+        words = sorted({tuple(v) for i in word_idx
+                        for v in w.tok.encode_phases(w.waves[i], P.lm_phases) if v} - set(seqs))
+        word_steps = round(P.lm_steps * math.ceil(len(words) / P.lm_batch)
+                           / math.ceil(len(seqs_l) / P.lm_batch))
         info = lm_mod.train(
-            seqs_l, P.k, tmp / "unit_lm", P.lm_steps, seed, hidden=P.lm_hidden,
-            layers=P.lm_layers, heads=4, batch_size=P.lm_batch,
+            seqs_l + [list(x) for x in words], P.k, tmp / "unit_lm", P.lm_steps + word_steps,
+            seed, hidden=P.lm_hidden, layers=P.lm_layers, heads=4, batch_size=P.lm_batch,
             progress=lambda f, loss: st.update(f, f"loss {loss:.3f}"),
         )
+        info["word_sequences"], info["word_steps"] = len(words), word_steps
         info["units_per_second"] = round(
             sum(len(s) for s in seqs_l) / sum(len(w.waves[keys[(x, story_voice[s.id])]])
                                                / audio.SR

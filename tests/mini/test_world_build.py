@@ -237,3 +237,22 @@ def test_features_and_kmeans_do_not_depend_on_the_blas_kernel_or_threads():
                              text=True).stdout
         digests.add(out.strip())
     assert len(digests) == 1, digests
+
+
+def test_the_lm_hears_every_word_alone_but_never_a_benchmark_recording():
+    """sWUGGY speaks single words; the unit LM's training has each word of the world alone in
+    each voice at the other speaking rates, never the benchmark's (word, voice, rate), never a
+    non-word."""
+    from models.mini import audio
+    from models.mini import world as mini_world
+
+    P = world.PRESETS["tiny"]
+    c = world._corpus(P, 0)
+    spoken = set(c.word_items)
+    assert {wd for wd, _, _ in spoken} == set(mini_world.lexicon())
+    assert len(spoken) == len(mini_world.lexicon()) * len(P.voices) * (len(audio.SPEEDS) - 1)
+    pairs = [p for split in c.bench_pairs["swuggy"].values() for p in split]
+    assert pairs
+    for p in pairs:
+        assert (p.word, p.voice, audio.speed_for(p.word, p.voice, 0)) not in spoken
+        assert not {wd for wd, _, _ in spoken} & set(p.bad)
