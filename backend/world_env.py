@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 
 ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
@@ -69,22 +70,18 @@ def environment() -> dict:
         "env": {k: os.environ[k] for k in ENV_VARS if k in os.environ},
         "numpy_blas": {k: {f: v.get(f) for f in ("name", "version", "openblas configuration")}
                        for k, v in numpy_deps.items() if k in ("blas", "lapack")},
-        "loaded_blas_openmp": [
-            {k: lib.get(k) for k in ("internal_api", "prefix", "version", "architecture",
-                                     "threading_layer", "num_threads")}
-            for lib in threadpool_info()],
+        "loaded_blas_openmp": {  # keyed by library, so two manifests compare per library
+            f"{lib['internal_api']}:{lib['prefix']}": {
+                k: lib.get(k) for k in ("version", "architecture", "threading_layer")}
+            for lib in sorted(threadpool_info(), key=lambda x: x["filepath"])},
         "torch": {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
                   "mkl": torch.backends.mkl.is_available(),
                   "mkldnn": torch.backends.mkldnn.is_available(),
                   "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
                   "config": torch.__config__.show().strip().splitlines()},
     }
-    try:
-        import faiss
-
-        env["faiss"] = {"compile_options": faiss.get_compile_options()}
-    except ImportError:
-        env["faiss"] = None
+    faiss = sys.modules.get("faiss")  # only when the build used it (its SIMD build matters)
+    env["faiss"] = {"compile_options": faiss.get_compile_options()} if faiss else None
     return env
 
 
