@@ -20,20 +20,24 @@ log = logging.getLogger("app")
 
 
 def startup(rt) -> dict:
-    """First admin, bundle prompts + baseline (when the bundle is built), rating tasks from
-    stored samples. Returns what happened, for the console; a broken bundle is reported, not
-    fatal, so an operator can still sign in and see why."""
+    """First admin, bundle prompts + baseline (mini world, when the bundle is built) or the
+    configured LM's baseline (real world), rating tasks from stored samples. Returns what
+    happened, for the console; a broken bundle or model is reported, not fatal, so an operator
+    can still sign in and see why."""
     from backend import health, prompts, rating, registry, users, world
 
     report: dict = {}
     report["one_time_password"] = users.ensure_first_admin(rt)
-    info = world.bundle_info(rt.settings)
+    real = rt.settings.world == "real"
+    info = {} if real else world.bundle_info(rt.settings)
     built = "error" not in info
-    problems = health.check(rt) if built or rt.settings.world != "mini" else []
+    problems = health.check(rt) if built or real else []
     if problems:
         report["problems"] = problems
         log.error("unusable model files (the app serves anyway):\n%s", health.describe(problems))
-    if built and (rt.settings.bundle_dir / "prompts").exists():
+    if real:
+        report.update(start_real_world(rt, problems))
+    elif built and (rt.settings.bundle_dir / "prompts").exists():
         try:
             report["prompts"] = prompts.import_bundle_prompts(rt)
             report["baseline"] = registry.ensure_baseline(rt).name
@@ -50,6 +54,25 @@ def startup(rt) -> dict:
     return report
 
 
+def start_real_world(rt, problems: list[dict]) -> dict:
+    """The real world has no bundle: register the configured LM as the baseline, say how many
+    prompts are stored (or how to import some), seed samples as the mini world does."""
+    from backend import prompts, registry
+
+    if any(p["component"] == "unit_lm" for p in problems):
+        return {"baseline": "none: the unit LM does not load (see problems)"}
+    out: dict = {"baseline": registry.ensure_baseline(rt).name}
+    n = prompts.count_prompts(rt)
+    if not n:
+        out["prompts"] = ("none stored: python -m backend import-prompts --bundle "
+                          "PROMPTS.jsonl --split train (docs/real-weights.md)")
+        return out
+    out["prompts"] = {"stored": n}
+    if not problems:
+        out["seeding_jobs"] = queue_first_samples(rt, out["baseline"])
+    return out
+
+
 def queue_first_samples(rt, baseline: str) -> list[int]:
     """On a fresh world, queue baseline continuations of a few held-out prompts and their AI
     judging (run by the worker), so Listen and Leaderboard show real output from the start;
@@ -57,9 +80,12 @@ def queue_first_samples(rt, baseline: str) -> list[int]:
     and aligned without anyone acting."""
     from backend import jobs, prompts
     from backend.loop import rounds
+    from backend.loop.generate import select_prompts
 
     n = rt.settings.server.seed_samples
     if n <= 0 or prompts.count_samples(rt) > 0:
+        return []
+    if not select_prompts(rt, split="test", limit=1):  # own prompts may have train/dev only
         return []
     if any(j.kind in ("generate", "judge", "round") for j in jobs.list_jobs(rt, limit=200)):
         return []

@@ -133,19 +133,33 @@ class SelectionConfig(Section):
     directions keeps the direction with the larger summed weight; weight 0 drops a source."""
 
 
-class DPOSettings(Section):
-    """DPO + LoRA. Defaults: slamkit's (beta 0.1, lr 5e-5, LoRA on attention projections);
-    the paper used rank 32, alpha 8."""
+class TuningSettings(Section):
+    """What every training method's section has: which weights a round trains."""
 
-    beta: float = 0.1
-    learning_rate: float = 5e-5
+    finetune: Literal["lora", "full"] = "lora"
+    """lora: a LoRA adapter (peft) on the frozen parent; the version is that adapter (a few MB),
+    served from the one base model in memory with every other version's. full: every weight
+    trains; the version is a whole model directory, which the unit LM loads as a model of its
+    own when the version is sampled, and a later LoRA round from it adapts those weights. Fine
+    for the mini LM; for TWIST-7B each such version is another ~28 GB on disk and in memory
+    (fp32; ~14 GB in bf16), and training holds the weights, their gradients and Adam's two
+    moments (~16 bytes a parameter, ~110 GB) plus a frozen reference copy for dpo, online-dpo
+    and grpo with beta > 0 (LoRA's reference is the same weights with the adapter off)."""
     lora_rank: int = 32
     lora_alpha: int = 8
     lora_dropout: float = 0.0
     lora_targets: list[str] = Field(default_factory=lambda: ["attention"])
     """Module names (suffixes) LoRA adapts. "attention" = the architecture's attention
     projections (Llama q/k/v/o_proj, OPT q/k/v/out_proj); a name that matches no module of the
-    model is an error, never silently skipped."""
+    model is an error, never silently skipped. The LoRA settings apply when finetune = "lora"."""
+
+
+class DPOSettings(TuningSettings):
+    """DPO (LoRA or full fine-tuning). Defaults: slamkit's (beta 0.1, lr 5e-5, LoRA on
+    attention projections); the paper used rank 32, alpha 8."""
+
+    beta: float = 0.1
+    learning_rate: float = 5e-5
     batch_size: int = 8
     max_steps: int = 100
     epochs: float = 1.0
@@ -192,9 +206,6 @@ class DPOSettings(Section):
                 raise ValueError(f"{name} must be >= 1")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError("warmup_ratio must be in [0, 1)")
-        unknown = set(self.mini_overrides) - set(type(self).model_fields)
-        if unknown:
-            raise ValueError(f"mini_overrides names unknown DPO settings: {sorted(unknown)}")
         return self
 
     mini_overrides: dict[str, float | int | str | list] = Field(
@@ -211,7 +222,7 @@ class DPOSettings(Section):
     continuations' NLL added (RPO) raised them with a CI above zero."""
 
 
-class GRPOSettings(Section):
+class GRPOSettings(TuningSettings):
     """Online RL with the AI judge's score as reward: TRL's `GRPOTrainer` samples
     `num_generations` continuations of each training prompt with the model being trained, the
     judge path scores them (vocoder -> ASR -> judge, in memory), and each continuation is pushed
@@ -231,11 +242,6 @@ class GRPOSettings(Section):
     num_iterations: int = 1
     loss_type: str = "dapo"
     scale_rewards: Literal["group", "batch", "none"] = "group"
-    lora_rank: int = 32
-    lora_alpha: int = 8
-    lora_dropout: float = 0.0
-    lora_targets: list[str] = Field(default_factory=lambda: ["attention"])
-    """As `dpo.lora_targets`."""
     warmup_ratio: float = 0.0
     lr_scheduler_type: str = "constant"
     seed: int = 0
@@ -258,9 +264,6 @@ class GRPOSettings(Section):
                 raise ValueError(f"{name} must be >= 1")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError("warmup_ratio must be in [0, 1)")
-        unknown = set(self.mini_overrides) - set(type(self).model_fields)
-        if unknown:
-            raise ValueError(f"mini_overrides names unknown GRPO settings: {sorted(unknown)}")
         return self
 
     mini_overrides: dict[str, float | int | str | list] = Field(
@@ -270,7 +273,66 @@ class GRPOSettings(Section):
     """Applied when world == "mini" to fields not set explicitly (see `dpo.mini_overrides`)."""
 
 
-class RFTSettings(Section):
+class OnlineDPOSettings(TuningSettings):
+    """Online DPO (online AI feedback, Guo et al. 2024) on TRL's `OnlineDPOTrainer`: each step
+    the model being trained samples `num_generations` continuations of each of
+    `prompts_per_step` training prompts, the judge path scores them in memory (vocoder -> ASR ->
+    training judges, as grpo's reward), each prompt's best- and worst-scored continuations
+    become a pair, and one DPO update is made on those pairs; then it samples again from the
+    updated model. Sampling settings (temperature, top-k, max units) are the round's
+    `generation` settings."""
+
+    learning_rate: float = 5e-5
+    num_generations: int = 2
+    """Continuations per prompt and step (even; TRL draws two): the best- and the worst-judged
+    of them are the prompt's pair, so more of them widen the pair's score margin at the cost
+    of sampling and judging more. A prompt whose continuations all score the same gives no
+    pair: its chosen and rejected are then the same continuation, a zero gradient."""
+    prompts_per_step: int = 4
+    """Prompts (hence pairs) per optimizer step."""
+    max_steps: int = 100
+    beta: float = 0.1
+    """The DPO beta: how far the policy may move from the parent (the reference)."""
+    loss_type: Literal["sigmoid", "ipo"] = "sigmoid"
+    """TRL's Online DPO losses; "sigmoid" is DPO's."""
+    warmup_ratio: float = 0.0
+    lr_scheduler_type: str = "linear"
+    max_length: int = 512
+    """Prompt + continuation tokens the log-probabilities see (the prompt is cut from the left)."""
+    seed: int = 0
+    logging_steps: int = 1
+    use_cpu: bool = True
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        for name in ("learning_rate", "beta"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.num_generations < 2 or self.num_generations % 2:
+            raise ValueError("num_generations must be even and >= 2 (TRL samples in twos; the "
+                             "best and the worst of them are the pair)")
+        for name in ("prompts_per_step", "max_steps", "lora_rank", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError("warmup_ratio must be in [0, 1)")
+        unknown = set(self.mini_overrides) - set(type(self).model_fields)
+        if unknown:
+            raise ValueError(f"mini_overrides names unknown Online DPO settings: "
+                             f"{sorted(unknown)}")
+        return self
+
+    mini_overrides: dict[str, float | int | str | list] = Field(
+        default_factory=lambda: {"learning_rate": 2e-4, "lora_rank": 8, "lora_alpha": 16,
+                                 "num_generations": 4, "max_steps": 60}
+    )
+    """Applied when world == "mini" to fields not set explicitly (see `dpo.mini_overrides`):
+    dpo's mini step size and adapter; not yet tuned by a bench of its own."""
+
+
+class RFTSettings(TuningSettings):
     """Rejection-sampling fine-tuning (best-of-k): the round's stored continuations that the
     training judges scored highest are imitated (TRL `SFTTrainer`, loss on the continuation
     only). The simplest use of judged samples; the baseline any preference method must beat."""
@@ -283,11 +345,6 @@ class RFTSettings(Section):
     max_steps: int = 100
     epochs: float = 1.0
     batch_size: int = 8
-    lora_rank: int = 32
-    lora_alpha: int = 8
-    lora_dropout: float = 0.0
-    lora_targets: list[str] = Field(default_factory=lambda: ["attention"])
-    """As `dpo.lora_targets`."""
     warmup_ratio: float = 0.0
     lr_scheduler_type: str = "linear"
     max_length: int = 512
@@ -306,9 +363,6 @@ class RFTSettings(Section):
                 raise ValueError(f"{name} must be >= 1")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError("warmup_ratio must be in [0, 1)")
-        unknown = set(self.mini_overrides) - set(type(self).model_fields)
-        if unknown:
-            raise ValueError(f"mini_overrides names unknown RFT settings: {sorted(unknown)}")
         return self
 
     mini_overrides: dict[str, float | int | str | list] = Field(
@@ -318,20 +372,27 @@ class RFTSettings(Section):
     """Applied when world == "mini" to fields not set explicitly (see `dpo.mini_overrides`)."""
 
 
+METHOD_SECTIONS = {"dpo": "dpo", "online-dpo": "online_dpo", "grpo": "grpo", "rft": "rft"}
+"""Each training method's settings section (a method's name may have a hyphen, a section's
+not)."""
+
+
 class TrainingConfig(Section):
     """Which training method a round runs."""
 
-    method: Literal["dpo", "grpo", "rft"] = "dpo"
+    method: Literal["dpo", "online-dpo", "grpo", "rft"] = "dpo"
     """dpo: the paper's offline DPO on stored preference pairs (AI and/or human judgments), the
-    `dpo` section. grpo: online RL on fresh samples scored by the AI judge as training goes,
-    the `grpo` section (AI feedback only). rft: fine-tuning on the best-judged stored
-    continuations, the `rft` section (AI feedback only)."""
+    `dpo` section. online-dpo: DPO on pairs of fresh samples judged as training goes, the
+    `online_dpo` section (AI feedback only). grpo: online RL on fresh samples scored by the AI
+    judge as training goes, the `grpo` section (AI feedback only). rft: fine-tuning on the
+    best-judged stored continuations, the `rft` section (AI feedback only)."""
     mini_overrides: dict[str, str] = Field(default_factory=lambda: {"method": "rft"})
     """Applied when world == "mini" to fields not set explicitly. bench/align.py on the full
     mini world (docs/results.md, 2026-12-01): one round of rft moved the held-out training-
     judge score by +0.26 (95% CI above zero) and the evaluation judge's by +0.10 (CI above
-    zero); dpo by +0.04 and grpo by -0.08 (CIs across zero). Real weights keep the paper's
-    dpo."""
+    zero); dpo by +0.04 and grpo by -0.08 (CIs across zero). On the 228-held-out-prompt world:
+    rft +0.33 and +0.24, dpo +0.12 and +0.09 (all CIs above zero). Real weights keep the
+    paper's dpo."""
 
 
 class BootstrapConfig(Section):
@@ -339,6 +400,17 @@ class BootstrapConfig(Section):
 
     preset: Literal["full", "tiny"] = "full"
     seed: int = 0
+
+
+class ActiveWeights(Section):
+    """How much each reason of `rating.routing = "active"` counts (backend.routing). Judges
+    disagreeing counts double by default: it is uncertainty about the item itself, and the
+    evidence that decides which judge to trust."""
+
+    disagree: float = 2.0
+    threshold: float = 1.0
+    race: float = 1.0
+    few_votes: float = 1.0
 
 
 class RatingConfig(Section):
@@ -352,9 +424,49 @@ class RatingConfig(Section):
     max_upload_seconds: float = 30.0
     qc_min_gold: int = 3
     """Gold/trap answers needed before a rater's gold accuracy can flag them."""
-    min_play_fraction: float = 0.7
-    """A clip counts as played through when its end was reached at least this fraction of its
-    duration after playback started (server clock; 0.5 s slack for network jitter)."""
+    routing: Literal["random", "balanced", "active"] = "balanced"
+    """Which task a rater gets next (backend.routing): any; the fewest assignments first; or
+    first where a human vote buys the most (AI judges disagree, a score near a selection
+    threshold, a close leaderboard race, a version with few votes), then the fewest."""
+    active_coverage: float = 0.1
+    """Under `active`, this share of assignments is made the balanced way, so every task keeps
+    being covered."""
+    active_threshold_margin: float = 0.5
+    """Under `active`, a prompt's best clip (by mean AI score) this close to
+    `selection.chosen_min`, or its worst this close to `rejected_max`, counts as near a
+    selection threshold."""
+    active_weights: ActiveWeights = Field(default_factory=ActiveWeights)
+    active_max_votes: int = 5
+    """Under `active`, a task's reasons stop counting once it has this many assignments: its
+    majority is settled, further votes buy more elsewhere."""
+    min_heard_fraction: float = Field(0.9, ge=0.0, le=1.0)
+    """The play gate: a clip counts as heard when the time ranges the rater's player reports
+    as played cover this share of it and at least this share of its duration has passed since
+    the clip was served (server clock). 0 turns the gate off."""
+
+
+class JudgingConfig(Section):
+    """How far AI judges are trusted (measured agreement with the human majority,
+    `backend.trust`) and how pairwise AI verdicts are made."""
+
+    min_agreement: float = 0.2
+    """A training judge whose `agreement_metric` on `agreement_on` items is below this is not
+    used for a round's pairs with source `both` or `auto` (the round records why). 0.2 is
+    the top of "slight" on Landis & Koch's kappa scale."""
+    min_overlap: int = 20
+    """Items rated by both the judge and humans needed before its agreement counts; a judge
+    with fewer is not used for `both`/`auto` pairs (too few to tell)."""
+    agreement_metric: Literal["kappa", "spearman"] = "kappa"
+    agreement_on: Literal["ab", "mos"] = "ab"
+    """Which items gate a judge: "ab" = sample pairs with a human A/B majority (the judge's
+    pairwise verdict, or the order of its scores, against it); "mos" = samples with human
+    meaningfulness ratings (the judge's score against their median)."""
+    bootstrap_resamples: int = 1000
+    """Resamples of items for the agreement intervals."""
+    order_conflict: Literal["tie", "drop"] = "tie"
+    """A pairwise AI verdict is asked in both orders (`backend.loop.judge.judge_pairs`); when
+    the two answers disagree (position bias) it counts as a tie, or is dropped (kept in the
+    store with the reason, never counted)."""
 
 
 def _apply_mini_overrides(section: BaseModel) -> None:
@@ -379,10 +491,12 @@ class Settings(BaseSettings):
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     dpo: DPOSettings = Field(default_factory=DPOSettings)
+    online_dpo: OnlineDPOSettings = Field(default_factory=OnlineDPOSettings)
     grpo: GRPOSettings = Field(default_factory=GRPOSettings)
     rft: RFTSettings = Field(default_factory=RFTSettings)
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
     rating: RatingConfig = Field(default_factory=RatingConfig)
+    judging: JudgingConfig = Field(default_factory=JudgingConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -402,8 +516,17 @@ class Settings(BaseSettings):
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'studio.db'}"
         if self.world == "mini":
+            ignored = sorted(self.models.model_fields_set - {"judges"})
+            if "judges" in self.models.model_fields_set:
+                ignored += [f"judges ({j.name!r}, kind 'mini')" for j in self.models.judges
+                            if j.kind == "mini"]
+            if ignored:
+                raise ValueError(f"world = 'mini' loads its components from its bundle: "
+                                 f"models.{', models.'.join(ignored)} would not be used "
+                                 "(set world = 'real' to use them)")
             self.models = mini_models(self.bundle_dir, self.models.judges)
-            for section in (self.training, self.dpo, self.grpo, self.rft, self.generation):
+            for section in (self.training, self.dpo, self.online_dpo, self.grpo, self.rft,
+                            self.generation):
                 _apply_mini_overrides(section)
         return self
 

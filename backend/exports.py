@@ -37,13 +37,19 @@ FORMATS = ("csv", "jsonl", "hf")
 JUDGMENT_FIELDS = [
     "id", "kind", "aspect", "rater", "task_key", "task_id", "qc", "user_id", "judge_name",
     "prompt_version", "sample_id", "sample_b_id", "prompt_id", "version_a", "version_b", "value",
-    "choice", "shown_swapped", "rationale", "error", "flagged", "created_at",
+    "choice", "shown_swapped", "rationale", "error", "flagged", "flag_reason", "created_at",
 ]
 PAIR_FIELDS = [
     "prompt", "chosen", "rejected", "pair_id", "round_id", "round_index", "prompt_id",
     "chosen_sample_id", "rejected_sample_id", "chosen_version", "rejected_version", "source",
-    "margin", "prompt_units", "chosen_units", "rejected_units",
+    "margin", "prompt_units", "chosen_units", "rejected_units", "humans", "judges",
+    "judge_agreement", "provenance",
 ]
+"""`humans`: the raters whose votes made the pair ("user:<id>"); `judges`: the AI judges whose
+scores did (`name@prompt_version`); `judge_agreement`: each of those judges' agreement with
+people when the round chose its pairs (the round's gating figure, `backend.trust`; None when
+unmeasured), in the order of `judges`; `provenance`: the selection's whole record as JSON. A
+TRL run can filter on them (e.g. only pairs some person voted on)."""
 
 
 class ExportError(ValueError):
@@ -108,7 +114,7 @@ def pair_rows(rt: Runtime, round_id: int | None = None, require_lm: bool = False
     sc, sr = aliased(Sample), aliased(Sample)
     vc, vr = aliased(ModelVersion), aliased(ModelVersion)
     q = (select(PreferencePair, TrainingRound.round_index, Prompt.units, sc.units, sr.units,
-                vc.name, vr.name)
+                vc.name, vr.name, TrainingRound.judges)
          .join(TrainingRound, PreferencePair.round_id == TrainingRound.id)
          .join(Prompt, PreferencePair.prompt_id == Prompt.id)
          .join(sc, PreferencePair.chosen_sample_id == sc.id)
@@ -130,10 +136,13 @@ def pair_rows(rt: Runtime, round_id: int | None = None, require_lm: bool = False
     if not raw:
         return []
     texts = _text_fn(rt, require_lm)([(pu or [], cu or [], ru or [])
-                                      for _pp, _ri, pu, cu, ru, _cn, _rn in raw])
+                                      for _pp, _ri, pu, cu, ru, _cn, _rn, _j in raw])
     rows = []
-    for (pp, ridx, pu, cu, ru, cname, rname), t in zip(raw, texts, strict=True):
+    for (pp, ridx, pu, cu, ru, cname, rname, used), t in zip(raw, texts, strict=True):
+        humans, judges, agreement = pair_sources(pp.provenance or {}, used or [])
         rows.append({
+            "humans": humans, "judges": judges, "judge_agreement": agreement,
+            "provenance": json.dumps(pp.provenance or {}, sort_keys=True, default=str),
             **t, "pair_id": pp.id, "round_id": pp.round_id, "round_index": ridx,
             "prompt_id": pp.prompt_id, "chosen_sample_id": pp.chosen_sample_id,
             "rejected_sample_id": pp.rejected_sample_id, "chosen_version": cname,
@@ -143,6 +152,28 @@ def pair_rows(rt: Runtime, round_id: int | None = None, require_lm: bool = False
             "rejected_units": list(ru or []),
         })
     return rows
+
+
+def pair_sources(provenance: dict, round_judges: list[dict]
+                 ) -> tuple[list[str], list[str], list[float | None]]:
+    """(human raters, judge identities, their agreement at the time) behind one pair, from its
+    selection record (and the records of the sources merged into it) and its round's judge
+    records (`TrainingRound.judges`)."""
+    humans: set[str] = set()
+    names: set[str] = set()
+
+    def walk(p: dict) -> None:
+        humans.update(p.get("raters") or [])
+        names.update(p.get("judges") or [])
+        for part in p.get("parts") or []:
+            walk(part)
+
+    walk(provenance)
+    by_name = {u["name"]: u for u in round_judges}
+    judges = sorted(by_name[n]["judge"] if n in by_name else n for n in names)
+    agreement_of = {u["judge"]: (u.get("agreement") or {}).get("value")
+                    for u in round_judges}
+    return sorted(humans), judges, [agreement_of.get(j) for j in judges]
 
 
 # --- writers ----------------------------------------------------------------------------------

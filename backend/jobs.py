@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from db.schema import Job, utcnow
 
@@ -169,6 +169,15 @@ def get(runtime: Runtime, job_id: int) -> JobRecord:
         if job is None:
             raise ValueError(f"no job {job_id}")
         return JobRecord.of(job)
+
+
+def ended_signature(runtime: Runtime) -> tuple[int, str]:
+    """(how many jobs have ended, when the last one did): it changes exactly when a job
+    finishes, so a view can refresh itself then without reading the jobs."""
+    with runtime.store.read() as s:
+        n, last = s.execute(select(func.count(Job.id), func.max(Job.finished_at)).where(
+            Job.status.in_(("done", "failed", "cancelled")))).one()
+    return int(n or 0), str(last or "")
 
 
 def list_jobs(runtime: Runtime, limit: int = 50) -> list[JobRecord]:

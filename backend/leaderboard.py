@@ -15,8 +15,10 @@ Comparisons feeding the win rates and Bradley-Terry:
 
 Bradley-Terry: `backend.stats` (ties as half-wins), baseline pinned at 0 (log-odds scale), a weak
 ridge prior (`RIDGE`, a Gaussian with sd 10) so a version that never lost stays finite; 95 %
-intervals from `rating.bootstrap_resamples` multinomial resamples of the per-pair counts. Rows are
-sorted by the lower bound. A version is listed once it has `rating.leaderboard_min_votes`
+intervals from `rating.bootstrap_resamples` multinomial resamples of the per-pair counts. Shown on
+the arenas' Elo-like scale (`score`: baseline = 1000, 400 points = 10:1 odds). Rows are sorted by
+the lower bound; the rank is shared where intervals overlap (`stats.ci_ranks`). MOS and AI score
+intervals are cut to the 1-5 scale. A version is listed once it has `rating.leaderboard_min_votes`
 judgments in the chosen source (A/B votes it is part of + its MOS ratings + its AI scores), and is
 marked preliminary below `rating.leaderboard_preliminary_votes`.
 """
@@ -38,7 +40,11 @@ from db.schema import ASPECTS
 
 log = logging.getLogger(__name__)
 
-RIDGE = 0.01
+RIDGE = stats.BT_RIDGE
+SCALE = (1.0, 5.0)
+"""The rating scale of MOS and AI scores (db/schema's value range)."""
+ELO_BASE, ELO_PER_NAT = 1000.0, 400.0 / np.log(10.0)
+"""The readable BT scale: baseline at 1000, +400 points = 10 times the odds of winning."""
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -104,6 +110,32 @@ def _est(e: stats.Estimate | None) -> dict | None:
     return {"value": e.value, "low": e.low, "high": e.high, "n": e.n}
 
 
+def elo(bt: dict | None) -> dict | None:
+    """A BT row (log-odds) on the readable scale."""
+    if bt is None:
+        return None
+    f = lambda x: None if x is None else float(ELO_BASE + ELO_PER_NAT * x)  # noqa: E731
+    return {"value": f(bt["value"]), "low": f(bt["low"]), "high": f(bt["high"]), "n": bt["n"]}
+
+
+def win_matrix(comps: list[tuple[int, int, float]], order: list[int]) -> dict[str, list]:
+    """Row version's share of wins (ties half) against the column version, and the number of
+    comparisons behind each share (None where the two never met), over the versions in `order`."""
+    k = {vid: i for i, vid in enumerate(order)}
+    won = np.zeros((len(order), len(order)))
+    n = np.zeros((len(order), len(order)), dtype=int)
+    for i, j, o in comps:
+        if i in k and j in k and i != j:
+            a, b = k[i], k[j]
+            won[a, b] += o
+            won[b, a] += 1 - o
+            n[a, b] += 1
+            n[b, a] += 1
+    share = [[float(won[a, b] / n[a, b]) if n[a, b] else None for b in range(len(order))]
+             for a in range(len(order))]
+    return {"share": share, "n": n.tolist()}
+
+
 def leaderboard(rt: Runtime, source: str = "all", seed: int = 0) -> dict[str, Any]:
     """Per model version: win rate vs baseline, Bradley-Terry strength with bootstrap CI, MOS
     per aspect, AI judge mean score, number of judgments. See the module docstring."""
@@ -165,6 +197,7 @@ def leaderboard(rt: Runtime, source: str = "all", seed: int = 0) -> dict[str, An
     for a in ai:
         ai_by[a.version_id].append(a.value)
 
+    names = {v.id: v.name for v in versions}
     rows, unlisted = [], []
     for v in versions:
         vid = v.id
@@ -175,7 +208,8 @@ def leaderboard(rt: Runtime, source: str = "all", seed: int = 0) -> dict[str, An
         w, lo_, t = wr.get(vid, [0, 0, 0])
         row = {
             "version": v.name, "version_id": vid, "kind": v.kind,
-            "round_index": v.round_index, "n_judgments": n,
+            "round_index": v.round_index, "parent": names.get(v.parent_id),
+            "n_judgments": n,
             "preliminary": n < cfg.leaderboard_preliminary_votes,
             "win_rate": None if base is None or vid == base.id else {
                 **(_est(stats.win_rate(w, lo_, t)) or {"value": None, "low": None,
@@ -183,10 +217,11 @@ def leaderboard(rt: Runtime, source: str = "all", seed: int = 0) -> dict[str, An
                 "wins": w, "losses": lo_, "ties": t,
             },
             "both_bad": both_bad.get(vid, 0),
-            "bt": bt.get(vid),
-            "mos": {a: _est(stats.mean_t(mos_by[(vid, a)])) for a in ASPECTS
+            "bt": bt.get(vid), "score": elo(bt.get(vid)),
+            "mos": {a: _est(stats.mean_t(mos_by[(vid, a)], bounds=SCALE)) for a in ASPECTS
                     if mos_by.get((vid, a))},
-            "ai_score": _est(stats.mean_t(ai_by[vid])) if ai_by.get(vid) else None,
+            "ai_score": _est(stats.mean_t(ai_by[vid], bounds=SCALE)) if ai_by.get(vid)
+            else None,
         }
         rows.append(row)
 
@@ -196,8 +231,17 @@ def leaderboard(rt: Runtime, source: str = "all", seed: int = 0) -> dict[str, An
         return (-lo, -(b["value"] if b else -np.inf), r["version"])
 
     rows.sort(key=key)
+    ranked = [r for r in rows if r["bt"]]
+    for r, rank in zip(ranked, stats.ci_ranks([r["bt"]["value"] for r in ranked],
+                                              [r["bt"]["low"] for r in ranked],
+                                              [r["bt"]["high"] for r in ranked]), strict=True):
+        r["rank"] = rank
+    for r in rows:
+        r.setdefault("rank", None)
+    order = [r["version_id"] for r in ranked]
     return {
         "source": source, "baseline": base.name if base else None, "rows": rows,
+        "matrix": {"versions": [names[v] for v in order], **win_matrix(comps, order)},
         "unlisted": unlisted, "n_comparisons": len(comps),
         "n_ab_votes": len(ab), "n_mos": len(mos), "n_ai": len(ai),
         "min_votes": cfg.leaderboard_min_votes,
@@ -302,51 +346,113 @@ def rater_quality(rt: Runtime) -> list[dict]:
 
 
 # --- per-round curves -------------------------------------------------------------------------
-def round_curves(rt: Runtime, out_dir: Path | None = None, split: str = "dev") -> list[Path]:
-    """PNG plots of the judge score and the benchmark accuracies per training round (latest
-    eval_results of each version on `split`, 95% CIs as error bars)."""
-    import matplotlib
+FAULTS = ("off_topic", "wrong_pronoun", "other_name", "not_fluent", "broken_cause")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def fault_counts(evidence: list[dict]) -> dict[str, int]:
+    """How many continuations have each fault the mini judge looks for (its evidence, the
+    judgments' `raw`), out of `n`; and how many are content-free (intelligible, but no topic
+    word at all: "she smiled and went home" earns up to 4 of 5 from that judge). Empty for
+    judges whose evidence is not the mini judge's."""
+    ev = [e for e in evidence if isinstance(e, dict) and "on_topic" in e]
+    if not ev:
+        return {}
+    intelligible = [e for e in ev if e["n_words"] >= 3 and e["n_known"] >= max(3, e["n_words"] / 2)]
+    return {
+        "n": len(ev),
+        "content_free": sum(e["on_topic"] + e["off_topic"] == 0 for e in intelligible),
+        "off_topic": sum(e["off_topic"] > e["on_topic"] for e in ev),
+        "wrong_pronoun": sum(e["wrong_pronouns"] > 0 for e in ev),
+        "other_name": sum(bool(e["other_names"]) for e in ev),
+        "not_fluent": sum(e["fluency"] < 0.7 for e in ev),
+        "broken_cause": sum(bool(e["broken_cause"]) for e in ev),
+        "unintelligible": len(ev) - len(intelligible),
+    }
+
+
+def judge_faults(evidence: list[dict]) -> dict:
+    """`fault_counts` as shares of n (4 decimals), n itself kept."""
+    c = fault_counts(evidence)
+    return {k: v if k == "n" else round(v / c["n"], 4) for k, v in c.items()}
+
+
+def judges_by_role(rt: Runtime) -> dict[str, bool]:
+    """Configured judge name -> whether training learns from it (`trains`)."""
+    return {j.name: j.trains for j in rt.settings.models.judges}
+
+
+def judge_label(rt: Runtime, identity: str) -> str:
+    """"mini-judge@mini-v1 (trains)" / "... (evaluation only)": which judge a score is by."""
+    trains = judges_by_role(rt).get(identity.split("@", 1)[0])
+    role = "" if trains is None else " (trains)" if trains else " (evaluation only)"
+    return identity + role
+
+
+Point = tuple[int, int, float, float | None, float | None]
+"""(version id, round index, value, CI low, CI high)"""
+
+
+def fault_rates(rt: Runtime, split: str = "dev") -> dict[int, dict[str, stats.Estimate]]:
+    """Per version: the share of its `split` continuations with each fault of the training
+    judges' evidence, with Wilson 95% CIs."""
+    import json
+
+    trains = [name for name, t in judges_by_role(rt).items() if t]
+    with rt.store.read() as s:
+        rows = queries.ai_evidence(s, trains, split)
+    evidence: dict[int, list[dict]] = defaultdict(list)
+    for vid, raw in rows:
+        try:
+            evidence[vid].append(json.loads(raw))
+        except ValueError:
+            continue
+    out = {}
+    for vid, ev in evidence.items():
+        c = fault_counts(ev)
+        if c:
+            out[vid] = {k: stats.wilson(c[k], c["n"]) for k in FAULTS}
+    return out
+
+
+def round_series(rt: Runtime, split: str = "dev") -> dict[str, dict[str, list[Point]]]:
+    """The per-round curves' data, panel -> series label -> points ordered by round: "judge
+    score" (every judge, labelled with its role), "fault rate" (training judge) and "benchmark
+    accuracy", from the latest eval_results of each version on `split`."""
     from backend.loop.evaluate import latest_results
+
+    versions = {v.id: v for v in registry.list_versions(rt)}
+    panels: dict[str, dict[str, list[Point]]] = {
+        "judge score": defaultdict(list), "fault rate": defaultdict(list),
+        "benchmark accuracy": defaultdict(list)}
+    for (vid, bench, metric), r in latest_results(rt, split).items():
+        if vid not in versions:
+            continue
+        if bench.startswith("judge:") and metric == "mean_score":
+            panel, label = "judge score", judge_label(rt, bench[len("judge:"):])
+        elif not bench.startswith("judge:") and metric == "accuracy":
+            panel, label = "benchmark accuracy", bench
+        else:
+            continue
+        panels[panel][label].append((vid, versions[vid].round_index, r["value"], r["ci_low"],
+                                     r["ci_high"]))
+    for vid, faults in fault_rates(rt, split).items():
+        if vid in versions:
+            for name, e in faults.items():
+                panels["fault rate"][name.replace("_", " ")].append(
+                    (vid, versions[vid].round_index, e.value, e.low, e.high))
+    return {name: {k: sorted(v, key=lambda p: (p[1], p[0])) for k, v in sorted(series.items())}
+            for name, series in panels.items()}
+
+
+def round_curves(rt: Runtime, out_dir: Path | None = None, split: str = "dev") -> list[Path]:
+    """The per-round curves (`plots.round_curves`) as PNG files, one per panel."""
+    from backend import plots
 
     out_dir = Path(out_dir) if out_dir else rt.settings.data_dir / "reports" / "curves"
     out_dir.mkdir(parents=True, exist_ok=True)
-    versions = {v.id: v for v in registry.list_versions(rt)}
-    latest = latest_results(rt, split)
-    panels = {
-        "judge_score.png": ("judge score (mean, 95% CI)",
-                            lambda b, m: b.startswith("judge:") and m == "mean_score"),
-        "accuracy.png": ("benchmark accuracy (95% CI)",
-                         lambda b, m: not b.startswith("judge:") and m == "accuracy"),
-    }
     paths = []
-    for fname, (title, want) in panels.items():
-        series: dict[str, list[tuple[int, float, float, float]]] = defaultdict(list)
-        for (vid, bench, metric), r in latest.items():
-            if vid not in versions or not want(bench, metric):
-                continue
-            lo = r["ci_low"] if r["ci_low"] is not None else r["value"]
-            hi = r["ci_high"] if r["ci_high"] is not None else r["value"]
-            series[bench].append((versions[vid].round_index, r["value"], lo, hi))
-        fig, ax = plt.subplots(figsize=(5, 3.4))
-        for k, (bench, pts) in enumerate(sorted(series.items())):
-            pts.sort()
-            x = np.array([p[0] for p in pts]) + 0.04 * (k - len(series) / 2)
-            y = np.array([p[1] for p in pts])
-            err = [y - np.array([p[2] for p in pts]), np.array([p[3] for p in pts]) - y]
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=bench)
-        if not series:
-            ax.text(0.5, 0.5, "no evaluations yet", ha="center", va="center",
-                    transform=ax.transAxes)
-        ax.set_xlabel("round (0 = baseline)")
-        ax.set_title(title, fontsize=9)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        if series:
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        save_figure(fig, out_dir / fname, dpi=110)
-        paths.append(out_dir / fname)
+    for name, series in round_series(rt, split).items():
+        path = out_dir / f"{name.replace(' ', '_')}.png"
+        save_figure(plots.round_curves(name, series), path, dpi=110)
+        paths.append(path)
     return paths

@@ -34,7 +34,7 @@ from backend.files import (
 from backend.jobs import JobContext, handler
 from backend.progress import Progress, noop
 from backend.runtime import Runtime
-from db.schema import ModelVersion, Prompt, Sample
+from db.schema import Judgment, ModelVersion, Prompt, Sample
 
 TARGET_SR = 16000
 FORMATS = {"WAV", "WAVEX", "RF64", "FLAC", "MP3"}
@@ -142,18 +142,34 @@ def _first(d: dict, keys: Sequence[str], default=None):
 
 def import_bundle_prompts(
     rt: Runtime, bundle_dir: Path | None = None, progress: Progress | None = None,
-    source: str = "bundle",
+    source: str = "bundle", split: str | None = None,
 ) -> dict:
-    """Load `<bundle>/prompts/prompts.jsonl` (+ its wavs) into the prompts table. Idempotent:
-    a prompt whose (source, audio sha256) is stored is skipped. Audio is copied into
-    `<data_dir>/audio/prompts/`, tokenized with `rt.tokenizer`, `reference_text` from the jsonl.
-    Accepted keys: audio|audio_path|wav|path|file, text|reference_text|transcript, split, id."""
+    """Load a prompt index (+ its wavs) into the prompts table: `<dir>/prompts/prompts.jsonl`
+    for a directory (the mini world's bundle by default), or a `.jsonl` file given directly
+    (one's own prompts). Idempotent: a prompt whose (source, audio sha256) is stored is skipped.
+    Audio is copied into `<data_dir>/audio/prompts/`, tokenized with `rt.tokenizer`.
+    Accepted keys: audio|audio_path|wav|path|file (relative to the index's folder),
+    text|reference_text|transcript, split, id. A row without `split` takes `split`; a split
+    that nothing reads (rounds read `generation.train_split`, evaluation
+    `generation.heldout_split`, and `test` is kept aside) is refused before anything is stored."""
     progress = progress or noop
-    bundle = Path(bundle_dir or rt.settings.bundle_dir)
-    index = bundle / "prompts" / "prompts.jsonl"
+    given = Path(bundle_dir or rt.settings.bundle_dir)
+    index = given if given.suffix == ".jsonl" else given / "prompts" / "prompts.jsonl"
+    bundle = given.parent if given.suffix == ".jsonl" else given
     if not index.exists():
-        raise FileNotFoundError(f"no prompt index at {index} (run `python -m backend bootstrap`)")
+        raise FileNotFoundError(f"no prompt index at {index} (run `python -m backend bootstrap` "
+                                "for the mini world's, or give a prompts .jsonl file)")
     rows = [json.loads(x) for x in index.read_text().splitlines() if x.strip()]
+    gen = rt.settings.generation
+    splits = (gen.train_split, gen.heldout_split, "test")
+    for i, row in enumerate(rows):
+        row_split = row.get("split", split)
+        if row_split is None:
+            raise ValueError(f"{index}:{i + 1}: no split: give each row a \"split\" or pass "
+                             f"one for all (--split {gen.train_split})")
+        if row_split not in splits:
+            raise ValueError(f"{index}:{i + 1}: split {row_split!r} is read by nothing "
+                             f"(known: {', '.join(splits)})")
     dest_dir = rt.settings.audio_dir / "prompts"
     dest_dir.mkdir(parents=True, exist_ok=True)
     with rt.store.session() as s:
@@ -190,7 +206,7 @@ def import_bundle_prompts(
                 audio_path=str(dst), audio_sha256=digest, duration_s=max(len(wave) / sr, 1e-3),
                 units=[int(u) for u in units], transcript=None,
                 reference_text=_first(row, ("text", "reference_text", "transcript")),
-                source=source, split=str(row.get("split", "test")), meta=meta,
+                source=source, split=str(row.get("split", split)), meta=meta,
             ))
         known.add(digest)
         added += 1
@@ -295,7 +311,8 @@ def random_prompt_id(rt: Runtime, with_samples: bool = True) -> int | None:
 
 def prompt_view(rt: Runtime, prompt_id: int, per_version: int = 2) -> dict | None:
     """A prompt and, per model version (baseline first), up to `per_version` continuations
-    with transcripts and ratings (AI mean score, human MOS, A/B record)."""
+    with transcripts, the training judge's per-word faults (`fault_marks`) and ratings (AI mean
+    score, human MOS, A/B record)."""
     from backend.rating import sample_ratings
 
     with rt.store.read() as s:
@@ -318,10 +335,79 @@ def prompt_view(rt: Runtime, prompt_id: int, per_version: int = 2) -> dict | Non
         view = {"prompt": prompt_dict(p), "versions": list(versions.values())}
     ids = [x["id"] for v in view["versions"] for x in v["samples"]]
     ratings = sample_ratings(rt, ids)
+    ptext = view["prompt"].get("transcript") or view["prompt"].get("reference_text") or ""
     for v in view["versions"]:
         for x in v["samples"]:
             x["ratings"] = ratings.get(x["id"], {})
+            x["faults"] = fault_marks(rt, ptext, x["transcript"])
     return view
+
+
+def training_judge_names(rt: Runtime) -> list[str]:
+    return [j.name for j in rt.settings.models.judges if j.trains]
+
+
+def featured_prompt(rt: Runtime) -> dict | None:
+    """The prompt Listen opens on: among prompts with continuations of both the baseline and
+    the newest aligned version that has any, the one where that version gained most over the
+    baseline by the training judges' mean score (ties: the lowest id). Without such a version,
+    the first prompt with judged baseline continuations (or any continuations).
+    Returns {"prompt_id", "baseline", "aligned" (name or None), "gain" (or None)}."""
+    from backend import queries, registry
+
+    versions = registry.list_versions(rt)
+    base = next((v for v in versions if v.kind == "baseline"), None)
+    with rt.store.read() as s:
+        with_samples = set(s.scalars(select(Sample.model_version_id).where(
+            Sample.is_trap.is_(False)).distinct()))
+        aligned = max((v for v in versions if v.kind == "aligned" and v.id in with_samples),
+                      key=lambda v: v.id, default=None)
+        judges = [queries.judge_identity(name, pv) for name, pv in s.execute(
+            select(Judgment.judge_name, Judgment.prompt_version).where(
+                Judgment.kind == "ai", Judgment.judge_name.in_(training_judge_names(rt)))
+            .distinct())]
+
+        def means(v) -> dict[int, float]:
+            per: dict[int, list[float]] = {}
+            for a in queries.ai_scores(s, judges=judges, version_id=v.id) if v else []:
+                per.setdefault(a.prompt_id, []).append(a.value)
+            return {pid: float(np.mean(x)) for pid, x in per.items()}
+
+        def prompts_of(v) -> set[int]:
+            return set(s.scalars(select(Sample.prompt_id).where(
+                Sample.model_version_id == v.id, Sample.is_trap.is_(False)))) if v else set()
+
+        b, a = means(base), means(aligned)
+        both = sorted(set(b) & set(a), key=lambda pid: (-(a[pid] - b[pid]), pid))
+        if aligned and both:
+            pid = both[0]
+            return {"prompt_id": pid, "baseline": base.name, "aligned": aligned.name,
+                    "gain": a[pid] - b[pid]}
+        shared = sorted(prompts_of(base) & prompts_of(aligned)) if aligned else []
+        if shared:
+            return {"prompt_id": shared[0], "baseline": base.name, "aligned": aligned.name,
+                    "gain": None}
+        first = sorted(b) or sorted(prompts_of(base)) or sorted(
+            s.scalars(select(Sample.prompt_id).where(Sample.is_trap.is_(False)).distinct()))
+    if not first:
+        return None
+    return {"prompt_id": first[0], "baseline": base.name if base else None, "aligned": None,
+            "gain": None}
+
+
+def fault_marks(rt: Runtime, prompt_text: str, text: str | None
+                ) -> list[tuple[str, str | None]] | None:
+    """Each word of a continuation with the fault the training judge counts it as (off topic,
+    wrong pronoun, other name), for judges that can say so per word (the mini judge); None
+    otherwise (or when no judge can be built)."""
+    if not text:
+        return None
+    try:
+        jd = rt.judge(None)
+    except Exception:  # noqa: BLE001 - no judge, no marks; Listen still works
+        return None
+    faults = getattr(jd, "faults", None)
+    return faults(prompt_text or "", text) if faults else None
 
 
 # --- live continuation of an uploaded clip ---------------------------------------------------

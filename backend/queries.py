@@ -13,6 +13,7 @@ the old one's.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -87,7 +88,8 @@ def ai_scores(
                 Judgment.value)
          .join(Sample, Judgment.sample_id == Sample.id)
          .where(Judgment.kind == "ai", Judgment.value.is_not(None), Judgment.error.is_(None),
-                Judgment.flagged.is_(False), Sample.is_trap.is_(False)))
+                Judgment.sample_b_id.is_(None), Judgment.flagged.is_(False),
+                Sample.is_trap.is_(False)))
     if judges is not None:
         q = q.where(Judgment.rater.in_([AI_PREFIX + j for j in judges]))
     if version_id is not None:
@@ -100,6 +102,51 @@ def ai_scores(
         q = q.join(Prompt, Sample.prompt_id == Prompt.id).where(Prompt.split == split)
     return [AIScore(identity_of_rater(r), int(v), int(p), int(sid), float(val))
             for r, v, p, sid, val in s.execute(q.order_by(Sample.id, Judgment.id))]
+
+
+def ai_evidence(s: Session, judge_names: Iterable[str], split: str | None = None
+                ) -> list[tuple[int, str]]:
+    """(version id, raw evidence text) of the valid AI judgments by judges of these names (any
+    prompt version), on prompts of `split` if given: what a judge saw wrong in each sample."""
+    q = (select(Sample.model_version_id, Judgment.raw)
+         .join(Sample, Judgment.sample_id == Sample.id)
+         .where(Judgment.kind == "ai", Judgment.value.is_not(None), Judgment.error.is_(None),
+                Judgment.flagged.is_(False), Sample.is_trap.is_(False),
+                Judgment.judge_name.in_(list(judge_names)), Judgment.raw.is_not(None)))
+    if split is not None:
+        q = q.join(Prompt, Sample.prompt_id == Prompt.id).where(Prompt.split == split)
+    return [(int(v), raw) for v, raw in s.execute(q.order_by(Judgment.id))]
+
+
+@dataclass(frozen=True)
+class PairVerdict:
+    """An AI judge's pairwise verdict on two samples, asked in both orders
+    (`backend.loop.judge.judge_pairs`)."""
+
+    judge: str
+    key: tuple[int, int]
+    """(lower sample id, higher sample id)"""
+    side: str
+    """"lo", "hi" or "tie" (the two orders disagreed and `judging.order_conflict` is tie)"""
+
+
+def ai_pair_verdicts(s: Session, *, judges: Iterable[str] | None = None) -> list[PairVerdict]:
+    """Counted pairwise AI verdicts: a choice was reached (a failure or a verdict dropped for
+    disagreeing orders has none), not flagged, no trap sample."""
+    sa, sb = aliased(Sample), aliased(Sample)
+    q = (select(Judgment.rater, Judgment.sample_id, Judgment.sample_b_id, Judgment.choice)
+         .join(sa, Judgment.sample_id == sa.id).join(sb, Judgment.sample_b_id == sb.id)
+         .where(Judgment.kind == "ai", Judgment.choice.is_not(None),
+                Judgment.flagged.is_(False), sa.is_trap.is_(False), sb.is_trap.is_(False)))
+    if judges is not None:
+        q = q.where(Judgment.rater.in_([AI_PREFIX + j for j in judges]))
+    out = []
+    for rater, a, b, choice in s.execute(q.order_by(Judgment.id)):
+        first_is_lo = a < b
+        side = "tie" if choice == "tie" else \
+            "lo" if (choice == "A") == first_is_lo else "hi"
+        out.append(PairVerdict(identity_of_rater(rater), (min(a, b), max(a, b)), side))
+    return out
 
 
 def ai_judges(s: Session) -> list[str]:
@@ -141,3 +188,30 @@ def mos_ratings(s: Session, *, aspects: Iterable[str] | None = None, split: str 
         q = q.join(Prompt, Sample.prompt_id == Prompt.id).where(Prompt.split == split)
     return [MOSRow(a, float(v), vid, uid, sid, pid, r)
             for a, v, vid, uid, sid, pid, r in s.execute(q.order_by(Judgment.id))]
+
+
+@dataclass(frozen=True)
+class VoteStatus:
+    day: str
+    """UTC date of the vote, ISO"""
+    kind: str
+    excluded: str | None
+    """None = counted; else the flag reason, or "trap_answer" (a QC answer, never counted)"""
+    qc: str | None
+    """the QC check's outcome when the vote answered a gold/trap task: pass, fail, outage"""
+
+
+def human_vote_status(s: Session) -> list[VoteStatus]:
+    """Every stored human judgment (A/B vote, MOS rating) with whether it counts and, if not,
+    why: the same rules as `ab_votes` and `mos_ratings`."""
+    q = (select(Judgment.created_at, Judgment.kind, Judgment.flag_reason, Judgment.raw,
+                RatingTask.is_trap)
+         .outerjoin(RatingTask, Judgment.task_id == RatingTask.id)
+         .where(Judgment.kind.in_(("ab", "mos")))
+         .order_by(Judgment.id))
+    out = []
+    for created, kind, reason, raw, trap in s.execute(q):
+        qc = json.loads(raw).get("qc") if raw else None
+        out.append(VoteStatus(created.date().isoformat(), kind,
+                              reason or ("trap_answer" if trap else None), qc))
+    return out

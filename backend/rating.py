@@ -2,7 +2,9 @@
 
 A rating task (`rating_tasks`) is an A/B comparison of two samples of the same prompt (or one
 MOS clip). A rater gets it as an assignment (`task_assignments`) with a randomized left/right
-order; the vote unlocks only after the server has seen both clips played through. No task is
+order; the vote unlocks only once both clips were heard: the played time ranges the rater's
+player reports cover `rating.min_heard_fraction` of each clip, and at least that much wall
+time has passed since the clip was served (`_play_status`). No task is
 made on a degenerate item (`clip_problem`: a clip that does not play or an empty continuation;
 for A/B also two identical unit sequences): a rater could only guess.
 
@@ -16,8 +18,11 @@ that tells the rater what to answer) are mixed in at `rating.gold_fraction`. Eac
 is checked; the outcome ("pass", "fail", or "outage" when the check itself could not run, e.g. a
 gold clip's audio is missing) is recorded in the judgment's `raw` JSON. A rater who fails a trap,
 or whose gold accuracy drops below `rating.min_gold_accuracy` after `rating.qc_min_gold` checks,
-gets all their votes flagged (excluded from statistics, never deleted). An outage never counts
-as a failure.
+gets all their votes flagged (excluded from statistics, never deleted) with the reason
+(`Judgment.flag_reason`), and so does each vote they give afterwards. An outage never counts
+as a failure. `vote_accounting` tells, per day, how many votes count and why the others do not.
+
+Which task comes next is `backend.routing`'s (`rating.routing`).
 """
 
 from __future__ import annotations
@@ -30,17 +35,18 @@ import random
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from backend import queries
+from backend import queries, routing
 from backend.runtime import Runtime
 from db.schema import (
     AB_CHOICES,
+    FLAG_REASONS,
     RATED_ASPECTS,
     Judgment,
     ModelVersion,
@@ -55,7 +61,6 @@ from db.schema import (
 ACR_LABELS = {5: "Excellent", 4: "Good", 3: "Fair", 2: "Poor", 1: "Bad"}
 MOS_ASPECTS = RATED_ASPECTS
 SIDES = ("A", "B")
-PLAY_SLACK_S = 0.5
 
 
 class RatingError(ValueError):
@@ -67,7 +72,7 @@ BUSY = ("The server is busy and could not save your vote. Please press it again:
 
 
 class PlayGateError(RatingError):
-    """The vote came before both clips were played through."""
+    """The vote came before both clips were heard (`_play_status`)."""
 
 
 @dataclass
@@ -304,9 +309,10 @@ def progress(rt: Runtime, user_id: int) -> dict:
 
 
 def next_task(rt: Runtime, user_id: int, rng: random.Random | None = None) -> dict | None:
-    """The rater's open assignment, or a new one: QC tasks at `gold_fraction`, else the active
-    task with the fewest assignments, never one this rater had before. None when nothing is
-    left or the daily cap is reached (see `progress`)."""
+    """The rater's open assignment, or a new one: QC tasks at `gold_fraction`, else an active
+    task in the order of `rating.routing` (default: the fewest assignments first), never one
+    this rater had before. None when nothing is left or the daily cap is reached (see
+    `progress`)."""
     rng = rng or random.Random()
     for _attempt in range(5):
         try:
@@ -328,24 +334,7 @@ def _next_task(rt: Runtime, user_id: int, rng: random.Random) -> dict | None:
             return _describe(s, open_a)
         if progress_count(s, user_id) >= rt.settings.rating.daily_cap:
             return None
-        seen = select(TaskAssignment.task_id).where(TaskAssignment.user_id == user_id)
-        load = (
-            select(TaskAssignment.task_id, func.count().label("n"))
-            .where(TaskAssignment.status != "skipped")
-            .group_by(TaskAssignment.task_id)
-            .subquery()
-        )
-        base = (
-            select(RatingTask)
-            .outerjoin(load, load.c.task_id == RatingTask.id)
-            .where(RatingTask.active, RatingTask.id.not_in(seen))
-        )
-        is_qc = RatingTask.gold_answer.is_not(None)
-        want_qc = rng.random() < rt.settings.rating.gold_fraction
-        order = (func.coalesce(load.c.n, 0), func.random())
-        task = s.scalar(base.where(is_qc if want_qc else ~is_qc).order_by(*order).limit(1))
-        if task is None:
-            task = s.scalar(base.order_by(*order).limit(1))
+        task = _pick(rt, s, user_id, rng)
         if task is None:
             return None
         a = TaskAssignment(
@@ -355,6 +344,31 @@ def _next_task(rt: Runtime, user_id: int, rng: random.Random) -> dict | None:
         s.add(a)
         s.flush()
         return _describe(s, a)
+
+
+def _pick(rt: Runtime, s, user_id: int, rng: random.Random) -> RatingTask | None:
+    """A new task for the rater: never one they had before; a QC (gold/trap) task at
+    `rating.gold_fraction`, else a normal one (the other kind when none is left); among those,
+    the first in the order of `rating.routing` (backend.routing)."""
+    seen = select(TaskAssignment.task_id).where(TaskAssignment.user_id == user_id)
+    load = (
+        select(TaskAssignment.task_id, func.count().label("n"))
+        .where(TaskAssignment.status != "skipped")
+        .group_by(TaskAssignment.task_id)
+        .subquery()
+    )
+    base = (
+        select(RatingTask.id, func.coalesce(load.c.n, 0))
+        .outerjoin(load, load.c.task_id == RatingTask.id)
+        .where(RatingTask.active, RatingTask.id.not_in(seen))
+    )
+    is_qc = RatingTask.gold_answer.is_not(None)
+    want_qc = rng.random() < rt.settings.rating.gold_fraction
+    for q in (base.where(is_qc if want_qc else ~is_qc), base):
+        rows = [(int(t), int(n)) for t, n in s.execute(q)]
+        if rows:
+            return s.get(RatingTask, routing.order(rt, s, rows, rng)[0])
+    return None
 
 
 def progress_count(s, user_id: int) -> int:
@@ -404,20 +418,75 @@ def skip(rt: Runtime, user_id: int, assignment_id: int) -> None:
             a.status, a.done_at = "skipped", utcnow()
 
 
-# --- play tracking ---------------------------------------------------------------------------
-def record_play(rt: Runtime, user_id: int, assignment_id: int, side: str, event: str) -> dict:
-    """Record that playback of a side started ("start") or reached its end ("end")."""
-    if side not in SIDES or event not in ("start", "end"):
-        raise RatingError("bad play event")
+# --- play gate: what was heard ----------------------------------------------------------------
+def record_served(rt: Runtime, user_id: int, assignment_id: int, side: str) -> None:
+    """The clip of `side` was first sent to the rater's browser (the wall-time clock of the
+    play gate starts here; later fetches of the same clip change nothing)."""
     with rt.store.session() as s:
-        _active_user(s, user_id)
-        a, task = _assignment(s, user_id, assignment_id)
-        if side not in _side_samples(task, a.swapped):
-            raise RatingError("bad play event")
-        if a.status == "assigned" and len(a.played or []) < 200:
-            a.played = [*(a.played or []), {"side": side, "event": event,
+        a, task = _open_side(s, user_id, assignment_id, side)
+        if a.status == "assigned" and not any(
+                e.get("side") == side and e.get("event") == "served" for e in a.played or []):
+            a.played = [*(a.played or []), {"side": side, "event": "served",
                                             "t": utcnow().isoformat()}]
+
+
+def record_heard(rt: Runtime, user_id: int, assignment_id: int, side: str, ranges) -> dict:
+    """Add the time ranges of `side` the rater's player reports as played (the audio element's
+    `played` ranges, seconds, as JSON text or a list of [start, end]); returns `play_status`.
+    The assignment keeps their union per side."""
+    with rt.store.session() as s:
+        a, task = _open_side(s, user_id, assignment_id, side)
+        clip = _clip_rows(s, [_side_samples(task, a.swapped)[side]])
+        duration = _audio_duration(next(iter(clip.values())).audio_path if clip else None)
+        heard = _parse_ranges(ranges, duration)
+        if a.status == "assigned" and heard:
+            played = [e for e in a.played or []
+                      if not (e.get("side") == side and e.get("event") == "heard")]
+            old = next((e["ranges"] for e in a.played or []
+                        if e.get("side") == side and e.get("event") == "heard"), [])
+            a.played = [*played, {"side": side, "event": "heard",
+                                  "ranges": _union([*old, *heard])}]
         return _play_status(rt, s, a, task)
+
+
+def _open_side(s, user_id: int, assignment_id: int, side: str):
+    _active_user(s, user_id)
+    a, task = _assignment(s, user_id, assignment_id)
+    if side not in _side_samples(task, a.swapped):
+        raise RatingError(f"no clip {side} in this task")
+    return a, task
+
+
+MAX_RANGES = 200
+
+
+def _parse_ranges(ranges, duration: float) -> list[list[float]]:
+    """[[start, end], ...] within the clip (a little past its end is cut off: players round);
+    RatingError on anything else."""
+    if ranges is None or ranges == "":
+        return []
+    try:
+        items = json.loads(ranges) if isinstance(ranges, str) else ranges
+        out = [[float(a), float(b)] for a, b in items]
+    except (TypeError, ValueError):
+        raise RatingError("played ranges must be a list of [start, end] in seconds") from None
+    if len(out) > MAX_RANGES:
+        raise RatingError(f"at most {MAX_RANGES} played ranges")
+    limit = duration + 1.0
+    for a, b in out:
+        if not (math.isfinite(a) and math.isfinite(b) and 0.0 <= a <= b <= limit):
+            raise RatingError("a played range lies outside the clip")
+    return [[a, min(b, duration)] for a, b in out if min(b, duration) > a]
+
+
+def _union(ranges: list[list[float]]) -> list[list[float]]:
+    merged: list[list[float]] = []
+    for a, b in sorted(ranges):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return merged
 
 
 def play_status(rt: Runtime, user_id: int, assignment_id: int) -> dict:
@@ -428,19 +497,26 @@ def play_status(rt: Runtime, user_id: int, assignment_id: int) -> dict:
 
 
 def _play_status(rt: Runtime, s, a: TaskAssignment, task: RatingTask) -> dict:
-    out: dict[str, Any] = {}
-    frac = rt.settings.rating.min_play_fraction
+    """Per side: True when the rater heard it, i.e. the union of the played ranges covers
+    `rating.min_heard_fraction` of the clip AND at least that much wall time has passed since
+    the clip was served (a script can claim ranges, not make time pass); "heard" holds the
+    covered fractions, "unlocked" whether every side was heard."""
+    out: dict[str, Any] = {"heard": {}}
+    share = rt.settings.rating.min_heard_fraction
     sides = _side_samples(task, a.swapped)
     clips = _clip_rows(s, sides.values())
+    now = utcnow()
     for side, sid in sides.items():
         clip = clips.get(sid)
-        need = max(0.0, frac * _audio_duration(clip.audio_path if clip else None) - PLAY_SLACK_S)
+        duration = _audio_duration(clip.audio_path if clip else None)
         events = [e for e in (a.played or []) if e.get("side") == side]
-        starts = [datetime.fromisoformat(e["t"]) for e in events if e["event"] == "start"]
-        ends = [datetime.fromisoformat(e["t"]) for e in events if e["event"] == "end"]
-        first = min(starts) if starts else a.assigned_at
-        out[side] = bool(ends) and (
-            need <= 0 or any((t - first) >= timedelta(seconds=need) for t in ends))
+        served = [datetime.fromisoformat(e["t"]) for e in events if e["event"] == "served"]
+        covered = sum(b - a_ for e in events if e["event"] == "heard"
+                      for a_, b in e["ranges"])
+        fraction = min(1.0, covered / duration) if duration > 0 else 0.0
+        waited = (now - min(served)).total_seconds() if served else 0.0
+        out["heard"][side] = fraction
+        out[side] = share <= 0 or (fraction >= share and waited >= share * duration)
     out["unlocked"] = all(out[k] for k in sides)
     return out
 
@@ -488,7 +564,7 @@ def _vote_in(rt: Runtime, s, user_id: int, assignment_id, choice, mos) -> VoteRe
         if key.split(".")[0] not in sides:
             raise RatingError(f"no clip {key.split('.')[0]} in this task")
     if not _play_status(rt, s, a, task)["unlocked"]:
-        raise PlayGateError("play both clips to the end before voting")
+        raise PlayGateError("listen to both clips to the end before voting")
     return _store_vote(rt, s, user_id, a, task, choice, mos_values)
 
 
@@ -537,6 +613,7 @@ def _store_vote(
                 sample_id=sid, task_id=task.id, user_id=user_id, value=float(value),
                 shown_swapped=bool(a.swapped), raw=raw if task.kind == "mos" else None,
             ))
+        _carry_flag(s, user_id, rows)
         s.add_all(rows)
         # the status flip is the idempotency guard: only one writer moves assigned -> done
         moved = s.execute(
@@ -643,38 +720,81 @@ def _qc_summary(s, user_id: int | None = None) -> dict[int, dict]:
     return out
 
 
-def _fails(rt: Runtime, d: dict) -> bool:
+def _fail_reason(rt: Runtime, d: dict) -> str | None:
+    """Why a rater's QC record fails them (a FLAG_REASONS value), None when it does not."""
     cfg = rt.settings.rating
     if d["trap_failed"]:
-        return True
-    if d["gold_n"] >= cfg.qc_min_gold:
-        return d["gold_ok"] / d["gold_n"] < cfg.min_gold_accuracy
-    return False
+        return "trap_failed"
+    if d["gold_n"] >= cfg.qc_min_gold and d["gold_ok"] / d["gold_n"] < cfg.min_gold_accuracy:
+        return "gold_accuracy"
+    return None
+
+
+def _fails(rt: Runtime, d: dict) -> bool:
+    return _fail_reason(rt, d) is not None
 
 
 def _apply_qc(rt: Runtime, s, user_id: int) -> None:
+    """After a QC answer: flag all of a failing rater's votes with the reason."""
     d = _qc_summary(s, user_id).get(user_id)
-    if d and _fails(rt, d):
-        _flag(s, user_id, True)
+    if d and (reason := _fail_reason(rt, d)):
+        _flag(s, user_id, reason)
 
 
-def _flag(s, user_id: int, flagged: bool) -> int:
+def _carry_flag(s, user_id: int, rows: list[Judgment]) -> None:
+    """A rater whose votes are flagged (QC failed, or an admin flagged them) has each new vote
+    flagged at once with the same reason, not only at their next QC answer."""
+    # a rater's votes are flagged and unflagged all together: their newest one tells
+    reason = s.scalar(select(Judgment.flag_reason).where(
+        Judgment.user_id == user_id, Judgment.kind.in_(("ab", "mos")))
+        .order_by(Judgment.id.desc()).limit(1))
+    for row in rows:
+        row.flagged, row.flag_reason = reason is not None, reason
+
+
+def _flag(s, user_id: int, reason: str | None) -> int:
+    """Flag all of a rater's human votes with `reason` (None = unflag). Rows touched."""
     res = s.execute(
         update(Judgment)
         .where(Judgment.user_id == user_id, Judgment.kind.in_(("ab", "mos")))
-        .values(flagged=flagged)
+        .values(flagged=reason is not None, flag_reason=reason)
         .execution_options(synchronize_session=False)
     )
     return res.rowcount
 
 
 def set_flagged(rt: Runtime, user_name: str, flagged: bool) -> int:
-    """Admin override: flag or unflag all of a rater's votes. Returns rows touched."""
+    """Admin override: flag (reason "admin") or unflag all of a rater's votes. Returns rows
+    touched."""
     with rt.store.session() as s:
         user = s.scalar(select(User).where(User.name == user_name))
         if user is None:
             raise RatingError(f"unknown user {user_name!r}")
-        return _flag(s, user.id, flagged)
+        return _flag(s, user.id, "admin" if flagged else None)
+
+
+def vote_accounting(rt: Runtime) -> list[dict]:
+    """Per UTC day: human votes stored, how many count in statistics (clean), the clean rate,
+    and the excluded ones by reason (each flag reason, and trap answers, which check the rater
+    and are never a view of a model); QC outages (a check that could not run: the vote still
+    counts) beside them. Nothing is ever dropped, so the columns add up to the votes."""
+    with rt.store.read() as s:
+        rows = queries.human_vote_status(s)
+    days: dict[str, dict] = {}
+    for r in rows:
+        d = days.setdefault(r.day, {"day": r.day, "votes": 0, "clean": 0,
+                                    **{k: 0 for k in EXCLUSION_REASONS}, "qc_outages": 0})
+        d["votes"] += 1
+        d["clean" if r.excluded is None else r.excluded] += 1
+        d["qc_outages"] += r.qc == "outage"
+    out = []
+    for day in sorted(days, reverse=True):
+        d = days[day]
+        out.append({**d, "clean_rate": d["clean"] / d["votes"]})
+    return out
+
+
+EXCLUSION_REASONS = (*FLAG_REASONS, "trap_answer")
 
 
 def rater_report(rt: Runtime) -> list[dict]:

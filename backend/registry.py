@@ -1,6 +1,8 @@
-"""Model-version registry: the baseline and the aligned versions derived from it by DPO rounds.
+"""Model-version registry: the baseline and the aligned versions derived from it by rounds.
 
-An aligned version owns an adapter directory under `<data_dir>/checkpoints/<name>/`. It is copied
+An aligned version owns a directory under `<data_dir>/checkpoints/<name>/`: its LoRA adapter,
+self-contained on `base_ref`, or (`finetune` "full") a whole model, which is then also its own
+`base_ref` (the weights it and the LoRA versions trained from it apply to). It is copied
 there atomically (copy to a temp dir, fsync every file, rename) before its row is committed, and
 removed again if the commit fails, so the store never references a half-written adapter.
 """
@@ -18,7 +20,7 @@ from sqlalchemy import select
 
 from backend import files
 from backend.runtime import Runtime
-from db.schema import ModelVersion
+from db.schema import FINETUNE_KINDS, ModelVersion
 
 
 class RegistryError(ValueError):
@@ -36,21 +38,32 @@ class Version:
     parent_id: int | None
     round_index: int
     base_ref: str
-    """the base weights (path or hub name) every version of the lineage applies to"""
+    """the weights (path or hub name) the version's adapter applies to: the baseline's, or the
+    directory of the nearest fully fine-tuned version of its lineage (for that one, its own)"""
     adapter_path: str | None
-    """the aligned version's self-contained adapter; None for the baseline"""
+    """what the aligned version's round trained: its self-contained adapter or, finetune
+    "full", its model directory; None for the baseline"""
     adapter_sha256: str | None
     config: dict[str, Any]
     created_at: datetime
+    finetune: str | None = None
+    """"lora" or "full" for an aligned version; None for the baseline"""
 
     @classmethod
     def of(cls, v: ModelVersion) -> Version:
         return cls(v.id, v.name, v.kind, v.parent_id, v.round_index, v.base_ref,
-                   v.adapter_path, v.adapter_sha256, dict(v.config or {}), v.created_at)
+                   v.adapter_path, v.adapter_sha256, dict(v.config or {}), v.created_at,
+                   v.finetune)
 
     @property
     def is_baseline(self) -> bool:
         return self.kind == "baseline"
+
+    @property
+    def adapters(self) -> list[str]:
+        """The adapters to apply on `base_ref` to get this version: its own LoRA adapter; none
+        for the baseline and for a fully fine-tuned version (its base_ref is its weights)."""
+        return [self.adapter_path] if self.adapter_path and self.finetune != "full" else []
 
     def adapter_intact(self) -> bool:
         """True when the adapter on disk still matches the hash recorded at registration (and
@@ -76,12 +89,13 @@ def create_baseline(rt: Runtime, name: str, base_ref: str, config: dict | None =
 
 
 BASELINE_ALIAS = "baseline"
-"""A name that always means the registered baseline (unless a version is really called so):
-the baseline itself is named after its weights (`mini-base`, `TWIST-1.3B`)."""
+"""A name that always means the baseline (unless a version is really called so): the
+registered one, else the configured unit LM, registered then. The baseline itself is named
+after its weights (`mini-base`, `TWIST-1.3B`)."""
 
 
 def get_version(rt: Runtime, ref: int | str) -> Version:
-    """A version by id or name; `baseline` is the registered baseline."""
+    """A version by id or name; `baseline` is the baseline (see BASELINE_ALIAS)."""
     with rt.store.read() as s:
         if isinstance(ref, int) or str(ref).isdigit():
             v = s.get(ModelVersion, int(ref))
@@ -90,10 +104,12 @@ def get_version(rt: Runtime, ref: int | str) -> Version:
             if v is None and ref == BASELINE_ALIAS:
                 v = s.scalar(select(ModelVersion).where(ModelVersion.kind == "baseline")
                              .order_by(ModelVersion.id))
-        if v is None:
-            known = ", ".join(s.scalars(select(ModelVersion.name).order_by(ModelVersion.id)))
-            raise RegistryError(f"unknown model version {ref!r} (registered: {known or 'none'})")
-        return Version.of(v)
+        if v is not None:
+            return Version.of(v)
+        known = ", ".join(s.scalars(select(ModelVersion.name).order_by(ModelVersion.id)))
+    if ref == BASELINE_ALIAS:  # a fresh store: the configured LM, as README's commands assume
+        return ensure_baseline(rt)
+    raise RegistryError(f"unknown model version {ref!r} (registered: {known or 'none'})")
 
 
 def list_versions(rt: Runtime) -> list[Version]:
@@ -124,8 +140,12 @@ def derive_aligned(
     round_index: int,
     config: dict | None = None,
     name: str | None = None,
+    finetune: str = "lora",
 ) -> Version:
-    """Register a new aligned version whose adapter is copied from `adapter_src`."""
+    """Register a new aligned version whose adapter (finetune "lora") or whole model directory
+    (finetune "full") is copied from `adapter_src`."""
+    if finetune not in FINETUNE_KINDS:
+        raise RegistryError(f"finetune must be one of {FINETUNE_KINDS}, not {finetune!r}")
     par = get_version(rt, parent)
     adapter_src = Path(adapter_src)
     if not adapter_src.is_dir() or not any(adapter_src.iterdir()):
@@ -139,7 +159,8 @@ def derive_aligned(
         with rt.store.session() as s:
             v = ModelVersion(
                 name=name, kind="aligned", parent_id=par.id, round_index=round_index,
-                base_ref=par.base_ref, adapter_path=str(final), adapter_sha256=digest,
+                base_ref=str(final) if finetune == "full" else par.base_ref,
+                adapter_path=str(final), adapter_sha256=digest, finetune=finetune,
                 config=config or {},
             )
             s.add(v)

@@ -7,6 +7,7 @@ tests build a Runtime on a temporary SQLite file (or PostgreSQL) with a tiny wor
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backend.config import Settings, load_settings
@@ -68,11 +69,31 @@ class Runtime:
             raise ValueError(f"unknown judge {name!r}; configured: {[j.name for j in judges]}")
         return self._component(f"judge:{cfg.name}", lambda: _factory().build_judge(cfg))
 
+    def lm(self, version: Version):
+        """The unit LM holding the weights `version` applies to (`version.base_ref`): the
+        configured one for the baseline's lineage, or, from a fully fine-tuned version on (its
+        base_ref is its checkpoint directory), that model directory loaded once as a unit LM
+        of its own with the configured unit LM's settings. Each such model stays in memory
+        like the base (for TWIST-7B ~14-28 GB each)."""
+        cfg = self.settings.models.unit_lm
+        if not Path(version.base_ref or "/").is_relative_to(self.settings.checkpoints_dir):
+            return self.unit_lm
+
+        def load():
+            if version.finetune == "full" and not version.adapter_intact():
+                raise AdapterCorruptError(
+                    f"weights of {version.name} at {version.adapter_path} are missing or differ "
+                    f"from the hash recorded at registration; they are not loaded")
+            return _factory().build_unit_lm(cfg.model_copy(update={"path": version.base_ref}))
+
+        return self._component(f"unit_lm:{version.base_ref}", load)
+
     def adapter(self, version: Version) -> str | None:
-        """The adapter name to pass to the unit LM for a model version, loading it into the
-        shared LM once (name = version name); None for the baseline. Each aligned version's
-        adapter applies directly on the base weights (see backend.training)."""
-        if version.kind == "baseline" or not version.adapter_path:
+        """The adapter name to pass to `lm(version)` for a model version, loading it there once
+        (name = version name); None for the baseline and for a fully fine-tuned version (its
+        weights are its LM's own). Each aligned LoRA version's adapter applies directly on its
+        base_ref (see models.training)."""
+        if not version.adapters:
             return None
         name = version.name
 
@@ -81,7 +102,7 @@ class Runtime:
                 raise AdapterCorruptError(
                     f"adapter of {name} at {version.adapter_path} is missing or differs from "
                     f"the hash recorded at registration; it is not loaded")
-            self.unit_lm.load_adapter(name, version.adapter_path)
+            self.lm(version).load_adapter(name, version.adapter_path)
             return name
 
         return self._component(f"adapter:{name}", load)

@@ -82,8 +82,11 @@ def gold_accuracy(correct: int, n: int, level: float = 0.95) -> Estimate:
 
 
 # --- means -------------------------------------------------------------------------------------
-def mean_t(values: Sequence[float] | np.ndarray, level: float = 0.95) -> Estimate:
-    """Mean with a Student-t interval (NaNs dropped)."""
+def mean_t(values: Sequence[float] | np.ndarray, level: float = 0.95,
+           bounds: tuple[float, float] | None = None) -> Estimate:
+    """Mean with a Student-t interval (NaNs dropped). With `bounds` (a rating scale, e.g. 1-5)
+    the interval is cut to the scale: a mean of 1-5 ratings cannot be above 5, so neither is any
+    value the interval should keep."""
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
     n = int(x.size)
@@ -96,6 +99,8 @@ def mean_t(values: Sequence[float] | np.ndarray, level: float = 0.95) -> Estimat
     if se == 0:
         return Estimate(m, m, m, n)
     lo, hi = sps.t.interval(level, n - 1, loc=m, scale=se)
+    if bounds is not None:
+        lo, hi = max(bounds[0], lo), min(bounds[1], hi)
     return Estimate(m, float(lo), float(hi), n)
 
 
@@ -175,6 +180,10 @@ def paired_bootstrap_diff(a: Sequence[float] | np.ndarray, b: Sequence[float] | 
 
 
 # --- Bradley-Terry -----------------------------------------------------------------------------
+BT_RIDGE = 0.01
+"""The Leaderboard's weak Gaussian prior (sd 10) on log-strengths: a version that never lost
+stays finite."""
+
 @dataclass(frozen=True)
 class BTResult:
     strength: np.ndarray
@@ -316,6 +325,17 @@ def bt_bootstrap(wins: np.ndarray, ties: np.ndarray | None = None, reference: in
     return BTResult(theta, lo, hi, ncomp, bool(conv.all()), resamples)
 
 
+def ci_ranks(values: Sequence[float], lows: Sequence[float | None],
+             highs: Sequence[float | None]) -> list[int]:
+    """The arenas' rank with ties: 1 + the number of items whose interval lies wholly above
+    this one's (their low above its high). Items whose intervals overlap share a rank; an item
+    without an interval stands for its point value."""
+    v = np.asarray(values, dtype=float)
+    lo = np.array([v[i] if lows[i] is None else float(lows[i]) for i in range(v.size)])
+    hi = np.array([v[i] if highs[i] is None else float(highs[i]) for i in range(v.size)])
+    return [int(1 + np.sum(lo > hi[i])) for i in range(v.size)]
+
+
 # --- agreement ---------------------------------------------------------------------------------
 def krippendorff_alpha(reliability: np.ndarray | Sequence[Sequence[float]],
                        level: str = "ordinal") -> float | None:
@@ -372,3 +392,70 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> tuple[float | None, floa
         return None, None
     res = sps.spearmanr(a, b)
     return float(res.statistic), float(res.pvalue)
+
+
+def _kappa_rows(a: np.ndarray, b: np.ndarray, n_labels: int, weights: str | None
+                ) -> np.ndarray:
+    """Cohen's kappa of each row of (B, n) integer label arrays a, b (NaN where undefined)."""
+    rows, n = a.shape
+    flat = a * n_labels + b + (np.arange(rows) * n_labels * n_labels)[:, None]
+    conf = np.bincount(flat.ravel(), minlength=rows * n_labels * n_labels).reshape(
+        rows, n_labels, n_labels).astype(float) / n
+    i, j = np.meshgrid(np.arange(n_labels), np.arange(n_labels), indexing="ij")
+    w = {None: (i != j).astype(float), "linear": np.abs(i - j).astype(float),
+         "quadratic": ((i - j) ** 2).astype(float)}[weights]
+    expected = conf.sum(axis=2)[:, :, None] * conf.sum(axis=1)[:, None, :]
+    denom = (w * expected).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, 1 - (w * conf).sum(axis=(1, 2)) / denom, np.nan)
+
+
+def _percentile(boot: np.ndarray, level: float) -> tuple[float | None, float | None]:
+    boot = boot[~np.isnan(boot)]
+    if boot.size < 2:
+        return None, None
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def kappa_bootstrap(a: Sequence, b: Sequence, weights: str | None = None,
+                    resamples: int = 1000, level: float = 0.95, seed: int = 0
+                    ) -> Estimate | None:
+    """Cohen's kappa of two raters' labels over the same items (`cohen_kappa`) with a
+    percentile interval from resampling items. Labels must be orderable for weighted kappa
+    (ordinal scores). None when kappa is undefined."""
+    value = cohen_kappa(a, b, weights)
+    if value is None:
+        return None
+    labels = sorted(set(a) | set(b))
+    code = {x: k for k, x in enumerate(labels)}
+    ai = np.array([code[x] for x in a])
+    bi = np.array([code[x] for x in b])
+    n = ai.size
+    if resamples <= 0:
+        return Estimate(value, None, None, n)
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    lo, hi = _percentile(_kappa_rows(ai[idx], bi[idx], len(labels), weights), level)
+    return Estimate(value, lo, hi, n)
+
+
+def spearman_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 1000,
+                       level: float = 0.95, seed: int = 0) -> Estimate | None:
+    """Spearman's rho (`spearman`) with a percentile interval from resampling items; None when
+    undefined (fewer than 3 items or a constant side)."""
+    value, _ = spearman(a, b)
+    if value is None:
+        return None
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    n = x.size
+    if resamples <= 0:
+        return Estimate(value, None, None, n)
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    rx = sps.rankdata(x[idx], axis=1)
+    ry = sps.rankdata(y[idx], axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (rx * ry).sum(axis=1) / np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
+    lo, hi = _percentile(rho, level)
+    return Estimate(value, lo, hi, n)

@@ -13,7 +13,8 @@ the training judge's fault rates (mini world: read from its evidence); benchmark
 
 Writes bench/results/align.json (or --out) and, with --plot, a figure next to it. A method is
 `dpo` or `grpo` with the configured defaults (the mini world's overrides applied), or a
-variant `method:key=value,...` with round settings on top (names as `backend round --set`).
+variant `method:key=value,...` with round settings on top (names as `backend round --set`;
+`rounds=N` runs that method N rounds instead of --rounds).
 The first method runs on a store without samples, so its wall time includes the baseline's
 training-prompt sampling; `dpo` is run first by default for that reason (it needs them).
 """
@@ -32,7 +33,6 @@ import numpy as np
 from bench.dpo_sweep import parse_variant
 
 BENCHMARKS = ("swuggy", "sblimp", "ssc", "tsc")
-FAULTS = ("off_topic", "wrong_pronoun", "other_name", "not_fluent", "broken_cause")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -103,25 +103,10 @@ def diversity(texts: dict[int, list[str]]) -> dict:
 
 
 def faults(evidence: list[dict]) -> dict:
-    """Shares of held-out continuations with each fault the mini judge looks for, and the share
-    that is content-free (intelligible, but no topic word at all: "she smiled and went home"
-    earns up to 4 of 5 from that judge). Empty for judges whose evidence is not the mini's."""
-    ev = [e for e in evidence if "on_topic" in e]
-    if not ev:
-        return {}
-    n = len(ev)
-    intelligible = [e for e in ev if e["n_words"] >= 3 and e["n_known"] >= max(3, e["n_words"] / 2)]
-    out = {
-        "n": n,
-        "content_free": sum(e["on_topic"] + e["off_topic"] == 0 for e in intelligible) / n,
-        "off_topic": sum(e["off_topic"] > e["on_topic"] for e in ev) / n,
-        "wrong_pronoun": sum(e["wrong_pronouns"] > 0 for e in ev) / n,
-        "other_name": sum(bool(e["other_names"]) for e in ev) / n,
-        "not_fluent": sum(e["fluency"] < 0.7 for e in ev) / n,
-        "broken_cause": sum(bool(e["broken_cause"]) for e in ev) / n,
-        "unintelligible": 1 - len(intelligible) / n,
-    }
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+    """The training judge's fault rates (the Leaderboard's definition)."""
+    from backend.leaderboard import judge_faults
+
+    return judge_faults(evidence)
 
 
 def benchmarks(rt, version: str) -> dict[str, float]:
@@ -167,7 +152,7 @@ def judged_samples(rt, round_rows: list[dict], method: str) -> int:
 
     total = 0
     for r in round_rows:
-        if method == "grpo":
+        if method in ("grpo", "online-dpo"):
             total += int(r["metrics"].get("judged_samples") or 0)
             continue
         with rt.store.read() as s:
@@ -190,8 +175,9 @@ def run(rt, methods: list[str], rounds: int, heldout_n: int, seed: int,
     print(f"baseline: {out['baseline']['mean']}", file=sys.stderr, flush=True)
     for text in methods:
         label, ov = parse_method(text)
+        n_rounds = int(ov.pop("rounds", rounds))
         t0 = time.monotonic()
-        res = rounds_mod.run_rounds(rt, base, "ai", rounds=rounds, curriculum=False,
+        res = rounds_mod.run_rounds(rt, base, "ai", rounds=n_rounds, curriculum=False,
                                     overrides=ov, evaluate=False)
         wall = time.monotonic() - t0
         row = {"method": label, "overrides": ov, "wall_seconds": round(wall, 1),

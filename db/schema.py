@@ -45,9 +45,16 @@ RATED_ASPECTS = ("meaningfulness", "naturalness")
 """The aspects the Rate tab asks a rater about."""
 MEANING_ASPECTS = ("overall", "meaningfulness")
 """The aspects that say how meaningful a continuation is: they feed preference pairs."""
-PAIR_SOURCES = ("ai", "human", "both")
-TRAINING_METHODS = ("dpo", "grpo", "rft")
+FLAG_REASONS = ("trap_failed", "gold_accuracy", "admin", "unrecorded")
+"""Why a judgment is flagged (kept, never counted): the rater failed a trap, their gold accuracy
+fell below the minimum, an admin flagged them, or it was flagged before reasons were stored."""
+PAIR_SOURCES = ("ai", "human", "both", "auto")
+"""Where a round's pairs come from: AI judges, human votes, both (judges that agree with
+people enough, `backend.trust`), or auto (as both, each judge weighted by its agreement)."""
+TRAINING_METHODS = ("dpo", "online-dpo", "grpo", "rft")
 """How a round trains (backend.config.TrainingConfig.method)."""
+FINETUNE_KINDS = ("lora", "full")
+"""Which weights a round trained (a method section's `finetune`): a LoRA adapter, or all."""
 
 
 def utcnow() -> datetime:
@@ -83,6 +90,7 @@ class ModelVersion(Base):
         CheckConstraint(
             "kind = 'baseline' OR adapter_path IS NOT NULL", name="aligned_has_adapter"
         ),
+        CheckConstraint(_in("finetune", FINETUNE_KINDS), name="finetune"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -91,8 +99,14 @@ class ModelVersion(Base):
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     round_index: Mapped[int] = mapped_column(Integer, default=0)
     base_ref: Mapped[str] = mapped_column(String(1024), default="")
+    """The weights the version's adapter applies to: the baseline's, or a fully fine-tuned
+    version's own directory (for it and for the LoRA versions trained from it)."""
     adapter_path: Mapped[str | None] = mapped_column(String(1024))
+    """What the aligned version's round trained: its LoRA adapter, or (finetune full) its whole
+    model directory."""
     adapter_sha256: Mapped[str | None] = mapped_column(String(64))
+    finetune: Mapped[str | None] = mapped_column(String(8))
+    """lora | full for an aligned version; None for the baseline."""
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -188,7 +202,8 @@ class Judgment(Base):
     `rater` is "user:<id>" or "ai:<judge>@<prompt_version>"; `task_key` names the task. Their pair
     is unique, so a double click, a retry or a second tab can never store two votes.
     For A/B, `choice` is stated in terms of the stored samples (A = sample_id, B = sample_b_id),
-    whatever side they were shown on; `shown_swapped` records the side.
+    whatever side they were shown on; `shown_swapped` records the side. An AI judge's pairwise
+    verdict (asked in both orders) is kind "ai" with `sample_b_id` and `choice` set.
     """
 
     __tablename__ = "judgments"
@@ -204,8 +219,12 @@ class Judgment(Base):
         ),
         CheckConstraint("choice IS NULL OR " + _in("choice", AB_CHOICES), name="choice"),
         CheckConstraint(
-            "kind != 'ai' OR value IS NOT NULL OR error IS NOT NULL", name="ai_value_or_error"
-        ),
+            "kind != 'ai' OR value IS NOT NULL OR choice IS NOT NULL OR error IS NOT NULL",
+            name="ai_value_or_error"),
+        CheckConstraint("flag_reason IS NULL OR " + _in("flag_reason", FLAG_REASONS),
+                        name="flag_reason"),
+        CheckConstraint("(flagged AND flag_reason IS NOT NULL) OR "
+                        "(NOT flagged AND flag_reason IS NULL)", name="flag_has_reason"),
         Index("ix_judgments_sample_kind", "sample_id", "kind"),
     )
 
@@ -228,7 +247,10 @@ class Judgment(Base):
     error: Mapped[str | None] = mapped_column(Text)
     cost: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
-    """Set when the rater failed quality control: excluded from statistics, never deleted."""
+    """Set when the rater failed quality control (or an admin flagged them): excluded from
+    statistics, never deleted."""
+    flag_reason: Mapped[str | None] = mapped_column(String(32))
+    """Why it is flagged (FLAG_REASONS); set exactly when `flagged` is."""
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -277,9 +299,12 @@ class TrainingRound(Base):
     selection: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     method: Mapped[str] = mapped_column(String(16), default="dpo")
     train_config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    """The settings section of `method` the round trained with (dpo or grpo)."""
+    """The settings section of `method` the round trained with."""
     status: Mapped[str] = mapped_column(String(16), default="pending")
     n_pairs: Mapped[int] = mapped_column(Integer, default=0)
+    judges: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    """Per training judge at the time: used or not, weight, agreement with people and why
+    (`backend.trust.JudgeUse`)."""
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))

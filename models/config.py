@@ -8,9 +8,13 @@ world's (`mini`). `path` is a local path or, where a hub is reachable, a hub nam
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# The unit layout (n_units, unit_offset) a studio-made unit LM directory carries beside its
+# config.json; read by models.unit_lm, copied into fully fine-tuned versions by models.training.
+META_FILE = "studio_unit_lm.json"
 
 Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["float32", "float16", "bfloat16"]
@@ -22,6 +26,22 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    only_for_kinds: ClassVar[dict[str, tuple[str, ...]]] = {}
+    """Fields that only some `kind`s read (field -> those kinds): setting one for another kind
+    is refused too, since nothing would use it. So are `mini_overrides` naming no field."""
+
+    @model_validator(mode="after")
+    def _set_fields_are_used(self):
+        unknown = set(getattr(self, "mini_overrides", None) or {}) - set(type(self).model_fields)
+        if unknown:
+            raise ValueError(f"mini_overrides names unknown settings: {sorted(unknown)}")
+        kind = getattr(self, "kind", None)
+        for name, kinds in self.only_for_kinds.items():
+            if name in self.model_fields_set and kind not in kinds:
+                raise ValueError(f"{name} is not used by kind {kind!r} (only by "
+                                 f"{', '.join(repr(k) for k in kinds)})")
+        return self
+
 
 class TokenizerConfig(Section):
     kind: Literal["hubert", "mini"] = "mini"
@@ -30,18 +50,28 @@ class TokenizerConfig(Section):
     kmeans_path: str = ""
     """k-means centroids: a joblib/pickle sklearn KMeans (textlesslib) or a .npy array (K, dim)."""
     layer: int = 11
-    sample_rate: int = 16000
+    """HuBERT layer whose output is clustered (hidden_states[layer]: TWIST's units are L11's)."""
+    normalize: bool = False
+    """Normalize each wave to zero mean, unit variance first. False: slamkit feeds mHuBERT-25Hz
+    the raw wave (textlesslib follows the fairseq checkpoint's task `normalize`); the HF
+    directory's preprocessor_config.json `do_normalize` is not read."""
     device: Device = "auto"
+
+    only_for_kinds = {k: ("hubert",) for k in ("kmeans_path", "layer", "normalize", "device")}
 
 
 class UnitLMConfig(Section):
     kind: Literal["hf", "mini"] = "mini"
     path: str = ""
-    """HF causal-LM directory (TWIST is Llama architecture) or hub name."""
-    unit_offset: int = 0
-    """Token id of unit 0 in the LM vocabulary (units occupy offset..offset+K-1)."""
+    """HF causal-LM directory (TWIST-350M/1.3B are OPT models, TWIST-7B a Llama model)."""
+    unit_offset: int | None = None
+    """Token id of unit 0 in the LM vocabulary (units occupy offset..offset+K-1). None = as the
+    checkpoint states it (TWIST: `offset` in config.json; a saved studio LM: studio_unit_lm.json);
+    setting it to another value than the checkpoint's is an error."""
     n_units: int = 500
+    """Units the LM models (the k-means K); a studio_unit_lm.json states its own."""
     bos_token_id: int | None = None
+    """Token prepended to every prompt; None = none (TWIST feeds units without a BOS)."""
     dtype: DType = "float32"
     device: Device = "auto"
     batch_size: int = 64
@@ -52,9 +82,14 @@ class VocoderConfig(Section):
     checkpoint: str = ""
     """speech-resynthesis style generator checkpoint (.pt with a 'generator' state dict)."""
     config_path: str = ""
-    """its JSON config (upsample rates, num_embeddings, dur_prediction, ...)."""
-    sample_rate: int = 16000
+    """its JSON config (upsample rates, num_embeddings, dur_predictor_params, ...)."""
+    dur_prediction: bool | None = None
+    """Repeat each (deduplicated) unit by the generator's predicted duration, as TWIST calls
+    its vocoder. None = when the JSON config has `dur_predictor_params`; False = one frame per
+    unit; True = required (a generator without a duration predictor is a load error)."""
     device: Device = "auto"
+
+    only_for_kinds = {k: ("hifigan",) for k in ("config_path", "dur_prediction", "device")}
 
 
 class ASRConfig(Section):
@@ -64,6 +99,8 @@ class ASRConfig(Section):
     language: str = "en"
     batch_size: int = 16
     device: Device = "auto"
+
+    only_for_kinds = {k: ("whisper", "hf_whisper") for k in ("language", "device")}
 
 
 class JudgeConfig(Section):
@@ -96,6 +133,15 @@ class JudgeConfig(Section):
     cache_dir: str = ""
     price_per_1k_input: float = 0.0
     price_per_1k_output: float = 0.0
+
+    only_for_kinds = {
+        **{k: ("openai",) for k in ("model", "base_url", "api_key_env", "timeout_s",
+                                    "max_retries", "retry_backoff_s", "max_retry_wait_s",
+                                    "temperature")},
+        **{k: ("openai", "hf") for k in ("concurrency", "max_tokens", "cache_dir",
+                                         "price_per_1k_input", "price_per_1k_output")},
+        "path": ("hf", "mini", "mini-lm"),
+    }
 
     @model_validator(mode="after")
     def _kind_default_name(self) -> JudgeConfig:

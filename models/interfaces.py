@@ -133,3 +133,25 @@ class Judge(Protocol):
     prompt_version: str
 
     def score(self, prompt_text: str, continuation_text: str) -> Score: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A pairwise judgment: which of two continuations, in the order shown, is better.
+    `choice` is None when the judge failed (never an invented answer)."""
+
+    choice: str | None
+    """A (the first shown), B (the second) or tie"""
+    rationale: str = ""
+    raw: str = ""
+    error: str | None = None
+
+
+@runtime_checkable
+class PairwiseJudge(Protocol):
+    """A judge that can also compare two continuations of one prompt (optional)."""
+
+    name: str
+    prompt_version: str
+
+    def compare(self, prompt_text: str, first_text: str, second_text: str) -> Verdict: ...

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from models.config import JudgeConfig
 from models.device import ModelLoadError, require_path, resolve_device
-from models.interfaces import Score
+from models.interfaces import Score, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,20 @@ First write a brief analysis (at most three sentences). Then end with one final 
 this form, where N is a whole number from 1 to 5:
 Score: N"""
 
+PAIR_TEMPLATE = """Someone spoke the beginning of an utterance (the prompt). A speech model then \
+continued it twice. All three were transcribed automatically.
+
+Prompt: "{prompt}"
+Continuation A: "{first}"
+Continuation B: "{second}"
+
+Which continuation is more likely and relevant given the prompt, and makes more sense? Judge \
+the content only, not which one comes first. First write a brief analysis (at most three \
+sentences). Then end with one final line of exactly this form, where X is A, B or tie:
+Better: X"""
+
+_BETTER_RE = re.compile(r"better\**\s*[:=]\s*\**\s*(A|B|tie)\b", re.IGNORECASE)
+
 _SCORE_RE = re.compile(r"score\**\s*[:=]\s*\**\s*([-+]?\d+(?:\.\d+)?)", re.IGNORECASE)
 
 
@@ -73,6 +87,23 @@ def parse_score(text: str) -> tuple[float | None, str, str | None]:
     if not 1 <= value <= 5:
         return None, rationale, f"score {last.group(1)} outside 1..5"
     return value, rationale, None
+
+
+def build_pair_messages(prompt_text: str, first: str, second: str) -> list[dict[str, str]]:
+    user = PAIR_TEMPLATE.format(prompt=prompt_text.strip(), first=first.strip(),
+                                second=second.strip())
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def parse_better(text: str) -> tuple[str | None, str, str | None]:
+    """(choice A/B/tie, rationale, error) from a pairwise answer; the last `Better: X` wins."""
+    matches = list(_BETTER_RE.finditer(text or ""))
+    if not matches:
+        return None, "", "unparsable: no 'Better: A|B|tie' line in the answer"
+    last = matches[-1]
+    word = last.group(1)
+    choice = "tie" if word.lower() == "tie" else word.upper()
+    return choice, text[: last.start()].rstrip("*#> \n\t").strip(), None
 
 
 def cache_key(judge: str, model: str, prompt_version: str, prompt: str, continuation: str) -> str:
@@ -156,6 +187,27 @@ class ChatJudge:
         usd = i / 1000 * self.cfg.price_per_1k_input + o / 1000 * self.cfg.price_per_1k_output
         return {"input_tokens": i, "output_tokens": o, "usd": round(usd, 8), "cached": False,
                 "attempts": int(usage.get("attempts", 1))}
+
+    def compare(self, prompt_text: str, first_text: str, second_text: str) -> Verdict:
+        """Which continuation, in the order given, is better (A, B or tie). Callers ask in
+        both orders (`backend.loop.judge.judge_pairs`): LLM judges favour a position."""
+        key = cache_key(self.name, self.model_id, self.prompt_version + ":pair", prompt_text,
+                        first_text + "\x00" + second_text)
+        if self.cache and (hit := self.cache.get(key)):
+            self._count("cache_hits")
+            return Verdict(hit["choice"], hit["rationale"], hit["raw"])
+        try:
+            raw, usage = self._complete(build_pair_messages(prompt_text, first_text,
+                                                            second_text))
+        except Exception as e:  # noqa: BLE001 - any failure becomes a failed verdict
+            self._count("failures")
+            return Verdict(None, error=f"request failed: {type(e).__name__}: {e}")
+        if usage.get("refusal"):
+            return Verdict(None, raw=raw, error=f"refused: {usage['refusal']}")
+        choice, rationale, error = parse_better(raw)
+        if error is None and self.cache:
+            self.cache.put(key, {"choice": choice, "rationale": rationale, "raw": raw})
+        return Verdict(choice, rationale, raw, error)
 
     def score_many(self, pairs: Sequence[tuple[str, str]]) -> list[Score]:
         """Scores in input order, `concurrency` requests in flight at most."""

@@ -7,7 +7,6 @@ pinned torch, see STACK.md).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -20,6 +19,9 @@ from models.device import ModelLoadError, require_path, resolve_device
 from models.interfaces import Units, dedup
 
 HUBERT_SR = 16000
+PAD_SAMPLES = 40
+"""Zeros added on each side of a wave before HuBERT, as slamkit's HuBERT feature extractor
+does (units then match the reference's for the same audio and weights)."""
 
 
 def resample(wave: np.ndarray, sr: int, target: int = HUBERT_SR) -> np.ndarray:
@@ -85,13 +87,7 @@ class HubertKMeansTokenizer:
         self.centroids = torch.from_numpy(centroids).to(self.device)
         self._c_sq = (self.centroids**2).sum(-1)
         self.vocab_size = int(centroids.shape[0])
-        self.normalize = self._wants_normalized_input(path)
-
-    @staticmethod
-    def _wants_normalized_input(path: Path) -> bool:
-        """HF feature extractors of some HuBERTs normalize the wave; follow it when present."""
-        f = path / "preprocessor_config.json"
-        return bool(json.loads(f.read_text()).get("do_normalize", False)) if f.is_file() else False
+        self.normalize = cfg.normalize
 
     def encode(self, wave: np.ndarray, sample_rate: int, deduplicate: bool = True) -> Units:
         return self.encode_batch([wave], sample_rate, deduplicate)[0]
@@ -113,9 +109,12 @@ class HubertKMeansTokenizer:
         return out
 
     def _prepare(self, wave: np.ndarray, sr: int) -> np.ndarray:
+        """The wave as the reference pipeline (slamkit) feeds mHuBERT: 16 kHz, raw (unless
+        `normalize`), PAD_SAMPLES zeros on each side, at least one conv window long."""
         w = resample(wave, sr)
-        if self.normalize:
-            w = (w - w.mean()) / np.sqrt(w.var() + 1e-7)
+        if self.normalize:  # fairseq's layer_norm over the whole wave
+            w = (w - w.mean()) / np.sqrt(w.var() + 1e-5)
+        w = np.pad(w, (PAD_SAMPLES, PAD_SAMPLES))
         min_len = 400  # HuBERT's first conv needs one 25 ms window
         if len(w) < min_len:
             w = np.pad(w, (0, min_len - len(w)))

@@ -194,11 +194,12 @@ class UnitHiFiGAN:
             raise ModelLoadError(f"vocoder: {ckpt} does not match the generator described by "
                                  f"{conf}: {e}") from e
         self.generator.to(self.device).eval()
-        self.dur_prediction = bool(self.h.get("dur_prediction", False))
-        if self.dur_prediction and self.generator.dur_predictor is None:
-            raise ModelLoadError(f"vocoder: {conf} sets dur_prediction but has no "
-                                 "dur_predictor_params")
-        self.sample_rate = int(self.h.get("sampling_rate", cfg.sample_rate))
+        has_predictor = self.generator.dur_predictor is not None
+        if cfg.dur_prediction and not has_predictor:
+            raise ModelLoadError(f"vocoder: [models.vocoder].dur_prediction is true but {conf} "
+                                 "has no dur_predictor_params")
+        self.dur_prediction = has_predictor if cfg.dur_prediction is None else cfg.dur_prediction
+        self.sample_rate = int(self.h.get("sampling_rate", 16000))  # as textlesslib reads it
         self.hop = self.generator.hop
         self.num_units = int(self.h["num_embeddings"])
 

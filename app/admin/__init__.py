@@ -1,17 +1,29 @@
 """Admin tab: one module per sub-tab (world, prompts, users, tasks, jobs, rounds, versions,
-exports) plus the job monitor below them. Each module holds plain handlers of `(rt, user, ...)`
-that tests call directly, and a `build_*` that lays out its components; events are role-checked
-on the server (`guarded`) whatever the page shows, and most are hidden from the API."""
+exports, judges) plus the job monitor below them. Each module holds plain handlers of
+`(rt, user, ...)` that tests call directly, and a `build_*` that lays out its components;
+events are role-checked on the server (`guarded`) whatever the page shows, and most are hidden
+from the API."""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from app.admin import exports, jobs, prompts, rounds, tasks, users, versions, world
+from app.admin import (
+    dashboard,
+    exports,
+    jobs,
+    judges,
+    prompts,
+    rounds,
+    tasks,
+    users,
+    versions,
+    world,
+)
 from app.admin.base import PRIVATE
 from app.admin.jobs import JOB_KINDS
 from app.admin.world import quality_summary
-from app.auth import guarded
+from app.auth import current, guarded
 from backend import health, registry
 from backend.runtime import Runtime
 from backend.users import UserInfo
@@ -33,14 +45,14 @@ def refresh(rt: Runtime, user: UserInfo) -> tuple:
             gr.Dropdown(choices=choices, value=base.name if base else None),
             rounds.rounds_table(rt),
             versions.versions_table(rt, {p["path"] for p in adapter_problems}),
-            jobs.jobs_table(rt))
+            jobs.jobs_table(rt), judges.judges_summary(rt))
 
 
 def build_admin(rt: Runtime, session: gr.State):
     """The Admin tab's content. Returns (refresh handler, its outputs, the monitor's timer) for
     `app.main`, which refreshes on sign-in and tab select and starts the timer for admins."""
     admin = guarded(rt, "admin")
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         world_tab = world.build_world()
         prompts.build_prompts(rt, admin, session)
         users_tab = users.build_users(rt, admin, session)
@@ -49,13 +61,15 @@ def build_admin(rt: Runtime, session: gr.State):
         rounds_tab = rounds.build_rounds(rt)
         versions_tab = versions.build_versions()
         exports.build_exports(rt, admin, session)
+        judges_tab = judges.build_judges()
     monitor = jobs.build_monitor(rt, admin, session)
 
     # the events below reach across sub-tabs (the refresh, or a started job the monitor
     # watches), so they are wired here, once every component exists
     refresh_outputs = [world_tab.md, world_tab.manifest, users_tab.users_md, users_tab.qc_md,
                        tasks_tab.tasks_md, jobs_tab.version, rounds_tab.parent,
-                       rounds_tab.rounds_md, versions_tab.versions_md, monitor.jobs_md]
+                       rounds_tab.rounds_md, versions_tab.versions_md, monitor.jobs_md,
+                       judges_tab.judges_md]
 
     @admin
     def refresh_all(sess, *, user=None):
@@ -71,10 +85,18 @@ def build_admin(rt: Runtime, session: gr.State):
 
     @admin
     def do_round(sess, parent, source, n, curr, method, chosen, rejected, beta, rank, steps,
-                 max_prompts, per_prompt, *, user=None):
+                 max_prompts, per_prompt, finetune, *, user=None):
         return rounds.queue_round(rt, user, parent, source, n, curr, method, chosen, rejected,
-                                  beta, rank, steps, max_prompts, per_prompt)
+                                  beta, rank, steps, max_prompts, per_prompt, finetune)
 
+    def dash_tick(sess, jid, last):
+        user = current(rt, sess)
+        if user is None or not user.is_admin:
+            return tuple(gr.skip() for _ in rounds_tab.dash.outputs)
+        return dashboard.dashboard(rt, jid, last)
+
+    monitor.timer.tick(dash_tick, [session, monitor.watch_id, rounds_tab.dash.sig],
+                       rounds_tab.dash.outputs, **PRIVATE, show_progress="hidden")
     world_tab.refresh.click(refresh_all, [session], refresh_outputs, **PRIVATE)
     world_tab.import_btn.click(do_import, [session], [monitor.watch_id, world_tab.md],
                                **PRIVATE)

@@ -10,12 +10,13 @@ import gradio as gr
 
 from app.admin.base import PRIVATE
 from app.auth import current
-from app.common import esc, md_table, render_any
+from app.common import esc, md_table, plain
 from backend import jobs
+from backend.formatting import num
 from backend.runtime import Runtime
 from backend.users import UserInfo
 
-JOB_KINDS = ("generate", "transcribe", "judge", "evaluate", "import_prompts")
+JOB_KINDS = ("generate", "transcribe", "judge", "judge_pairs", "evaluate", "import_prompts")
 
 
 def job_kinds() -> list[str]:
@@ -45,8 +46,33 @@ def job_detail(rt: Runtime, job_id) -> tuple[str, str, str]:
             f"{esc(j.message)}")
     if j.error:
         head += f"  \n**Error:** {esc(j.error)}"
-    metrics = render_any(j.result) if j.result else "_no metrics yet_"
-    return head, (j.log or "")[-20_000:], metrics
+    return head, (j.log or "")[-20_000:], result_md(j.result)
+
+
+SHOWN_ELSEWHERE = {"train_curve", "train_metrics", "train_step", "train_max_steps", "stage",
+                   "rounds"}
+"""Result keys the monitor writes in its own words (or the round dashboard draws)."""
+
+
+def result_md(result: dict) -> str:
+    """A job's live or final result in sentences: the training step and its metrics, one line
+    per finished round, then every other value as "name: value" (numbers to 3 digits)."""
+    if not result:
+        return "_no metrics yet_"
+    lines = []
+    if "train_step" in result:
+        live = ", ".join(f"{esc(k)} {num(v)}" for k, v in
+                         (result.get("train_metrics") or {}).items())
+        lines.append(f"**Training step {result['train_step']} of "
+                     f"{result.get('train_max_steps', '?')}**: {live}")
+    for r in result.get("rounds") or []:
+        m = r.get("metrics") or {}
+        lines.append(f"**Round {r.get('round_id')} made {esc(r.get('version'))}**: "
+                     + esc(plain({k: v for k, v in m.items() if not isinstance(v, list | dict)})))
+    for k, v in result.items():
+        if k not in SHOWN_ELSEWHERE and v not in (None, "", [], {}):
+            lines.append(f"{esc(k.replace('_', ' '))}: {esc(plain(v))}")
+    return "  \n".join(lines)
 
 
 def start_job(rt: Runtime, user: UserInfo, kind: str, version: str | None, split: str | None,
@@ -102,7 +128,8 @@ def build_jobs() -> SimpleNamespace:
             split = gr.Dropdown(["", "train", "dev", "test"], value="",
                                 label="Prompt split (empty = all)")
             limit = gr.Number(None, label="Max prompts", precision=0)
-        params = gr.Textbox(label="Extra parameters (JSON, optional)", value="{}")
+        params = gr.Textbox(label="Extra parameters (JSON, optional)", value="",
+                            placeholder='e.g. {"n": 4}')
         start = gr.Button("Start job", variant="primary", elem_id="admin-job-start")
         started = gr.Markdown()
     return SimpleNamespace(kind=kind, version=version, split=split, limit=limit, params=params,

@@ -19,7 +19,8 @@ def upload_prompt(rt: Runtime, user: UserInfo, file, split: str | None,
     path = file if isinstance(file, str) else getattr(file, "name", None)
     try:
         data = prompts.read_upload(rt, path)
-        p = prompts.upload_prompt(rt, data, user_id=user.id, split=split or "test",
+        p = prompts.upload_prompt(rt, data, user_id=user.id,
+                                  split=split or rt.settings.generation.train_split,
                                   reference_text=text or None)
     except prompts.PromptError as e:
         return f"**Upload refused:** {esc(e)}"
@@ -33,12 +34,23 @@ def upload_prompt(rt: Runtime, user: UserInfo, file, split: str | None,
             f"split {esc(p['split'])}.")
 
 
+def split_choices(rt: Runtime) -> list[tuple[str, str]]:
+    """The splits an upload may join, each saying what reads it (a split nothing reads would
+    store a prompt no round, evaluation or Listen view ever uses)."""
+    gen = rt.settings.generation
+    return [(f"{gen.train_split}: rounds sample and learn from it", gen.train_split),
+            (f"{gen.heldout_split}: held-out evaluation", gen.heldout_split),
+            ("test: Listen and rating only", "test")]
+
+
 def build_prompts(rt: Runtime, admin, session: gr.State) -> None:
     with gr.Tab("Prompts"):
         up_file = gr.File(label="Prompt audio (WAV, FLAC or MP3)", file_count="single",
                           file_types=[".wav", ".flac", ".mp3"], elem_id="admin-upload-file")
         with gr.Row():
-            up_split = gr.Dropdown(["test", "dev", "train"], value="test", label="Split")
+            gen = rt.settings.generation
+            up_split = gr.Dropdown(split_choices(rt), value=gen.train_split, label="Split",
+                                   elem_id="admin-upload-split")
             up_text = gr.Textbox(label="Reference text (optional)")
         up_btn = gr.Button("Upload prompt", variant="primary", elem_id="admin-upload-btn")
         up_result = gr.Markdown(elem_id="admin-upload-result")

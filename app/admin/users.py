@@ -19,7 +19,26 @@ def users_table(rt: Runtime) -> str:
 
 
 def qc_table(rt: Runtime) -> str:
-    return md_table(rating.rater_report(rt))
+    """The raters' QC report, then the clean-vote rate per day and per exclusion reason."""
+    return md_table(rating.rater_report(rt)) + "\n\n" + vote_accounting_table(rt)
+
+
+ACCOUNTING_COLUMNS = ["day", "votes", "clean", "clean rate", "trap failed", "gold accuracy",
+                      "flagged by admin", "flagged (reason unrecorded)", "trap answers",
+                      "QC outages (counted)"]
+
+
+def vote_accounting_table(rt: Runtime) -> str:
+    """Every stored human vote per UTC day: counted (clean) or excluded, and why. Nothing is
+    dropped, so a check that stops working shows as a fall in the clean rate, not as votes
+    that silently vanish."""
+    rows = [{"day": d["day"], "votes": d["votes"], "clean": d["clean"],
+             "clean rate": f"{d['clean_rate']:.1%}", "trap failed": d["trap_failed"],
+             "gold accuracy": d["gold_accuracy"], "flagged by admin": d["admin"],
+             "flagged (reason unrecorded)": d["unrecorded"], "trap answers": d["trap_answer"],
+             "QC outages (counted)": d["qc_outages"]}
+            for d in rating.vote_accounting(rt)]
+    return "#### Clean votes per day\n\n" + md_table(rows, ACCOUNTING_COLUMNS)
 
 
 def create_user(rt: Runtime, user: UserInfo, name: str | None, password: str | None,

@@ -18,6 +18,10 @@ def version_choices(rt: Runtime) -> list[tuple[str, str]]:
             for v in registry.list_versions(rt)]
 
 
+WEIGHTS = {"lora": "LoRA adapter", "full": "full model"}
+"""What an aligned version's round trained (its `finetune`)."""
+
+
 def lineage_rows(rt: Runtime, bad_adapters: set[str]) -> list[dict]:
     """Registry rows; `bad_adapters` = adapter paths the health check found unusable."""
     rows = []
@@ -28,6 +32,7 @@ def lineage_rows(rt: Runtime, bad_adapters: set[str]) -> list[dict]:
             chain = "?"
         rows.append({"id": v.id, "name": v.name, "kind": v.kind,
                      "round": v.round_index, "lineage": chain,
+                     "weights": WEIGHTS.get(v.finetune, ""),
                      "adapter ok": v.adapter_path not in bad_adapters
                      if v.adapter_path else "",
                      "created": str(v.created_at)[:19]})

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from app.common import esc
+from app.common import esc, html_table, plain
 from backend import health, jobs, prompts, rating, registry, world
 from backend.progress import format_duration
 from backend.runtime import Runtime
@@ -80,7 +80,22 @@ def world_summary(rt: Runtime, adapter_problems: list[dict]) -> tuple[str, dict]
         if problems:
             lines.append("**Unusable model files:**  \n" + esc(health.describe(problems))
                          .replace("\n", "  \n"))
-    return "  \n".join(lines), info
+    return "  \n".join(lines), manifest_html(info)
+
+
+def _flat(prefix: str, value, out: list[list[str]]) -> None:
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            _flat(f"{prefix} › {k}" if prefix else str(k), v, out)
+    else:
+        out.append([prefix, plain(value)])
+
+
+def manifest_html(info: dict) -> str:
+    """The bundle manifest as a table of (where › what, value), for operators."""
+    rows: list[list[str]] = []
+    _flat("", info, rows)
+    return html_table(["Entry", "Value"], rows[:400])
 
 
 def import_bundle(rt: Runtime, user: UserInfo) -> tuple[int, str]:
@@ -100,7 +115,8 @@ def build_world() -> SimpleNamespace:
     `build_admin` wires them once those exist."""
     with gr.Tab("World"):
         md = gr.Markdown(elem_id="admin-world")
-        manifest = gr.JSON(label="Bundle manifest")
+        with gr.Accordion("Bundle manifest", open=False):
+            manifest = gr.HTML(elem_id="admin-manifest")
         with gr.Row():
             refresh = gr.Button("Refresh", size="sm")
             import_btn = gr.Button("Import bundle prompts and register the baseline",

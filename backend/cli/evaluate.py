@@ -51,7 +51,32 @@ def cmd_report(args) -> None:
     print(f"report: {path}")
 
 
+def cmd_convert_benchmark(args) -> None:
+    from backend.benchmarks import ConversionError, convert
+    from backend.cli.common import print_json
+    from backend.config import load_settings
+
+    out = Path(args.out) if args.out else load_settings().data_dir / "benchmarks"
+    try:
+        print_json(convert(args.name, Path(args.source), args.split, out))
+    except ConversionError as e:
+        raise CLIError(str(e)) from e
+
+
 def add_commands(sub) -> None:
+    from backend.benchmarks import CONVERTIBLE
+
+    cb = sub.add_parser("convert-benchmark", help="lay out a published benchmark set (ZeroSpeech "
+                                                  "2021 sWUGGY/sBLIMP, spoken/topic StoryCloze) "
+                                                  "for evaluate")
+    cb.add_argument("name", choices=CONVERTIBLE)
+    cb.add_argument("source", help="swuggy/sblimp: the ZeroSpeech 2021 dataset root (holding "
+                                   "lexical/ and syntactic/); ssc/tsc: the folder of "
+                                   "<n>_correct.wav / <n>_incorrect.wav")
+    cb.add_argument("--split", default="dev", help="split to write (for ZeroSpeech: to read)")
+    cb.add_argument("--out", default="", help="benchmarks root (default: <data_dir>/benchmarks)")
+    cb.set_defaults(func=cmd_convert_benchmark)
+
     ev = sub.add_parser("evaluate", help="benchmark accuracies + judge score of a version")
     ev.add_argument("version", help="model version name or id")
     ev.add_argument("--bench", default="",

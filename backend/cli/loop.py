@@ -15,7 +15,7 @@ def cmd_import_prompts(args) -> None:
     from backend.prompts import import_bundle_prompts
 
     run_with_bar(args, import_bundle_prompts, "import",
-                 bundle_dir=Path(args.bundle) if args.bundle else None)
+                 bundle_dir=Path(args.bundle) if args.bundle else None, split=args.split)
 
 
 def cmd_generate(args) -> None:
@@ -83,9 +83,14 @@ def cmd_round(args) -> None:
 def add_commands(sub) -> None:
     from db.schema import PAIR_SOURCES
 
-    ip = sub.add_parser("import-prompts", help="load a bundle's prompts into the store")
-    ip.add_argument("--bundle", default=None,
-                    help="directory with prompts/prompts.jsonl (default: <data_dir>/bundle)")
+    ip = sub.add_parser("import-prompts", help="load prompts (a bundle's or your own .jsonl) "
+                                               "into the store")
+    ip.add_argument("--bundle", default=None, metavar="DIR_OR_JSONL",
+                    help="a prompts .jsonl file (one {\"audio\": path, \"split\": ..., "
+                         "\"text\": ...} per line, paths relative to it) or a directory with "
+                         "prompts/prompts.jsonl (default: <data_dir>/bundle)")
+    ip.add_argument("--split", default=None,
+                    help="split of rows that name none (train: rounds; dev: evaluation)")
     ip.set_defaults(func=cmd_import_prompts)
 
     g = sub.add_parser("generate", help="sample continuations with a model version")
@@ -107,7 +112,7 @@ def add_commands(sub) -> None:
     from db.schema import TRAINING_METHODS
 
     rp = sub.add_parser("round", help="run training round(s): sample, judge, train (DPO on "
-                                      "pairs or online GRPO), evaluate")
+                                      "pairs, online DPO, GRPO or RFT), evaluate")
     rp.add_argument("--parent", default=None, help="version name or id (default: baseline)")
     rp.add_argument("--source", choices=PAIR_SOURCES, default="ai")
     rp.add_argument("--rounds", type=int, default=1)
@@ -117,9 +122,9 @@ def add_commands(sub) -> None:
                          "differs from the paper's dpo where training.mini_overrides says)")
     rp.add_argument("--steps", type=int, default=None, help="training max steps")
     rp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a setting of the method's section (dpo or grpo), selection "
-                         "or generation (JSON value), e.g. dpo.beta=0.2, lr=1e-4, "
-                         "grpo.num_generations=8")
+                    help="override a setting of the method's section (dpo, online_dpo, grpo, "
+                         "rft), selection or generation (JSON value), e.g. dpo.beta=0.2, "
+                         "lr=1e-4, grpo.num_generations=8, online_dpo.num_generations=4")
     rp.add_argument("--no-eval", action="store_true")
     rp.add_argument("--no-wait", action="store_true", help="queue a job and print its id")
     rp.set_defaults(func=cmd_round)

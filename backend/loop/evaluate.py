@@ -1,8 +1,8 @@
 """Step 6 of the loop: evaluate a model version: spoken-LM benchmarks and the judge score of
 its samples.
 
-Benchmarks (ZeroSpeech 2021 style layout, produced by the mini world's bootstrap and by the
-converters for the real sets):
+Benchmarks (ZeroSpeech 2021 style layout, produced by the mini world's bootstrap and, for the
+published sets, by `backend.benchmarks` / `python -m backend convert-benchmark`):
 
     <root>/<name>/<split>.item        header with at least `filename id correct`
     <root>/<name>/<split>/<filename>.wav
@@ -186,12 +186,13 @@ def units_for_files(rt: Runtime, paths: Sequence[Path], progress: Progress | Non
 
 # --- adapters and scoring -------------------------------------------------------------------
 def score_sequences(rt: Runtime, seqs: Sequence[list[int]], adapter: str | None,
-                    progress: Progress | None = None, batch_size: int = SCORE_BATCH
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """(summed log-likelihood, mean per scored token) of each sequence under the unit LM."""
+                    progress: Progress | None = None, batch_size: int = SCORE_BATCH,
+                    lm=None) -> tuple[np.ndarray, np.ndarray]:
+    """(summed log-likelihood, mean per scored token) of each sequence under the unit LM `lm`
+    (default: the configured one; `rt.lm(version)` for a version) with `adapter`."""
     total = np.zeros(len(seqs))
     mean = np.zeros(len(seqs))
-    lm = rt.unit_lm
+    lm = lm or rt.unit_lm
     for start in range(0, len(seqs), batch_size):
         chunk = list(seqs[start:start + batch_size])
         lps = lm.logprob(chunk, adapter=adapter)
@@ -219,7 +220,8 @@ def _result(benchmark: str, metric: str, values: np.ndarray, ids: list[str], spl
 
 
 def evaluate_benchmark(rt: Runtime, name: str, split: str, adapter: str | None,
-                       root: Path | None = None, progress: Progress | None = None) -> list[dict]:
+                       root: Path | None = None, progress: Progress | None = None,
+                       lm=None) -> list[dict]:
     """Accuracy and length-normalized accuracy of one benchmark split (result dicts)."""
     bdir = find_benchmark(rt, name, split, root)
     if bdir is None:
@@ -228,7 +230,7 @@ def evaluate_benchmark(rt: Runtime, name: str, split: str, adapter: str | None,
     pairs = read_item_file(bdir / f"{split}.item")
     files = [bdir / split / f"{f}.wav" for p in pairs for f in (p.good, p.bad)]
     units = units_for_files(rt, files, span(progress, 0.0, 0.4))
-    total, mean = score_sequences(rt, units, adapter, span(progress, 0.4, 1.0))
+    total, mean = score_sequences(rt, units, adapter, span(progress, 0.4, 1.0), lm=lm)
     ids = [p.id for p in pairs]
     out = []
     for metric, arr in (("accuracy", total), ("accuracy_norm", mean)):
@@ -380,14 +382,14 @@ def evaluate_version(
     if unknown:
         raise EvaluationError(f"benchmark(s) {unknown} not found for split {split!r}")
     results: list[dict] = []
-    adapter = rt.adapter(v) if names else None
+    lm, adapter = (rt.lm(v), rt.adapter(v)) if names else (None, None)
     steps = len(names) + (1 if judge else 0)
     for k, name in enumerate(names):
         progress(k / max(1, steps), f"{name}: start")
         def sub(f, m, k=k, name=name):
             progress((k + f) / max(1, steps), f"{name}: {m}")
 
-        results += evaluate_benchmark(rt, name, split, adapter, root, sub)
+        results += evaluate_benchmark(rt, name, split, adapter, root, sub, lm=lm)
     if judge:
         progress(len(names) / max(1, steps), "judge score")
         results += evaluate_judge(rt, v.id, split)

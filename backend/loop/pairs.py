@@ -12,7 +12,9 @@ dataclasses (no DB); `select_pairs` loads what they need from the store.
   (best vs worst MOS per prompt, difference above a margin).
 - `mix_pairs`: combine sources with weights. Every pair keeps its provenance.
 - `select_pairs(rt, ...)`: a round's pairs: loads candidates and human feedback from the store
-  (through backend.queries) and applies the configured strategy.
+  (through backend.queries) and applies the configured strategy; with source `both`/`auto`
+  only the training judges that agree with people enough (`backend.trust`), `auto` weighing
+  each by its agreement.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,7 @@ from sqlalchemy import select
 
 from backend import queries
 from backend.queries import judge_identity
+from backend.trust import JudgeUse, judges_for_pairs
 from db.schema import MEANING_ASPECTS, Prompt, Sample
 
 if TYPE_CHECKING:
@@ -144,21 +147,27 @@ def _best_worst(group: list[tuple[float, Candidate]]) -> tuple[tuple[float, Cand
     return best, worst
 
 
-def mean_score(c: Candidate, judges: Sequence[str] | None = None) -> float | None:
-    vals = [v for k, v in c.scores.items() if judges is None or k in judges]
-    return sum(vals) / len(vals) if vals else None
+def mean_score(c: Candidate, judges: Sequence[str] | None = None,
+               weights: Mapping[str, float] | None = None) -> float | None:
+    """Mean score over `judges` (all when None), weighted by `weights` (judge -> weight,
+    1 when absent)."""
+    vals = [(v, (weights or {}).get(k, 1.0)) for k, v in c.scores.items()
+            if judges is None or k in judges]
+    total = sum(w for _, w in vals)
+    return sum(v * w for v, w in vals) / total if vals and total > 0 else None
 
 
 def select_ai_pairs(
     cands: Iterable[Candidate], th: Thresholds, judges: Sequence[str] | None = None,
     autobleu_on: str = "words", round_index: int = 1,
+    weights: Mapping[str, float] | None = None,
 ) -> list[Pair]:
     """The paper's selection. A candidate's score is the mean over the given judges (all when
-    None); candidates without any score are ignored."""
+    None), weighted by `weights` when given; candidates without any score are ignored."""
     kept, dropped = repetition_filter(cands, th.autobleu_max, autobleu_on)
     pairs = []
     for pid, group in _by_prompt(kept).items():
-        scored = [(s, c) for c in group if (s := mean_score(c, judges)) is not None]
+        scored = [(s, c) for c in group if (s := mean_score(c, judges, weights)) is not None]
         if len(scored) < 2:
             continue
         (sc, ch), (sr, rj) = _best_worst(scored)
@@ -167,6 +176,7 @@ def select_ai_pairs(
         if sc >= th.chosen_min and sr <= th.rejected_max:
             pairs.append(Pair(pid, ch.sample_id, rj.sample_id, "ai", sc - sr, {
                 "strategy": "ai_score", "judges": sorted(judges or ch.scores),
+                **({"judge_weights": dict(weights)} if weights else {}),
                 "chosen_score": sc, "rejected_score": sr, "round": round_index,
                 "thresholds": {"chosen_min": th.chosen_min, "rejected_max": th.rejected_max,
                                "autobleu_max": th.autobleu_max},
@@ -269,6 +279,7 @@ def human_ab_pairs(votes: Iterable[ABVote], min_votes: int = 1) -> list[Pair]:
     `min_votes` decisive votes; ties (equal counts) are dropped, as are tie/both_bad votes."""
     tally: dict[tuple[int, int], Counter] = defaultdict(Counter)
     prompt: dict[tuple[int, int], int] = {}
+    raters: dict[tuple[int, int], set[str]] = defaultdict(set)
     for v in votes:
         if v.choice not in ("A", "B") or v.sample_a == v.sample_b:
             continue
@@ -276,6 +287,7 @@ def human_ab_pairs(votes: Iterable[ABVote], min_votes: int = 1) -> list[Pair]:
         key = (min(winner, loser), max(winner, loser))
         tally[key][winner] += 1
         prompt[key] = v.prompt_id
+        raters[key].add(v.rater)
     pairs = []
     for key in sorted(tally):
         c = tally[key]
@@ -286,7 +298,7 @@ def human_ab_pairs(votes: Iterable[ABVote], min_votes: int = 1) -> list[Pair]:
         ch, rj = (a, b) if c[a] > c[b] else (b, a)
         pairs.append(Pair(prompt[key], ch, rj, "human", (c[ch] - c[rj]) / n, {
             "strategy": "human_ab_majority", "votes_for": c[ch], "votes_against": c[rj],
-            "min_votes": min_votes,
+            "min_votes": min_votes, "raters": sorted(raters[key]),
         }))
     return pairs
 
@@ -294,8 +306,10 @@ def human_ab_pairs(votes: Iterable[ABVote], min_votes: int = 1) -> list[Pair]:
 def human_mos_pairs(ratings: Iterable[MOSRating], margin: float = 1.0) -> list[Pair]:
     """Per prompt: the best vs the worst sample by mean MOS, kept when the difference > margin."""
     per: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    raters: dict[int, set[str]] = defaultdict(set)
     for r in ratings:
         per[r.prompt_id][r.sample_id].append(r.value)
+        raters[r.sample_id].add(r.rater)
     pairs = []
     for pid in sorted(per):
         means = {s: sum(v) / len(v) for s, v in per[pid].items()}
@@ -307,7 +321,7 @@ def human_mos_pairs(ratings: Iterable[MOSRating], margin: float = 1.0) -> list[P
             pairs.append(Pair(pid, ch, rj, "human", means[ch] - means[rj], {
                 "strategy": "human_mos", "chosen_mos": means[ch], "rejected_mos": means[rj],
                 "n_ratings": {str(ch): len(per[pid][ch]), str(rj): len(per[pid][rj])},
-                "margin_min": margin,
+                "margin_min": margin, "raters": sorted(raters[ch] | raters[rj]),
             }))
     return pairs
 
@@ -391,14 +405,23 @@ def reference_texts(rt: Runtime) -> list[str]:
 
 def select_pairs(
     rt: Runtime, source: str, version_id: int | None, sel: SelectionConfig, th: Thresholds,
-    round_index: int, split: str,
+    round_index: int, split: str, uses: Sequence[JudgeUse] | None = None,
 ) -> list[Pair]:
+    """A round's pairs from `source`. The AI side uses the training judges that `uses`
+    (default: `backend.trust.judges_for_pairs`) marks used, with its weights (`auto`); none
+    used = no AI pairs."""
     groups: dict[str, list[Pair]] = {}
-    if source in ("ai", "both"):
-        judges = [j.name for j in rt.settings.models.judges if j.trains]
+    judges: list[str] = []
+    weights = None
+    if source != "human":
+        uses = judges_for_pairs(rt, source) if uses is None else uses
+        judges = [u.name for u in uses if u.used]
+        weights = {u.name: u.weight for u in uses if u.used} if source == "auto" else None
+    if source != "human" and (judges or sel.strategy != "ai"):
         cands = ai_candidates(rt, version_id, split, judges)
         if sel.strategy == "ai":
-            groups["ai"] = select_ai_pairs(cands, th, judges, sel.autobleu_on, round_index)
+            groups["ai"] = select_ai_pairs(cands, th, judges, sel.autobleu_on, round_index,
+                                           weights)
         elif sel.strategy == "likelihood":
             texts = reference_texts(rt)
             lm = WordBigramLM(texts) if texts else None
@@ -408,7 +431,7 @@ def select_pairs(
             vocab = {w for t in reference_texts(rt) for w in t.lower().split()}
             groups["ai"] = select_asr_pairs(cands, vocab, th.autobleu_max, sel.asr_margin,
                                             sel.autobleu_on)
-    if source in ("human", "both"):
+    if source in ("human", "both", "auto"):
         votes, mos = human_feedback(rt, split)
         groups["human"] = mix_pairs({"ab": human_ab_pairs(votes, sel.human_min_votes),
                                      "mos": human_mos_pairs(mos, sel.mos_margin)})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from backend.loop.generate import vocode
 from backend.loop.judge import safe_score
 from backend.loop.transcribe import transcribe_waves
 from backend.runtime import Runtime
@@ -15,8 +16,7 @@ from backend.runtime import Runtime
 def continuation_texts(rt: Runtime, conts: Sequence[Sequence[int]]) -> list[str]:
     """ASR transcripts of continuations vocoded alone (as `generate` vocodes them)."""
     voc = rt.vocoder
-    batch = getattr(voc, "decode_batch", None)
-    waves = batch([list(c) for c in conts]) if batch else [voc.decode(list(c)) for c in conts]
+    waves = vocode(voc, conts)
     return [t.strip() for t in transcribe_waves(rt, [(w, voc.sample_rate) for w in waves])]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -20,9 +21,11 @@ from sqlalchemy import select
 
 from backend import jobs, registry
 from backend.config import (
+    METHOD_SECTIONS,
     DPOSettings,
     GenerationConfig,
     GRPOSettings,
+    OnlineDPOSettings,
     RFTSettings,
     SelectionConfig,
     TrainingConfig,
@@ -36,6 +39,7 @@ from backend.loop.transcribe import transcribe
 from backend.progress import Progress, Report, no_report, noop, span
 from backend.registry import Version
 from backend.runtime import Runtime
+from backend.trust import judges_for_pairs
 from db.schema import (
     PAIR_SOURCES,
     TRAINING_METHODS,
@@ -50,18 +54,20 @@ SOURCES = PAIR_SOURCES
 
 
 # --- settings for one round job ---------------------------------------------------------------
-SECTIONS = {"training": TrainingConfig, "dpo": DPOSettings, "grpo": GRPOSettings,
-            "rft": RFTSettings, "selection": SelectionConfig, "generation": GenerationConfig}
+SECTIONS = {"training": TrainingConfig, "dpo": DPOSettings, "online_dpo": OnlineDPOSettings,
+            "grpo": GRPOSettings, "rft": RFTSettings, "selection": SelectionConfig,
+            "generation": GenerationConfig}
 ALIASES = {"steps": "max_steps", "lr": "learning_rate"}
 """Short flat names; they (like every flat training setting) go to the round's method's
 section."""
 
 
 def split_overrides(overrides: dict | None, default_method: str = "dpo") -> dict[str, dict]:
-    """Flat or nested overrides -> {"training": {...}, "dpo": {...}, "grpo": {...},
-    "rft": {...}, "selection": {...}, "generation": {...}}. A flat key is looked up in the
-    section of the round's method (`method` among the overrides, else `default_method`), then
-    selection, then generation (`n` is generation's); unknown keys are errors."""
+    """Flat or nested overrides -> {"training": {...}, "dpo": {...}, "online_dpo": {...},
+    "grpo": {...}, "rft": {...}, "selection": {...}, "generation": {...}}. A flat key is looked
+    up in the section of the round's method (`method` among the overrides, else
+    `default_method`), then selection, then generation (`n` is generation's); unknown keys are
+    errors."""
     out: dict[str, dict] = {k: {} for k in SECTIONS}
     ov = {k: v for k, v in (overrides or {}).items() if v is not None}
     method = ov.get("method") or (ov.get("training") or {}).get("method") or default_method
@@ -78,7 +84,7 @@ def split_overrides(overrides: dict | None, default_method: str = "dpo") -> dict
             out["training"]["method"] = v
             continue
         name = ALIASES.get(k, k)
-        for sec in (method, "selection", "generation"):
+        for sec in (METHOD_SECTIONS[method], "selection", "generation"):
             if name in SECTIONS[sec].model_fields and name != "mini_overrides":
                 out[sec][name] = v
                 break
@@ -92,10 +98,11 @@ def round_settings(rt: Runtime, overrides: dict | None) -> dict:
     selection and generation, each the configured one with the overrides on top."""
     ov = split_overrides(overrides, rt.settings.training.method)
     training = TrainingConfig(**{**rt.settings.training.model_dump(), **ov["training"]})
-    method_cfg = train.effective(rt.settings, training.method, ov[training.method])
+    method_cfg = train.effective(rt.settings, training.method,
+                                 ov[METHOD_SECTIONS[training.method]])
     for other in TRAINING_METHODS:  # settings given for another method: still checked
-        if other != training.method and ov[other]:
-            train.effective(rt.settings, other, ov[other])
+        if other != training.method and ov[METHOD_SECTIONS[other]]:
+            train.effective(rt.settings, other, ov[METHOD_SECTIONS[other]])
     return {
         "method": training.method, "train": method_cfg,
         "selection": SelectionConfig(**{**rt.settings.selection.model_dump(),
@@ -139,18 +146,32 @@ def _evaluate(rt: Runtime, version: Version, parent: Version, gen: GenerationCon
     """Held-out continuations of the new version and its parent, AI-judged, then the
     benchmarks and the judge score. Without those samples the evaluation had no judge score
     (the paper's measure) and the Leaderboard nothing to compare the new version by. The
-    parent's are made once (resumable), so each later round samples one version."""
-    from backend.loop.evaluate import evaluate_version
+    parent's are made once (resumable), so each later round samples one version. The parent
+    is scored too - its benchmarks once, its judge score on its current held-out samples each
+    time - so the before/after comparison has both sides."""
+    from backend.loop.evaluate import (
+        evaluate_judge,
+        evaluate_version,
+        latest_results,
+        store_results,
+    )
 
     split = gen.heldout_split
     try:
         if select_prompts(rt, split=split):
             for k, v in enumerate((parent, version)):
-                _sample_and_judge(rt, v, split, gen, span(progress, 0.25 * k, 0.25 * (k + 1),
+                _sample_and_judge(rt, v, split, gen, span(progress, 0.2 * k, 0.2 * (k + 1),
                                                            f"{split} samples of {v.name}"),
                                   n=gen.heldout_n)
+        benched = any(vid == parent.id and not bench.startswith("judge:")
+                      for vid, bench, _metric in latest_results(rt, split))
+        if benched:
+            store_results(rt, parent.id, evaluate_judge(rt, parent.id, split), None)
+        else:
+            evaluate_version(rt, parent.name, split=split,
+                             progress=span(progress, 0.4, 0.7, f"benchmarks of {parent.name}"))
         res = evaluate_version(rt, version.name, split=split,
-                               progress=span(progress, 0.5, 1.0, "benchmarks"))
+                               progress=span(progress, 0.7, 1.0, f"benchmarks of {version.name}"))
         return {"results": res}
     except JobCancelled:
         raise
@@ -183,24 +204,31 @@ def run_rounds(
     stopped = None
     for r in range(rounds):
         lo, hi = r / rounds, (r + 1) / rounds
-        step = lambda a, b, name, lo=lo, hi=hi, r=r: span(  # noqa: E731
-            progress, lo + (hi - lo) * a, lo + (hi - lo) * b, f"round {r + 1}/{rounds} {name}")
+
+        def step(a: float, b: float, name: str, lo=lo, hi=hi, r=r) -> Progress:
+            """The part [a, b] of this round's share of the job, as the stage `name`; reported
+            with its span and start, so the round dashboard can tell the stage's own ETA."""
+            f0, f1, stage = lo + (hi - lo) * a, lo + (hi - lo) * b, f"round {r + 1}/{rounds} {name}"
+            report(stage={"name": stage, "from": f0, "to": f1, "started": time.time()})
+            return span(progress, f0, f1, stage)
+
         round_index = current.round_index + 1
         th = curriculum_thresholds(base_th, round_index if curriculum else 1,
                                    sel.curriculum_step, 1.0, sel.score_max)
-        online = method == "grpo"  # samples and judges inside training, keeps no pairs
-        if source in ("ai", "both") and not online:
+        online = method in ("grpo", "online-dpo")  # sample and judge inside training
+        if source != "human" and not online:
             _sample_and_judge(rt, current, gen.train_split, gen, step(0.0, 0.4, "samples"),
                               limit=gen.max_prompts)
-        pairs = select_pairs(rt, source, current.id, sel, th, round_index, gen.train_split) \
-            if method == "dpo" else []  # grpo and rft keep no pairs
+        uses = judges_for_pairs(rt, source) if method == "dpo" and source != "human" else []
+        pairs = select_pairs(rt, source, current.id, sel, th, round_index, gen.train_split,
+                             uses) if method == "dpo" else []  # the other methods keep no pairs
         selection = {**sel.model_dump(), "chosen_min": th.chosen_min,
                      "rejected_max": th.rejected_max, "curriculum": curriculum}
         with rt.store.session() as s:
             row = TrainingRound(
                 parent_version_id=current.id, round_index=round_index, pair_source=source,
                 selection=selection, method=method, train_config=train_cfg.model_dump(),
-                status="pending",
+                judges=[u.as_dict() for u in uses], status="pending",
                 n_pairs=len(pairs), job_id=job_id,
             )
             s.add(row)
@@ -322,6 +350,8 @@ class RoundRecord:
     train_config: dict[str, Any]
     status: str
     n_pairs: int
+    judges: list[dict[str, Any]]
+    """which training judges the pairs used, with their agreement and why (backend.trust)"""
     metrics: dict[str, Any]
     error: str | None
     job_id: int | None
@@ -332,7 +362,7 @@ class RoundRecord:
     def of(cls, r: TrainingRound) -> RoundRecord:
         return cls(r.id, r.parent_version_id, r.result_version_id, r.round_index, r.pair_source,
                    dict(r.selection or {}), r.method, dict(r.train_config or {}), r.status,
-                   int(r.n_pairs or 0),
+                   int(r.n_pairs or 0), list(r.judges or []),
                    dict(r.metrics or {}), r.error, r.job_id, r.created_at, r.finished_at)
 
     def as_dict(self) -> dict[str, Any]:

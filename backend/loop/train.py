@@ -1,9 +1,12 @@
-"""Step 5 of the loop: train a round by its method, on a LoRA adapter (peft), and register the
-result as a new version.
+"""Step 5 of the loop: train a round by its method, on a LoRA adapter (peft) or every weight
+(the method section's `finetune`), and register the result as a new version.
 
 - `dpo` (the paper): TRL `DPOTrainer` on the round's stored preference pairs.
-- `grpo`: TRL `GRPOTrainer` on the training prompts; the trainer samples continuations itself
-  and `backend.loop.reward` scores them with the AI judge as it goes (no stored pairs).
+- `online-dpo`: TRL `OnlineDPOTrainer` on the training prompts; the trainer samples
+  continuations itself, `backend.loop.reward` scores them with the AI judge as it goes, and each
+  prompt's best and worst of them are a DPO pair (no stored pairs).
+- `grpo`: TRL `GRPOTrainer` on the training prompts, scored the same way; every sample is
+  pushed by its score relative to its group's mean (no stored pairs).
 - `rft`: TRL `SFTTrainer` on the parent's best-judged stored continuations of the training
   prompts (`pairs.best_of_k`); the imitated sample ids are kept in the round's metrics.
 
@@ -32,9 +35,11 @@ from sqlalchemy import select
 
 from backend import registry
 from backend.config import (
+    METHOD_SECTIONS,
     DPOSettings,
     GenerationConfig,
     GRPOSettings,
+    OnlineDPOSettings,
     RFTSettings,
     Settings,
 )
@@ -42,7 +47,7 @@ from backend.jobs import JobCancelled
 from backend.progress import Progress, Report
 from backend.runtime import Runtime
 from db.schema import PreferencePair, Prompt, Sample, TrainingRound, utcnow
-from models.training import train_dpo, train_grpo, train_rft
+from models.training import train_dpo, train_grpo, train_online_dpo, train_rft
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +60,7 @@ def effective_dpo(settings: Settings, overrides: dict | None = None) -> DPOSetti
 def effective(settings: Settings, method: str, overrides: dict | None = None):
     """The settings section of `method` (its `mini_overrides` already applied in the mini
     world, by Settings) with the per-round `overrides` (Admin form / CLI) on top."""
-    section, model = {"dpo": (settings.dpo, DPOSettings), "grpo": (settings.grpo, GRPOSettings),
-                      "rft": (settings.rft, RFTSettings)}[method]
+    section = getattr(settings, METHOD_SECTIONS[method])
     data = section.model_dump()
     for k, v in (overrides or {}).items():
         if v is None:
@@ -64,7 +68,7 @@ def effective(settings: Settings, method: str, overrides: dict | None = None):
         if k not in data:
             raise ValueError(f"unknown {method.upper()} setting {k!r}")
         data[k] = v
-    return model(**data)
+    return type(section)(**data)
 
 
 def tmp_dir(rt: Runtime, tag: str) -> Path:
@@ -134,9 +138,9 @@ def _set_round(rt: Runtime, round_id: int, **values: Any) -> None:
             setattr(r, k, v)
 
 
-def _grpo_prompts(rt: Runtime, split: str, limit: int | None) -> list[dict]:
-    """The training prompts as GRPO rows: unit text (with BOS as the sampler sees it) and the
-    transcript the judge reads."""
+def _online_prompts(rt: Runtime, split: str, limit: int | None) -> list[dict]:
+    """The training prompts as rows for an online trainer: unit text (with BOS as the sampler
+    sees it) and the transcript the judge reads."""
     from backend.loop.transcribe import transcribe
 
     transcribe(rt, sample_ids=[], prompts=True)
@@ -152,12 +156,14 @@ def _grpo_prompts(rt: Runtime, split: str, limit: int | None) -> list[dict]:
             for ex, (pid, _, tx, ref) in zip(texts, rows, strict=True)]
 
 
-def _train_grpo(rt: Runtime, parent, cfg: GRPOSettings, gen: GenerationConfig, out: Path,
-                work: Path, progress, report) -> dict:
+def _train_online(rt: Runtime, parent, method: str, cfg: GRPOSettings | OnlineDPOSettings,
+                  gen: GenerationConfig, out: Path, work: Path, progress, report) -> dict:
+    """grpo or online-dpo: the trainer samples the training prompts itself; its reward is the
+    judge path in memory."""
     from backend.loop.reward import judge_continuations
 
     lm = rt.unit_lm
-    prompts = _grpo_prompts(rt, gen.train_split, gen.max_prompts)
+    prompts = _online_prompts(rt, gen.train_split, gen.max_prompts)
 
     def reward(rows: list[dict], completion_ids: list[list[int]]) -> list[float | None]:
         return judge_continuations(rt, [r["prompt_text"] for r in rows],
@@ -165,10 +171,11 @@ def _train_grpo(rt: Runtime, parent, cfg: GRPOSettings, gen: GenerationConfig, o
 
     sampling = {"temperature": gen.temperature, "top_k": gen.top_k, "top_p": gen.top_p,
                 "max_new_units": gen.max_new_units}
-    adapters = [parent.adapter_path] if parent.adapter_path else []
-    return train_grpo(parent.base_ref, adapters, lm.hf_tokenizer, prompts, reward, cfg,
-                      sampling, out, progress, report, work_dir=work,
-                      suppress_tokens=lm.non_unit_ids)
+    adapters = parent.adapters
+    trainer = train_grpo if method == "grpo" else train_online_dpo
+    return trainer(parent.base_ref, adapters, lm.hf_tokenizer, prompts, reward, cfg,
+                   sampling, out, progress, report, work_dir=work,
+                   suppress_tokens=lm.non_unit_ids)
 
 
 def _rft_examples(rt: Runtime, parent, cfg: RFTSettings, gen: GenerationConfig,
@@ -212,10 +219,10 @@ def run_training(
     try:
         out = work / "adapter"
         gen = generation or rt.settings.generation
-        adapters = [parent.adapter_path] if parent.adapter_path else []
-        if method == "grpo":
-            cfg = GRPOSettings(**train_cfg)
-            metrics = _train_grpo(rt, parent, cfg, gen, out, work, progress, report)
+        adapters = parent.adapters
+        if method in ("grpo", "online-dpo"):
+            cfg = (GRPOSettings if method == "grpo" else OnlineDPOSettings)(**train_cfg)
+            metrics = _train_online(rt, parent, method, cfg, gen, out, work, progress, report)
         elif method == "rft":
             cfg = RFTSettings(**train_cfg)
             examples, imitated = _rft_examples(rt, parent, cfg, gen)
@@ -232,6 +239,7 @@ def run_training(
             rt, parent.id, out, round_index,
             config={"method": method, method: cfg.model_dump(), "round_id": round_id,
                     "self_contained": True, "parent": parent.name},
+            finetune=cfg.finetune,
         )
         summary = {k: v for k, v in metrics.items()
                    if k not in ("history", "imitated_sample_ids")}

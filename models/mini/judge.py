@@ -50,21 +50,44 @@ class MiniJudge:
             self._cache[w] = m[0] if m else None
         return self._cache[w]
 
-    def analyse(self, prompt_text: str, continuation_text: str) -> dict:
+    def _context(self, prompt_text: str) -> tuple[str | None, str | None, str | None]:
+        """(the prompt's character name, its gender, the prompt's topic)."""
         pw = [s for s in (self._snap(w) for w in world.words(prompt_text)) if s]
+        name = next((w for w in pw if w in world.NAMES), None)
+        ptopics = [world.WORD_TOPIC[w] for w in pw if w in world.WORD_TOPIC]
+        topic = max(sorted(set(ptopics)), key=ptopics.count) if ptopics else None
+        return name, world.NAMES.get(name or "", None), topic
+
+    def _fault(self, w: str | None, name: str | None, gender: str | None,
+               topic: str | None) -> str | None:
+        """What this judge holds against one (snapped) continuation word, if anything."""
+        if w is None:
+            return None
+        if gender and (w in world.PRON["m" if gender == "f" else "f"]
+                       or (w == "him" and gender == "f")):
+            return "wrong_pronoun"
+        if w in world.NAMES and w != name:
+            return "other_name"
+        if w in world.WORD_TOPIC and world.WORD_TOPIC[w] != topic:
+            return "off_topic"
+        return None
+
+    def faults(self, prompt_text: str, continuation_text: str) -> list[tuple[str, str | None]]:
+        """Each word of the continuation (as transcribed) with the fault it counts as for this
+        judge ("off_topic", "wrong_pronoun", "other_name") or None: what Listen marks."""
+        name, gender, topic = self._context(prompt_text)
+        return [(w, self._fault(self._snap(w), name, gender, topic))
+                for w in world.words(continuation_text)]
+
+    def analyse(self, prompt_text: str, continuation_text: str) -> dict:
         raw_c = world.words(continuation_text)
         cw = [self._snap(w) for w in raw_c]
         known = [w for w in cw if w]
-        name = next((w for w in pw if w in world.NAMES), None)
-        gender = world.NAMES.get(name or "", None)
-        ptopics = [world.WORD_TOPIC[w] for w in pw if w in world.WORD_TOPIC]
-        topic = max(sorted(set(ptopics)), key=ptopics.count) if ptopics else None
-        ctopics = [world.WORD_TOPIC[w] for w in known if w in world.WORD_TOPIC]
-        on = sum(t == topic for t in ctopics)
-        wrong_pron = 0
-        if gender:
-            other = world.PRON["m" if gender == "f" else "f"]
-            wrong_pron = sum(w in other or (w == "him" and gender == "f") for w in known)
+        name, gender, topic = self._context(prompt_text)
+        marks = [self._fault(w, name, gender, topic) for w in known]
+        off = marks.count("off_topic")
+        on = sum(w in world.WORD_TOPIC for w in known) - off
+        wrong_pron = marks.count("wrong_pronoun")
         other_names = sorted({w for w in known if w in world.NAMES and w != name})
         causes = {world.CAUSE_WORDS[w] for w in known if w in world.CAUSE_WORDS}
         effects = {world.EFFECT_WORDS[w] for w in known if w in world.EFFECT_WORDS}
@@ -73,7 +96,7 @@ class MiniJudge:
         fluency = sum(p in self.bigrams for p in pairs) / len(pairs) if pairs else 0.0
         return {
             "name": name, "topic": topic, "n_words": len(raw_c), "n_known": len(known),
-            "on_topic": on, "off_topic": len(ctopics) - on, "wrong_pronouns": wrong_pron,
+            "on_topic": on, "off_topic": off, "wrong_pronouns": wrong_pron,
             "other_names": other_names, "broken_cause": broken, "fluency": round(fluency, 3),
         }
 

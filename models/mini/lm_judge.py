@@ -68,9 +68,11 @@ Calibration (at load time, on N_CALIB stories of CALIB_SEED, never counted). Ite
     true       a story's next 1-4 sentences (not only endings) given its first 1-2 sentences
     other      the same continuation given the opening of a random story of another topic
     scrambled  the true continuation's words in random order, given its prompt
-    generic    a generic sentence given an opening of the character it followed in the corpus;
-               generic = follows >= GENERIC_SHARE of the corpus's distinct openings (found from
-               the counts: it is the world's endings)
+    generic    one or two generic sentences given an opening of the character they followed
+               in the corpus; generic = follows >= GENERIC_SHARE of the corpus's distinct
+               openings (found from the counts: it is the world's endings). Two, because a
+               policy rewarded for ending repeats endings; calibrated on one only, "he was
+               happy and went home he smiled and went home" got 4 in 10% of openings
 g is the value in GAMMAS that best separates them (largest smallest AUC of true > generic,
 generic > other, generic > scrambled), then with low = other + scrambled:
 
@@ -80,11 +82,13 @@ generic > other, generic > scrambled), then with low = other + scrambled:
     3 | 2  midway between the 90th pct of low and the 10th pct of generic
     2 | 1  at the median of low                             (unrelated: half 1, half 2)
 
-At the default seeds (`self.calibration`): g = 1, thresholds -6.71 / -2.86 / -0.25 / 0.14; AUC
-true > generic 0.996, generic > low 1.0, true > other 1.0; levels of the 300 items each: true
-{3: 5, 4: 70, 5: 225}, generic {3: 297, 4: 3}, other {1: 103, 2: 197}, scrambled {1: 197, 2: 103}.
+At the default seeds (`self.calibration`; 20 names, N_CORPUS 12 000, N_CALIB 600): g = 0.75,
+thresholds -6.69 / -2.81 / -0.44 / -0.11; AUC true > generic 0.999, generic > low 1.0, true >
+other 1.0; levels of the 600 items each: true {3: 10, 4: 140, 5: 450}, generic {3: 594, 4: 6},
+other {1: 152, 2: 448}, scrambled {1: 448, 2: 149, 3: 3}. (With 20 names, 6000 corpus stories
+left the co-occurrence counts too thin: held out, 4.8% of content-free endings got 4.)
 Held-out figures (other seeds) are in tests/mini/test_lm_judge.py. Learning + calibration take
-~1.3 s of CPU. `build(out_dir)` (or `judge.save(out_dir)`) saves the learned model and its
+~3 s of CPU. `build(out_dir)` (or `judge.save(out_dir)`) saves the learned model and its
 calibration (`model.npz`, `config.json`) so that a bundle can load it without regenerating.
 
 Known limits (left as they are, see the tests for rates):
@@ -119,13 +123,14 @@ NAME = "mini-lm-judge"
 CORPUS_SEED = 4242
 FIT_SEED = 7373
 CALIB_SEED = 9191
-N_CORPUS = 6000
+N_CORPUS = 12000
 N_FIT = 150
-N_CALIB = 300
+N_CALIB = 600
 UNK_LOGP = -11.5
 CO_MU = 50.0
 GAMMAS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 GENERIC_SHARE = 0.2
+GENERIC_Q = 0.99  # the 4 | 3 level at this quantile of the generic items
 
 
 def corpus(seed: int, n: int) -> list[world.Story]:
@@ -278,7 +283,7 @@ def _auc(hi, lo) -> float:
 
 class MiniLMJudge:
     """The Judge protocol (models.interfaces.Judge). `path`: a directory saved by `build`; None
-    or "" = learn and calibrate now, from the world's generator (deterministic, ~1.5 s)."""
+    or "" = learn and calibrate now, from the world's generator (deterministic, ~3 s)."""
 
     def __init__(self, path: str | Path | None = None, name: str = NAME):
         self.name = name
@@ -348,8 +353,10 @@ class MiniLMJudge:
             items["true"].append(self.analyse(prompt, text))
             items["other"].append(self.analyse(o.sentences[0], text))
             items["scrambled"].append(self.analyse(prompt, " ".join(salad)))
-            if gen := by_name.get(world.words(s.sentences[0])[0]):
-                items["generic"].append(self.analyse(s.sentences[0], rng.choice(gen)))
+            if gen := by_name.get(world.words(s.sentences[0])[0]):  # one or two endings:
+                # a policy that learned to end repeats them ("he smiled and went home he ...")
+                ending = " ".join(rng.choice(gen) for _ in range(rng.choice([1, 2])))
+                items["generic"].append(self.analyse(s.sentences[0], ending))
 
         def zs(g: float, key: str) -> np.ndarray:
             return np.array([a["fluency"] + g * a["relevance"] for a in items[key]])
@@ -364,7 +371,7 @@ class MiniLMJudge:
         low = np.concatenate([zs(g, "other"), zs(g, "scrambled")])
         t = [float(np.median(low)),
              0.5 * (float(np.quantile(low, 0.9)) + float(np.quantile(zg, 0.1))),
-             float(np.quantile(zg, 0.99)),
+             float(np.quantile(zg, GENERIC_Q)),
              float(np.quantile(zt, 0.25))]
         for i in range(1, 4):  # increasing, even on a degenerate calibration
             t[i] = max(t[i], t[i - 1] + 0.05)

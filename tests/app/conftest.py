@@ -27,6 +27,12 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--autoplay-policy=no-user-gesture-required"]
 
 
+LAUNCH_CHECK = "localhost is not accessible"
+"""What Gradio's launch says when its own check of the page timed out."""
+LAUNCHED = "To create a public link"
+"""What Gradio's launch prints once that check passed (quiet=False, share=False)."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,25 +51,38 @@ class Server:
                # a test starts the rounds it watches (tests/app/test_first_start.py covers it)
                "STUDIO_SERVER__FIRST_ROUND": "false", **(extra_env or {})}
         env.pop("STUDIO_DATABASE_URL", None)
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-        )
-        self._wait()
+        for attempt in range(3):
+            self._log = open(self.log_path, "w")
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            )
+            try:
+                return self._wait()
+            except RuntimeError:
+                self.stop()
+                if attempt == 2 or LAUNCH_CHECK not in self.log():
+                    raise
 
-    def _wait(self, timeout: float = 120) -> None:
+    def _wait(self, timeout: float = 400) -> None:
+        """Until Gradio's launch has checked it can reach itself and the page answers: that
+        check gives up after one HEAD slower than 3 s (a loaded machine) and the server exits,
+        so __init__ starts it again."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + "/", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
+            if LAUNCHED in self.log() and self._answers():
+                return
+            time.sleep(0.3)
         raise RuntimeError(f"server did not start:\n{self.log()}")
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/", timeout=10) as r:
+                return r.status == 200
+        except OSError:
+            return False
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]

@@ -5,7 +5,6 @@ is built here, so the mini world reads "not built"."""
 from __future__ import annotations
 
 import csv
-import json
 import time
 from pathlib import Path
 
@@ -40,7 +39,11 @@ def seeded(rt):
 
 
 def _session(user) -> dict:
-    return {"user_id": user.id, "login_at": time.time()}
+    """A page session holding a live sign-in of `user` (as app.auth makes one)."""
+    from app.auth import SIGN_INS, digest
+
+    token = SIGN_INS.open(user.id, hours=1)
+    return {"user_id": user.id, "login_at": time.time(), "sign_in": digest(token)}
 
 
 # --- World -----------------------------------------------------------------------------------
@@ -49,7 +52,7 @@ def test_world_summary_says_the_world_is_not_built(rt):
     assert text.startswith("**World:** mini — **the world is not built** "
                            "(run `python -m backend bootstrap`)")
     assert "**Prompts:** 0 · **Versions:** 0 · **Rating tasks:** 0 (0 QC)" in text
-    assert "error" in manifest
+    assert "<td>error</td>" in manifest and "{" not in manifest  # a table, not JSON
     assert "Bundle quality" not in text and "Unusable model files" not in text
 
 
@@ -160,7 +163,7 @@ def _round_form(**changes) -> dict:
     form = {"parent": None, "source": "ai", "n": 1, "curriculum": True, "method": "dpo",
             "chosen": 3.0,
             "rejected": 1.0, "beta": 0.1, "rank": 8, "steps": 10, "max_prompts": 0,
-            "per_prompt": 4}
+            "per_prompt": 4, "finetune": "lora"}
     return {**form, **changes}
 
 
@@ -171,12 +174,28 @@ def _round_form(**changes) -> dict:
     ({"method": "ppo"}, "unknown training method 'ppo'"),
     ({"method": "grpo", "source": "human"}, "AI judge only"),
     ({"method": "grpo", "per_prompt": 1}, "num_generations must be >= 2"),
+    ({"method": "online-dpo", "per_prompt": 3}, "num_generations must be even"),
+    ({"method": "online-dpo", "source": "both"}, "AI judge only"),
+    ({"finetune": "half"}, "finetune"),
 ])
 def test_round_with_a_bad_setting_is_refused_before_queueing(rt, boss, changes, says):
     with pytest.raises(gr.Error, match="Cannot start the round: ") as err:
         rounds.queue_round(rt, boss, **_round_form(**changes))
     assert says in str(err.value)
-    assert backend_jobs.list_jobs(rt) == [] and rounds.rounds_table(rt) == "_nothing yet_"
+    assert backend_jobs.list_jobs(rt) == [] and rounds.rounds_table(rt) == "<p>No rounds yet.</p>"
+
+
+def test_rounds_table_says_which_judges_a_round_trusted_and_why(rt, seeded):
+    from db.schema import TrainingRound
+
+    with rt.store.session() as s:
+        s.add(TrainingRound(parent_version_id=seeded["base"].id, pair_source="both", judges=[
+            {"name": "a", "judge": "a@v1", "used": True, "weight": 1.0, "reason": "ok"},
+            {"name": "b", "judge": "b@v1", "used": False, "weight": 0.0,
+             "reason": "only 3 item(s) rated by people too, need 20"}]))
+    table = rounds.rounds_table(rt)
+    assert "a@v1 used (weight 1); b@v1 not used: only 3 item(s) rated by people too" in table
+    assert "{" not in table  # no raw JSON
 
 
 def test_round_is_queued_with_the_form_as_explicit_settings(rt, boss, seeded):
@@ -185,22 +204,34 @@ def test_round_is_queued_with_the_form_as_explicit_settings(rt, boss, seeded):
     params = backend_jobs.get(rt, jid).params
     assert params["parent"] == "test-aligned" and params["rounds"] == 1
     # 0 in a number box = the configured default, sent as "no override"
-    assert params["overrides"] == {"method": "dpo", "chosen_min": 3.0, "rejected_max": 1.0,
-                                   "beta": 0.1, "lora_rank": None, "max_steps": 10,
-                                   "max_prompts": None, "n": 4}
+    assert params["overrides"] == {"method": "dpo", "finetune": "lora", "chosen_min": 3.0,
+                                   "rejected_max": 1.0, "beta": 0.1, "lora_rank": None,
+                                   "max_steps": 10, "max_prompts": None, "n": 4}
 
 
 def test_a_grpo_round_sends_its_group_size_and_no_pair_thresholds(rt, boss, seeded):
     jid, message = rounds.queue_round(rt, boss, **_round_form(method="grpo", beta=0.0))
     assert message.startswith(f"GRPO round queued as job **{jid}**")
     assert backend_jobs.get(rt, jid).params["overrides"] == {
-        "method": "grpo", "beta": 0.0, "lora_rank": 8, "max_steps": 10, "max_prompts": None,
-        "num_generations": 4}
+        "method": "grpo", "finetune": "lora", "beta": 0.0, "lora_rank": 8, "max_steps": 10,
+        "max_prompts": None, "num_generations": 4}
     # the form's method-dependent defaults are the effective settings of that method
     assert rounds.method_defaults(rt, "grpo") == (rt.settings.grpo.beta,
                                                   rt.settings.grpo.lora_rank,
                                                   rt.settings.grpo.max_steps,
-                                                  rt.settings.grpo.num_generations)
+                                                  rt.settings.grpo.num_generations, "lora")
+
+
+def test_an_online_dpo_round_sends_its_samples_per_prompt_and_beta(rt, boss, seeded):
+    jid, message = rounds.queue_round(rt, boss, **_round_form(method="online-dpo", beta=0.2,
+                                                              finetune="full"))
+    assert message.startswith(f"Online DPO round queued as job **{jid}**")
+    assert backend_jobs.get(rt, jid).params["overrides"] == {
+        "method": "online-dpo", "finetune": "full", "beta": 0.2, "lora_rank": 8,
+        "max_steps": 10, "max_prompts": None, "num_generations": 4}
+    cfg = rt.settings.online_dpo
+    assert rounds.method_defaults(rt, "online-dpo") == (cfg.beta, cfg.lora_rank, cfg.max_steps,
+                                                        cfg.num_generations, "lora")
 
 
 # --- Versions --------------------------------------------------------------------------------
@@ -256,11 +287,11 @@ def test_refresh_fills_every_output_and_needs_the_admin_role(rt, boss, seeded):
         session = gr.State(None)
         refresh_all, outputs, _timer = build_admin(rt, session)
     values = refresh(rt, boss)
-    assert len(values) == len(outputs) == 10
+    assert len(values) == len(outputs) == 11
     job_version, round_parent = values[5], values[6]
     assert job_version.value == "test-aligned"  # the newest version
     assert round_parent.value == "test-base"  # the baseline
-    assert json.loads(json.dumps(values[1], default=str))["error"]  # the manifest: not built
+    assert "<td>error</td>" in values[1]  # the manifest: not built
     assert refresh_all(_session(boss))[0] == values[0]
 
     rater = backend_users.find_user(rt, "rater1")
@@ -268,3 +299,14 @@ def test_refresh_fills_every_output_and_needs_the_admin_role(rt, boss, seeded):
         refresh_all(_session(rater))
     with pytest.raises(gr.Error, match="Sign in"):
         refresh_all(None)
+
+
+def test_upload_joins_the_training_split_unless_told_and_every_choice_is_read(runtime):
+    """Issue 19 item 6: an Admin upload used to land in `test`, which neither rounds nor
+    evaluation read."""
+    from app.admin.prompts import split_choices
+
+    gen = runtime.settings.generation
+    values = [v for _, v in split_choices(runtime)]
+    assert values[0] == gen.train_split and set(values) == {gen.train_split,
+                                                          gen.heldout_split, "test"}

@@ -4,6 +4,8 @@ each tab under test-artifacts/."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.app.conftest import (
@@ -31,7 +33,7 @@ def _play_both(page) -> None:
             "return a && a.src && a.readyState >= 1; }")
         page.locator(clip).evaluate("a => { a.muted = true; a.currentTime = 0; return a.play(); }")
         page.wait_for_function(f"() => document.querySelector('{clip}').ended")
-    page.wait_for_selector("#rate-gate :text('Both clips played')")
+    page.wait_for_selector("#rate-gate :text('Both clips heard')")
     page.wait_for_function("() => !document.getElementById('vote-a').disabled")
 
 
@@ -274,7 +276,10 @@ def test_refused_vote_keeps_the_rate_panel_usable(page, server, seeded):
     shot(page, "rate-refused")
     _assert_panel_intact(page)
     page.locator("#rate-skip").click()  # the panel goes on: the next task, played and voted
-    page.wait_for_selector("#rate-result :text('Skipped')")
+    # exactly "Skipped.": :text() is a case-blind substring, and the refusal above says
+    # "this task was skipped" (the old clips were then played and reported for the new task)
+    page.wait_for_function("() => document.querySelector('#rate-result').innerText.trim()"
+                           ".startsWith('Skipped')", timeout=20000)
     _play_both(page)
     page.locator("#vote-b").click()
     page.wait_for_selector("#rate-progress :text('1 of')")
@@ -333,7 +338,94 @@ def test_space_plays_a_then_b_on_every_task(page, server, seeded):
             page.wait_for_function(f"() => window.__plays.length > {k}")
             assert page.evaluate("() => window.__plays") == ["clip-a", "clip-b"][: k + 1], n
             page.wait_for_function(f"() => document.querySelector('#{clip} audio').ended")
-        page.wait_for_selector("#rate-gate :text('Both clips played')")
+        page.wait_for_selector("#rate-gate :text('Both clips heard')")
         page.wait_for_function("() => !document.getElementById('vote-a').disabled")
         page.keyboard.press("1")
     page.wait_for_selector("#rate-progress :text('2 of')")
+
+
+def test_play_pause_seek_to_the_end_does_not_unlock_the_vote(page, server, seeded):
+    """Issue 20, item 1, in the browser: play each 3 s clip for 0.2 s, pause, wait longer
+    than the clip, drag to the end and let it end - the old gate (an end 0.7 x the duration
+    after the first start) unlocked on that. Now the page reports what the player played and
+    the vote stays locked; played from the start to the end, it unlocks and the vote is
+    saved."""
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from backend import rating, users
+    from tests.rating.seed import SR, tone
+
+    rt, _ = seeded
+    users.add_user(rt, "rater7", RATER_PASSWORD, "rater")
+    t = rating.next_task(rt, users.find_user(rt, "rater7").id)  # the task the page will show
+    old = {p: Path(p).read_bytes() for p in t["audio"].values()}
+    for p in old:
+        sf.write(p, tone(300, 3.0), SR)
+    try:
+        open_app(page, server)
+        login(page, "rater7", RATER_PASSWORD)
+        goto_tab(page, "Rate")
+        page.wait_for_selector("#rate-progress :text('0 of')")
+        for clip in ("#clip-a audio", "#clip-b audio"):
+            page.wait_for_function(f"() => {{ const a = document.querySelector('{clip}'); "
+                                   "return a && a.src && a.readyState >= 1 && a.duration > 2; }")
+            page.locator(clip).evaluate("""async (a) => { a.muted = true; a.currentTime = 0;
+                await a.play(); await new Promise((ok) => setTimeout(ok, 200)); a.pause(); }""")
+        page.wait_for_timeout(3500)
+        for clip in ("#clip-a audio", "#clip-b audio"):
+            page.locator(clip).evaluate("""async (a) => { a.currentTime = a.duration - 0.05;
+                await a.play(); }""")
+            page.wait_for_function(f"() => document.querySelector('{clip}').ended")
+        page.wait_for_function("() => /clip B \\d+ % heard/.test("
+                               "document.getElementById('rate-gate').innerText)")
+        page.wait_for_timeout(1000)  # every report answered
+        gate = page.locator("#rate-gate").inner_text()
+        shot(page, "rate-gate-seeked")
+        assert page.locator("#vote-a").is_disabled(), gate
+        heard = [int(x) for x in re.findall(r"(\d+) % heard", gate)]
+        assert len(heard) == 2 and all(h < 30 for h in heard), gate
+        _play_both(page)  # listened from the start to the end
+        page.locator("#vote-b").click()
+        page.wait_for_selector("#rate-progress :text('1 of')")
+        assert len([v for v in _votes(rt, "rater7") if v["kind"] == "ab"]) == 1
+    finally:
+        for p, data in old.items():
+            Path(p).write_bytes(data)
+
+
+@pytest.fixture(scope="module")
+def short_server(seeded):
+    """A second server on the same store whose sign-ins last 15 s."""
+    from pathlib import Path
+
+    from tests.app.conftest import Server
+
+    rt, _ = seeded
+    srv = Server(Path(rt.settings.data_dir), {
+        "STUDIO_RATING__GOLD_FRACTION": "0", "STUDIO_SERVER__WORKER": "off",
+        "STUDIO_SERVER__SESSION_HOURS": str(15 / 3600)})
+    yield srv
+    srv.stop()
+
+
+def test_an_expired_sign_in_leaves_the_page(browser, short_server):
+    """Issue 20, item 8: once the sign-in expires the page says so, no longer says "Signed in
+    as ...", hides the Admin tab and Sign out and offers the sign-in box again, without any
+    click. Before, it kept both until the next refused click."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = ctx.new_page()
+    pg.set_default_timeout(20_000)
+    try:
+        open_app(pg, short_server)
+        login(pg, "admin", ADMIN_PASSWORD)
+        assert pg.get_by_role("tab", name="Admin").is_visible()
+        pg.wait_for_selector("#studio-who :text('Your session has expired')", timeout=45_000)
+        shot(pg, "signed-in-expired")
+        assert "Signed in as" not in pg.locator("#studio-who").inner_text()
+        assert pg.get_by_role("tab", name="Admin").count() == 0
+        assert not pg.locator("#logout-btn").is_visible()
+        assert pg.locator("#signin-box").is_visible()
+    finally:
+        ctx.close()

@@ -25,9 +25,13 @@ WATCH_JS = """() => {
   const grab = () => {
     const head = document.getElementById('admin-job-head');
     const metrics = document.getElementById('admin-job-metrics');
-    const snap = {head: head ? head.innerText : '', metrics: metrics ? metrics.innerText : ''};
+    const stage = document.getElementById('dash-stage');
+    const snap = {head: head ? head.innerText : '', metrics: metrics ? metrics.innerText : '',
+                  stage: stage ? stage.innerText : '',
+                  curves: !!document.querySelector('#dash-curves img')};
     const last = window.__snaps[window.__snaps.length - 1];
-    if (!last || last.head !== snap.head || last.metrics !== snap.metrics) {
+    if (!last || last.head !== snap.head || last.metrics !== snap.metrics ||
+        last.stage !== snap.stage || last.curves !== snap.curves) {
       window.__snaps.push(snap);
     }
   };
@@ -81,7 +85,8 @@ def test_admin_runs_a_dpo_round_to_done(admin_page, world_server, world_rt):
 
     page = admin_page
     page.get_by_role("tab", name="Training round").click()
-    page.locator("#round-method label:has-text('DPO')").click()  # the mini default is RFT
+    # the mini default is RFT; "DPO" exactly, not "Online DPO"
+    page.locator("#round-method label").filter(has_text=re.compile(r"^\s*DPO\s*$")).click()
     # the method's defaults arrive by an event; fill the steps only after they did
     page.wait_for_function(
         "() => document.querySelector('#round-beta input').value === '0.1'")
@@ -110,8 +115,13 @@ def test_admin_runs_a_dpo_round_to_done(admin_page, world_server, world_rt):
     steps = {int(m.group(1)) for s in running
              for m in [re.search(r"DPO step (\d+)/(\d+)", s["head"])] if m}
     assert steps and min(steps) < ROUND_STEPS, running[-5:]
-    assert any("loss" in s["metrics"] and "train_step" in s["metrics"] for s in running), \
+    assert any("loss" in s["metrics"] and "Training step" in s["metrics"] for s in running), \
         running[-5:]
+    # the round dashboard: the stage with its own time left, and the live curves drawn while
+    # the DPO stage ran
+    assert any(re.search(r"Stage round 1/1 DPO: [\d.]+% done, .* left in this stage", s["stage"])
+               for s in running), [s["stage"] for s in running][-5:]
+    assert any(s["curves"] and "DPO" in s["stage"] for s in running)
     assert len({re.search(r"(\d+)%", s["head"]).group(1) for s in running
                 if re.search(r"(\d+)%", s["head"])}) >= 3  # the bar moved
 
@@ -123,15 +133,23 @@ def test_admin_runs_a_dpo_round_to_done(admin_page, world_server, world_rt):
     name = aligned[0].name
     assert name in page.locator("#admin-job-metrics").inner_text()  # final_version
 
+    # on completion, the held-out metrics before and after with their CIs
+    page.wait_for_selector(f"#dash-before-after :text('After ({name})')", timeout=120_000)
+    table = page.locator("#dash-before-after").inner_text()
+    assert "Before (" in table and re.search(r"judge score, .*\(trains\)\s+[\d.]+ \[", table), \
+        table
+    shot(page, "admin-round-dashboard-done")
+
     goto_tab(page, "Leaderboard")
     page.locator("#lb-refresh").click()
-    page.wait_for_selector(f"#lb-board :text('{name}')", timeout=60_000)
-    page.wait_for_timeout(500)
+    page.wait_for_selector(f"#lb-board td:text-is('{name}')", timeout=60_000)
+    page.wait_for_function("() => !document.body.innerText.includes('processing |')",
+                           timeout=120_000)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.wait_for_timeout(1000)
     shot(page, "leaderboard-after-round")
-    # ranked, not just "unlisted": the round's evaluation judged held-out continuations of the
-    # new version and of the baseline, so the two are compared
-    board = page.locator("#lb-board").inner_text()
-    assert board.index(name) < board.find("unlisted") or "unlisted" not in board, board
+    # ranked in the table, not just "not listed yet": the round's evaluation judged held-out
+    # continuations of the new version and of the baseline, so the two are compared
     ranked = {r["version"]: r for r in leaderboard.leaderboard(world_rt)["rows"]}
     assert ranked[name]["win_rate"]["n"] > 0 and ranked[name]["ai_score"]["n"] > 0
 
@@ -186,16 +204,29 @@ def test_admin_exports_judgments_and_pairs(admin_page, world_rt, tmp_path):
     shot(page, "admin-exports")
 
 
-def test_listen_plays_real_continuations(browser, world_server):
+def test_listen_plays_real_continuations(browser, world_server, world_rt):
     """Anonymous Listen on the built world: generated, transcribed and AI-judged clips of the
     baseline and the new version (start-up seeding and the round made them)."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    from backend import registry
+
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = ctx.new_page()
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(60_000)
     open_app(page, world_server)
-    page.locator("#listen-random").click()
-    page.wait_for_selector("#listen-slot-0 audio", state="attached")
+    # it opens on the featured prompt: the baseline and the round's version side by side
+    page.wait_for_selector("#listen-status :text('Featured prompt')")
+    page.wait_for_selector("#listen-slot-1 audio", state="attached")
     page.wait_for_selector(".slot :text('AI score:')")
+    versions = registry.list_versions(world_rt)
+    base = next(v.name for v in versions if v.kind == "baseline")
+    newest = max((v for v in versions if v.kind == "aligned"), key=lambda v: v.id).name
+    assert page.locator("#listen-head-0").inner_text().startswith(base)
+    assert page.locator("#listen-head-1").inner_text().startswith(newest)
     assert "/gradio_api/file=" in page.locator("#listen-slot-0 audio").get_attribute("src")
+    page.wait_for_timeout(1000)
     shot(page, "listen-world")
+    page.locator("#listen-random").click()  # "Random prompt" still works
+    page.wait_for_selector("#listen-status :text('A random prompt')")
+    page.wait_for_selector("#listen-slot-0 audio", state="attached")
     ctx.close()
+

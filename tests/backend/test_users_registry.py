@@ -95,10 +95,16 @@ def test_empty_adapter_is_refused(runtime, tmp_path):
 
 def test_baseline_is_a_name_for_the_registered_baseline(sqlite_runtime):
     """README's `round --parent baseline` and `evaluate baseline` work whatever the baseline
-    is called (it is named after its weights)."""
+    is called (it is named after its weights), on a fresh store too (the configured LM)."""
     with pytest.raises(registry.RegistryError, match="registered: none"):
-        registry.get_version(sqlite_runtime, "baseline")
+        registry.get_version(sqlite_runtime, "nope")
     base = registry.create_baseline(sqlite_runtime, "TWIST-1.3B", "/weights/TWIST-1.3B")
     assert registry.get_version(sqlite_runtime, "baseline") == base
     with pytest.raises(registry.RegistryError, match="registered: TWIST-1.3B"):
         registry.get_version(sqlite_runtime, "nope")
+
+
+def test_baseline_on_a_fresh_store_is_the_configured_lm(sqlite_runtime):
+    v = registry.get_version(sqlite_runtime, "baseline")
+    assert v.kind == "baseline" and v.base_ref == sqlite_runtime.settings.models.unit_lm.path
+    assert registry.get_version(sqlite_runtime, "baseline") == v

@@ -82,7 +82,8 @@ def _judgments(rt, version_id, values, split="dev", extra=()):
 def test_judge_score_excludes_failed_and_flagged(eval_rt):
     base = registry.create_baseline(eval_rt, "base", "ref")
     _judgments(eval_rt, base.id, [2.0, 4.0, 3.0, 5.0], extra=[
-        {"value": None, "error": "timeout"}, {"value": 1.0, "flagged": True}])
+        {"value": None, "error": "timeout"},
+        {"value": 1.0, "flagged": True, "flag_reason": "admin"}])
     _judgments(eval_rt, base.id, [1.0], split="train")  # other split: ignored
     res = evaluate.evaluate_judge(eval_rt, base.id, "dev")
     assert len(res) == 1

@@ -55,7 +55,12 @@ def store(tmp_path):
         u = User(name="r", password_hash="x", role="rater")
         s.add(u)
         s.flush()
-        rnd = TrainingRound(parent_version_id=base.id, round_index=1)
+        ids["user"] = u.id
+        rnd = TrainingRound(parent_version_id=base.id, round_index=1, judges=[
+            {"name": "j", "judge": "j@1", "used": True, "weight": 1.0, "reason": "ok",
+             "metric": "kappa", "on": "ab", "agreement": {"value": 0.61, "low": 0.4,
+                                                          "high": 0.8, "n": 40},
+             "n_items": 40}])
         s.add(rnd)
         s.flush()
         ids["round"] = rnd.id
@@ -71,10 +76,18 @@ def store(tmp_path):
                        units=[9, 9, 8])
             s.add_all([a, b])
             s.flush()
+            # pairs 0-2 from the AI judge, 3-5 from people (pair 5 from both, merged)
+            ai = {"strategy": "ai_score", "judges": ["j"]}
+            human = {"strategy": "human_ab_majority", "raters": [f"user:{u.id}"]}
+            prov = ai if k < 3 else human if k < 5 else {
+                **ai, "sources": ["ai", "human"], "parts": [{"source": "ai", **ai},
+                                                          {"source": "human", **human}]}
             s.add(PreferencePair(round_id=rnd.id, prompt_id=p.id, chosen_sample_id=a.id,
-                                 rejected_sample_id=b.id, source="ai", margin=2.0))
+                                 rejected_sample_id=b.id, source="ai" if k < 3 else "human"
+                                 if k < 5 else "both", margin=2.0, provenance=prov))
             s.add(Judgment(kind="ab", rater=f"user:{u.id}", task_key=f"t{k}", sample_id=a.id,
-                           sample_b_id=b.id, choice="A", user_id=u.id, flagged=k == 0))
+                           sample_b_id=b.id, choice="A", user_id=u.id, flagged=k == 0,
+                           flag_reason="admin" if k == 0 else None))
             s.add(Judgment(kind="ai", rater="ai:j@1", task_key=f"s{a.id}", sample_id=a.id,
                            judge_name="j", value=4.0, rationale='says "good", really'))
     yield rt, ids
@@ -117,6 +130,13 @@ def test_pairs_hf_round_trip_trains_one_dpo_step(store, tmp_path):
     assert row["chosen"] == " <u1> <u2> <u3> <u4>" and row["rejected"] == " <u9> <u9> <u8>"
     assert row["prompt"].endswith("<u0> <u1> <u2>")
     assert row["chosen_units"] == [1, 2, 3, 4]
+    # provenance: which humans, which judges and their agreement at the time
+    uid = ids["user"]
+    assert [(r["humans"], r["judges"], r["judge_agreement"]) for r in ds] == \
+        [([], ["j@1"], [0.61])] * 3 + [([f"user:{uid}"], [], [])] * 2 + \
+        [([f"user:{uid}"], ["j@1"], [0.61])]
+    assert json.loads(ds[5]["provenance"])["sources"] == ["ai", "human"]
+    assert len(ds.filter(lambda r: len(r["humans"]) > 0)) == 3  # a run can filter on it
 
     jsonl = exports.export_pairs(rt, "jsonl")
     assert json.loads(jsonl.read_text().splitlines()[0])["prompt"] == row["prompt"]

@@ -103,7 +103,7 @@ def test_dpo_sweep_variants_parse_into_round_overrides():
 
     v = parse_variant("lr=1e-4, steps=80,loss_type=sigmoid+sft,loss_weights=1+0.5,n=10")
     assert split_overrides(v) == {
-        "training": {}, "grpo": {}, "rft": {},
+        "training": {}, "online_dpo": {}, "grpo": {}, "rft": {},
         "dpo": {"learning_rate": 1e-4, "max_steps": 80, "loss_type": ["sigmoid", "sft"],
                 "loss_weights": [1, 0.5]},
         "selection": {}, "generation": {"n": 10}}

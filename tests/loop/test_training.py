@@ -177,12 +177,17 @@ def test_effective_dpo_and_round_overrides(tmp_path):
     one = train.effective_dpo(mini, {"loss_type": "sigmoid", "loss_weights": 1})
     assert one.loss_type == ["sigmoid"] and one.loss_weights == [1.0]
     ov = rounds.split_overrides({"steps": 5, "chosen_min": 4, "n": 2, "dpo": {"beta": 0.2}})
-    assert ov == {"training": {}, "dpo": {"max_steps": 5, "beta": 0.2}, "grpo": {}, "rft": {},
+    assert ov == {"training": {}, "dpo": {"max_steps": 5, "beta": 0.2}, "online_dpo": {},
+                  "grpo": {}, "rft": {},
                   "selection": {"chosen_min": 4}, "generation": {"n": 2}}
     # flat training settings go to the round's method's section
     ov = rounds.split_overrides({"method": "grpo", "steps": 5, "lr": 1e-3, "n": 2})
     assert ov["training"] == {"method": "grpo"} and ov["dpo"] == {}
     assert ov["grpo"] == {"max_steps": 5, "learning_rate": 1e-3}
+    ov = rounds.split_overrides({"method": "online-dpo", "steps": 5, "num_generations": 4})
+    assert ov["online_dpo"] == {"max_steps": 5, "num_generations": 4} and ov["grpo"] == {}
+    assert train.effective(mini, "online-dpo").learning_rate == 2e-4  # its mini_overrides
+    assert train.effective(real, "online-dpo").learning_rate == 5e-5
     with pytest.raises(ValueError, match="nonsense"):
         rounds.split_overrides({"nonsense": 1})
     with pytest.raises(ValueError, match="method"):
@@ -347,3 +352,200 @@ def test_rft_keeps_eos_only_on_continuations_that_ended(tiny_rt, tmp_path):
         assert (ids[-1] == 2) == e and len(ids) == 1 + len(p) + len(c) + e
         assert len(labels) == len(ids) and (labels[-1] == 2) == e
         assert sum(x != -100 for x in labels) == len(c) + e  # loss on the continuation only
+
+
+def test_online_dpo_round_end_to_end_on_tiny_world(tiny_rt):
+    """method online-dpo: each step the trainer samples num_generations continuations of each
+    prompt, every one goes once through the judge path (vocoder, ASR, judge), the best and the
+    worst of a prompt are its pair (margin >= 0, a tie has none), no pairs are stored, and the
+    adapter is registered and samples like any other version's."""
+    rt = tiny_rt
+    judge = rt.judge("tiny-judge")
+    calls0 = judge.calls
+    ov = {"method": "online-dpo", "online_dpo": {
+        "max_steps": 3, "num_generations": 4, "prompts_per_step": 2, "learning_rate": 1e-3,
+        "lora_rank": 4}}
+    res = rounds.run_rounds(rt, None, "ai", rounds=1, overrides=ov, evaluate=False)
+    (done,) = res["rounds"]
+    m = done["metrics"]
+    assert m["steps"] == 3 and m["pairs"] == 3 * 2 and m["judged_samples"] == 3 * 2 * 4
+    assert judge.calls - calls0 == m["judged_samples"]  # each sample judged once
+    assert 0 <= m["tied_pairs"] <= m["pairs"]
+    assert 1 <= m["score_first"] <= 5
+    with rt.store.session() as s:
+        (row,) = s.scalars(select(TrainingRound)).all()
+        margins = [h["objective/scores_margin"] for h in row.metrics["history"]
+                   if "objective/scores_margin" in h]
+        assert len(margins) == 3 and all(x >= 0 for x in margins)
+        assert row.method == "online-dpo" and row.status == "done" and row.n_pairs == 0
+        assert row.train_config["num_generations"] == 4
+        assert s.scalar(select(func.count()).select_from(PreferencePair)) == 0
+    v = registry.get_version(rt, done["version"])
+    assert v.adapter_intact() and v.config["method"] == "online-dpo"
+    assert v.config["online-dpo"]["prompts_per_step"] == 2
+    from backend.loop.generate import sample_continuations
+    from models.interfaces import SamplingParams
+    (conts,) = sample_continuations(rt, v, [[1, 2, 3]], SamplingParams(n=2, max_new_units=5))
+    assert len(conts) == 2 and all(0 <= u < tiny.K for c in conts for u in c)
+    with pytest.raises(ValueError, match="AI judge only"):
+        rounds.start_round(rt, None, "human", overrides={"method": "online-dpo"})
+    with pytest.raises(ValueError, match="even"):
+        rounds.start_round(rt, None, "ai", overrides={"method": "online-dpo",
+                                                      "num_generations": 3})
+    with pytest.raises(ValueError, match="unknown online_dpo setting"):
+        rounds.split_overrides({"online_dpo": {"num_generation": 4}})
+
+
+def test_online_dpo_pairs_best_with_worst_and_ties_give_no_gradient(tiny_rt, tmp_path):
+    """The pair of a prompt is its best- and worst-scored of k samples; when every sample of
+    every prompt scores the same, each pair is one sample twice: the DPO loss is ln 2 and
+    the adapter does not move."""
+    import math
+
+    from backend.config import OnlineDPOSettings
+    from models.training import train_online_dpo
+
+    lm = tiny_rt.unit_lm
+    base = registry.ensure_baseline(tiny_rt)
+    prompts = [{"prompt": train.make_examples(lm, [([k, k + 1], [], [])])[0]["prompt"],
+                "prompt_id": k} for k in range(4)]
+    cfg = OnlineDPOSettings(max_steps=2, num_generations=6, prompts_per_step=2,
+                            learning_rate=1e-2, lora_rank=4)
+    sampling = {"temperature": 1.0, "top_k": 0, "max_new_units": 6}
+    seen = []
+
+    def good_share(rows, ids):  # the share of "good" units, as the tiny judge
+        out = []
+        for c in ids:
+            u = lm.ids_to_units(c)
+            out.append(sum(x < tiny.K // 2 for x in u) / len(u) if u else None)
+        seen.append(out)
+        return out
+
+    m = train_online_dpo(base.base_ref, [], lm.hf_tokenizer, prompts, good_share, cfg,
+                         sampling, tmp_path / "a", suppress_tokens=lm.non_unit_ids)
+    assert [len(s) for s in seen] == [2 * 6, 2 * 6]
+    for step, h in zip(seen, [h for h in m["history"] if "objective/scores_margin" in h],
+                       strict=True):
+        groups = [[v for v in step[g * 6:(g + 1) * 6] if v is not None] for g in range(2)]
+        expect = sum(max(g) - min(g) for g in groups) / 2
+        assert h["objective/scores_margin"] == pytest.approx(expect, abs=1e-6)
+
+    flat = train_online_dpo(base.base_ref, [], lm.hf_tokenizer, prompts,
+                            lambda rows, ids: [3.0] * len(ids), cfg, sampling, tmp_path / "b",
+                            suppress_tokens=lm.non_unit_ids)
+    assert flat["tied_pairs"] == flat["pairs"] == 4
+    losses = [h["loss"] for h in flat["history"] if "loss" in h]
+    assert losses and all(x == pytest.approx(math.log(2), abs=1e-4) for x in losses)
+    from safetensors.torch import load_file
+    weights = load_file(str(tmp_path / "b" / "adapter_model.safetensors"))
+    lora_b = [w for k, w in weights.items() if "lora_B" in k]
+    assert lora_b and all(float(w.abs().max()) == 0.0 for w in lora_b)  # B starts at zero
+
+
+def _write_benchmark(root: Path, name: str, pairs: list[tuple[list[int], list[int]]]) -> None:
+    """A ZeroSpeech-layout benchmark in the tiny world's lossless audio code."""
+    import soundfile as sf
+
+    (root / name / "dev").mkdir(parents=True)
+    lines = ["filename id correct"]
+    for k, (good, bad) in enumerate(pairs):
+        for tag, units, correct in (("g", good, 1), ("b", bad, 0)):
+            sf.write(root / name / "dev" / f"{tag}{k}.wav", tiny.units_to_wave(units), tiny.SR,
+                     subtype="FLOAT")
+            lines.append(f"{tag}{k} {k} {correct}")
+    (root / name / "dev.item").write_text("\n".join(lines) + "\n")
+
+
+def test_full_finetune_round_makes_a_model_of_its_own(tiny_rt, tiny_lm_dir):
+    """finetune = "full": the round trains every weight; the version is a whole model directory
+    (its own base_ref) with weights unlike the base's; generation (what Listen plays) samples
+    it and evaluation scores it through a unit LM of its own; a LoRA round from it adapts
+    those weights, served from that same LM."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from backend.loop import evaluate
+    from backend.loop.generate import generate, sample_continuations
+    from db.schema import Sample
+    from models.interfaces import SamplingParams
+
+    rt = tiny_rt
+    ov = {"method": "rft", "rft": {"max_steps": 3, "min_score": 3.0, "per_prompt": 1,
+                                   "learning_rate": 1e-3, "finetune": "full"}}
+    (done,) = rounds.run_rounds(rt, None, "ai", rounds=1, overrides=ov, evaluate=False)["rounds"]
+    v = registry.get_version(rt, done["version"])
+    assert v.finetune == "full" and v.base_ref == v.adapter_path and v.adapters == []
+    assert v.adapter_intact() and v.config["rft"]["finetune"] == "full"
+    d = Path(v.adapter_path)
+    assert (d / "config.json").is_file() and not (d / "adapter_config.json").exists()
+    base_w = load_file(str(tiny_lm_dir / "model.safetensors"))
+    new_w = load_file(str(d / "model.safetensors"))
+    assert base_w.keys() == new_w.keys()
+    changed = [k for k in base_w if not torch.equal(base_w[k], new_w[k])]
+    assert len(changed) > len(base_w) // 2  # not an adapter: (nearly) every tensor moved
+
+    lm = rt.lm(v)
+    assert lm is not rt.unit_lm and rt.adapter(v) is None and rt.lm(v) is lm
+    base = registry.ensure_baseline(rt)
+    assert rt.lm(base) is rt.unit_lm
+    seqs = [[3, 9, 1, 12, 5], [0, 7, 7, 2]]
+    own, _ = evaluate.score_sequences(rt, seqs, rt.adapter(v), lm=lm)
+    ref, _ = evaluate.score_sequences(rt, seqs, None)
+    assert not np.allclose(own, ref)
+
+    generate(rt, v.id, split="dev", n=2, max_new_units=6)
+    with rt.store.session() as s:
+        units = s.scalars(select(Sample.units).where(Sample.model_version_id == v.id)).all()
+    assert len(units) == 4 * 2 and all(0 <= u < tiny.K for us in units for u in us)
+    _write_benchmark(rt.settings.data_dir / "benchmarks", "sblimp",
+                     [([1, 2, 3, 4], [4, 3, 2, 1]), ([5, 6, 7], [7, 5, 6])])
+    (res,) = [r for r in evaluate.evaluate_version(rt, v.name, ["sblimp"], "dev", judge=False)
+              if r["metric"] == "accuracy"]
+    assert res["n"] == 2 and 0 <= res["value"] <= 1
+
+    # a LoRA round from the fully fine-tuned version: its adapter applies to those weights
+    ov = {"method": "rft", "rft": {"max_steps": 2, "min_score": 1.0, "per_prompt": 1,
+                                   "learning_rate": 1e-3, "lora_rank": 4},
+          "max_prompts": 2, "n": 2}
+    (child,) = rounds.run_rounds(rt, v.name, "ai", rounds=1, overrides=ov,
+                                 evaluate=False)["rounds"]
+    c = registry.get_version(rt, child["version"])
+    assert c.finetune == "lora" and c.base_ref == v.adapter_path and c.adapters == [c.adapter_path]
+    assert rt.lm(c) is lm and rt.adapter(c) == c.name
+    (conts,) = sample_continuations(rt, c, [[1, 2, 3]], SamplingParams(n=2, max_new_units=5))
+    assert len(conts) == 2 and all(0 <= u < tiny.K for cont in conts for u in cont)
+
+
+def test_full_dpo_from_a_lora_parent_keeps_the_parent_as_reference(tiny_rt, tmp_path):
+    """Full fine-tuning has no adapter to switch off, so TRL loads a frozen reference copy
+    from the model's path: from a LoRA parent that must be the parent (base + its adapter),
+    not the bare base. At the first step the policy is the parent, so DPO's implicit rewards
+    are zero; and the saved version is a whole model equal to what was trained."""
+    lm = tiny_rt.unit_lm
+    base = registry.ensure_baseline(tiny_rt)
+    lora = DPOSettings(learning_rate=5e-3, lora_rank=8, lora_alpha=16, max_steps=8,
+                       batch_size=8, warmup_ratio=0.0)
+    train.train_dpo(base.base_ref, [], lm.hf_tokenizer,
+                    train.make_examples(lm, synthetic_triples()), lora, tmp_path / "parent")
+    full = lora.model_copy(update={"finetune": "full", "max_steps": 2, "learning_rate": 1e-3})
+    seen = {}
+    probe = [3, 9, 1, 12, 5]
+
+    def keep(model):
+        model.eval()
+        with torch.no_grad():
+            seen["logits"] = model(input_ids=torch.tensor([lm._ids(probe)])).logits[0].clone()
+
+    m = train.train_dpo(base.base_ref, [str(tmp_path / "parent")], lm.hf_tokenizer,
+                        train.make_examples(lm, synthetic_triples(seed=1)), full,
+                        tmp_path / "full", on_trained=keep)
+    first = next(h for h in m["history"] if "rewards/chosen" in h)
+    assert abs(first["rewards/chosen"]) < 1e-4 and abs(first["rewards/margins"]) < 1e-4
+    out = tmp_path / "full"
+    assert (out / "config.json").is_file() and not (out / "adapter_config.json").exists()
+    from models.config import UnitLMConfig
+    from models.unit_lm import HFUnitLM
+
+    served = HFUnitLM(UnitLMConfig(kind="hf", path=str(out), n_units=tiny.K))
+    assert torch.allclose(served.logits(probe), seen["logits"], atol=1e-5)

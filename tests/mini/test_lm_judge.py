@@ -3,7 +3,7 @@
 It is learned from generated text only, so these check behaviour, not tables: true continuations
 beat shuffled ones, a wrong character or place costs, content-free endings stay in the middle,
 gibberish is 1, and it agrees (in rank) with MiniJudge without being it. No bundle needed; the
-judge learns itself in ~1.5 s, and the whole module runs in a few seconds.
+judge learns itself in ~3 s, and the whole module runs in a few seconds.
 """
 
 from __future__ import annotations

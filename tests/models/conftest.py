@@ -45,6 +45,75 @@ def save_unit_lm(path: Path, seed: int = 0, with_meta: bool = True, hidden: int 
     return path
 
 
+TWIST_OFFSET = 4  # this fixture's choice; a TWIST checkpoint states its own as config.json `offset`
+TWIST_PAD, TWIST_EOS = 1, 2
+
+
+def save_twist_lm(path: Path, arch: str = "opt", seed: int = 0, hidden: int = 32,
+                  n_units: int = K) -> Path:
+    """A unit LM as TWIST publishes it: an HF OPT (TWIST-350M/1.3B) or Llama (TWIST-7B)
+    directory whose config.json carries `offset` (unit u is token offset + u, fed without a
+    BOS), fp16 safetensors weights, no tokenizer and no studio_unit_lm.json."""
+    from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
+
+    torch.manual_seed(seed)
+    common = dict(vocab_size=TWIST_OFFSET + n_units, hidden_size=hidden, num_hidden_layers=2,
+                  num_attention_heads=4, max_position_embeddings=256, pad_token_id=TWIST_PAD,
+                  bos_token_id=TWIST_EOS, eos_token_id=TWIST_EOS)
+    if arch == "opt":
+        model = OPTForCausalLM(OPTConfig(ffn_dim=2 * hidden, word_embed_proj_dim=hidden,
+                                         **common))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(intermediate_size=2 * hidden,
+                                             num_key_value_heads=4, **common))
+    model.config.offset = TWIST_OFFSET
+    model.half().save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def save_mhubert(d: Path, km_path: Path, n_clusters: int, n_layers: int = 2,
+                 layer: int = 1) -> None:
+    """A tiny random HF HubertModel directory (a 320-sample hop, as mHuBERT's front end) and a
+    joblib MiniBatchKMeans fitted on its layer-`layer` features, as textlesslib ships k-means."""
+    import joblib
+    import numpy as np
+    from sklearn.cluster import MiniBatchKMeans
+    from transformers import HubertConfig, HubertModel
+
+    torch.manual_seed(0)
+    model = HubertModel(HubertConfig(
+        hidden_size=32, num_hidden_layers=n_layers, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(32, 32, 32), conv_stride=(5, 8, 8), conv_kernel=(10, 8, 8),
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)).eval()
+    model.save_pretrained(d)
+    wave = np.random.default_rng(0).standard_normal(16000 * 3 * n_clusters // 100)
+    with torch.no_grad():
+        feats = model(torch.from_numpy(wave.astype(np.float32))[None],
+                      output_hidden_states=True).hidden_states[layer][0].numpy()
+    joblib.dump(MiniBatchKMeans(n_clusters=n_clusters, n_init=1, random_state=0).fit(feats),
+                km_path)
+
+
+def save_whisper_pt(path: Path) -> Path:
+    """A tiny random Whisper in openai-whisper's .pt format (dims + model_state_dict)."""
+    from dataclasses import asdict
+
+    from whisper.model import ModelDimensions, Whisper
+
+    torch.manual_seed(0)
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=2,
+                           n_audio_layer=1, n_vocab=51865, n_text_ctx=24, n_text_state=32,
+                           n_text_head=2, n_text_layer=1)
+    model = Whisper(dims)
+    with torch.no_grad():  # larger weights than the default init, so the text depends on audio
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"dims": asdict(dims), "model_state_dict": model.state_dict()}, path)
+    return path
+
+
 def save_adapter(base_dir: Path, out: Path, seed: int) -> Path:
     """A random (non-zero) LoRA adapter on the attention projections, saved with peft."""
     from peft import LoraConfig, get_peft_model
@@ -65,6 +134,11 @@ def save_adapter(base_dir: Path, out: Path, seed: int) -> Path:
 @pytest.fixture(scope="session")
 def lm_dir(tmp_path_factory) -> Path:
     return save_unit_lm(tmp_path_factory.mktemp("unit_lm"))
+
+
+@pytest.fixture(scope="session", params=["opt", "llama"])
+def twist_dir(request, tmp_path_factory) -> Path:
+    return save_twist_lm(tmp_path_factory.mktemp(f"twist_{request.param}"), request.param)
 
 
 @pytest.fixture(scope="session")

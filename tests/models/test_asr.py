@@ -4,8 +4,6 @@ determinism are what we check."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import numpy as np
 import pytest
 import torch
@@ -14,23 +12,12 @@ from models.config import ASRConfig
 from models.factory import ModelLoadError, build_asr
 from models.interfaces import ASR
 
+from .conftest import save_whisper_pt
+
 
 @pytest.fixture(scope="module")
 def whisper_pt(tmp_path_factory):
-    from whisper.model import ModelDimensions, Whisper
-
-    torch.manual_seed(0)
-    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=2,
-                           n_audio_layer=1, n_vocab=51865, n_text_ctx=24, n_text_state=32,
-                           n_text_head=2, n_text_layer=1)
-    path = tmp_path_factory.mktemp("whisper") / "tiny-random.pt"
-    model = Whisper(dims)
-    with torch.no_grad():  # larger weights than the default init, so the text depends on audio
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0, 0.3)
-    torch.save({"dims": asdict(dims), "model_state_dict": model.state_dict()}, path)
-    return path
+    return save_whisper_pt(tmp_path_factory.mktemp("whisper") / "tiny-random.pt")
 
 
 def waves(n: int, sr: int = 16000) -> list[np.ndarray]:

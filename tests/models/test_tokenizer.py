@@ -46,7 +46,9 @@ def _wave(seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
 
 
 def _frames(n: int) -> int:
-    """Frames out of the conv front end (kernels 10, 8, 8; strides 5, 4, 4)."""
+    """Frames out of the conv front end (kernels 10, 8, 8; strides 5, 4, 4) for n samples
+    plus the 40 zeros on each side."""
+    n += 80
     for k, st in ((10, 5), (8, 4), (8, 4)):
         n = (n - k) // st + 1
     return n
@@ -58,17 +60,45 @@ def _tok(hubert, kmeans=None, **kw):
                                            kmeans_path=str(kmeans or km_bin), layer=LAYER, **kw))
 
 
+def _reference_units(hubert, wave: np.ndarray) -> list[int]:
+    """Units as slamkit's HuBERT extractor makes them: the raw 16 kHz wave padded with 40
+    zeros on each side, hidden_states[layer], the joblib k-means' predict."""
+    _, _, _, km, model = hubert
+    x = torch.nn.functional.pad(torch.from_numpy(wave)[None], (40, 40))
+    with torch.no_grad():
+        feats = model(x, output_hidden_states=True).hidden_states[LAYER][0].numpy()
+    return km.predict(feats).tolist()
+
+
 def test_units_are_nearest_centroids(hubert):
     tok = _tok(hubert)
     assert isinstance(tok, SpeechTokenizer) and tok.vocab_size == N_CLUSTERS
     wave = _wave(0.5, seed=3)
     units = tok.encode(wave, 16000, deduplicate=False)
     assert len(units) == _frames(len(wave))
-    _, _, _, km, model = hubert
-    with torch.no_grad():
-        feats = model(torch.from_numpy(wave)[None], output_hidden_states=True).hidden_states
-    assert units == km.predict(feats[LAYER][0].numpy()).tolist()
+    assert units == _reference_units(hubert, wave)
     assert tok.encode(wave, 16000) == dedup(units)
+
+
+def test_front_end_matches_the_reference_whatever_preprocessor_config_says(hubert, tmp_path):
+    """slamkit feeds the raw wave padded by 40 samples a side; a preprocessor_config.json
+    with do_normalize (as HF directories may carry) must not change the units (it did, and
+    the padding was missing: units differed from the reference's for the same weights)."""
+    import json
+    import shutil
+
+    d = tmp_path / "hubert_with_preprocessor"
+    shutil.copytree(hubert[0], d)
+    (d / "preprocessor_config.json").write_text(json.dumps(
+        {"do_normalize": True, "feature_size": 1, "sampling_rate": 16000}))
+    wave = 0.05 * _wave(0.7, seed=9) + 0.02  # far from zero mean, unit variance
+    tok = build_tokenizer(TokenizerConfig(kind="hubert", path=str(d),
+                                          kmeans_path=str(hubert[1]), layer=LAYER))
+    want = _reference_units(hubert, wave)
+    assert tok.encode(wave, 16000, deduplicate=False) == want
+    normed = _tok(hubert, normalize=True).encode(wave, 16000, deduplicate=False)
+    z = (wave - wave.mean()) / np.sqrt(wave.var() + 1e-5)
+    assert normed == _reference_units(hubert, z.astype(np.float32))
 
 
 def test_npy_and_joblib_agree(hubert):

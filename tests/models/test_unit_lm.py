@@ -47,9 +47,12 @@ def test_layout_and_tokenizer(lm):
     assert ids == [BOS, OFFSET + 1, OFFSET + 2, OFFSET + 3]
 
 
-def test_meta_file_overrides_config(lm_dir):
-    m = load(lm_dir, unit_offset=0, n_units=5, bos_token_id=None)
+def test_meta_file_states_the_layout(lm_dir):
+    m = load(lm_dir, n_units=K, bos_token_id=BOS)
     assert (m.unit_offset, m.n_units, m.bos_token_id) == (OFFSET, K, BOS)
+    for key, value in (("unit_offset", 0), ("n_units", 5), ("bos_token_id", None)):
+        with pytest.raises(ModelLoadError, match=f"{key} = {value} but the checkpoint states"):
+            load(lm_dir, **{key: value})
 
 
 def test_kind_mini_is_hf_unit_lm(lm_dir):
@@ -166,6 +169,79 @@ def test_load_errors_name_the_file(tmp_path, lm_dir):
         load(tmp_path / "empty")
     d = save_unit_lm(tmp_path / "small", with_meta=False)
     with pytest.raises(ModelLoadError, match="vocabulary has 23 tokens"):
-        load(d, n_units=500)
+        load(d, n_units=500, unit_offset=OFFSET)
     with pytest.raises(ModelLoadError, match="adapter_config.json"):
         load(lm_dir).load_adapter("x", tmp_path / "empty")
+
+
+def test_twist_offset_in_config_json_is_the_unit_layout(twist_dir):
+    """TWIST states its offset in config.json and feeds `offset + unit` without a BOS: unit u
+    must be token offset + u and EOS (below the offset) must still end a sample (the offset
+    used to be 0: every unit shifted, units 0-3 on special tokens, EOS dropped)."""
+    from transformers import AutoModelForCausalLM
+
+    from .conftest import TWIST_EOS, TWIST_OFFSET
+
+    assert json.loads((twist_dir / "config.json").read_text())["offset"] == TWIST_OFFSET
+    assert not (twist_dir / "studio_unit_lm.json").exists()
+    lm = load(twist_dir, n_units=K)
+    assert (lm.unit_offset, lm.bos_token_id, lm.eos_token_id) == (TWIST_OFFSET, None, TWIST_EOS)
+    assert lm.non_unit_ids == [i for i in range(TWIST_OFFSET) if i != TWIST_EOS]
+    ref = AutoModelForCausalLM.from_pretrained(twist_dir, dtype=torch.float32).eval()
+    units = [0, 3, 7, K - 1]
+    with torch.no_grad():
+        logits = ref(input_ids=torch.tensor([[TWIST_OFFSET + u for u in units]])).logits[0]
+    want = torch.log_softmax(logits[:-1], -1).gather(
+        -1, torch.tensor([[TWIST_OFFSET + u] for u in units[1:]]))[:, 0]
+    assert lm.logprob([units])[0].per_token == pytest.approx(want.tolist(), abs=1e-4)
+    flat = [u for c in lm.sample([units], P)[0] for u in c]
+    assert flat and all(0 <= u < K for u in flat)
+
+
+def test_a_configured_layout_that_contradicts_the_checkpoint_is_refused(twist_dir, tmp_path):
+    with pytest.raises(ModelLoadError, match=r"unit_offset = 0 but the checkpoint states 4"):
+        load(twist_dir, unit_offset=0)
+    assert load(twist_dir, unit_offset=4, n_units=K).unit_offset == 4
+    d = save_unit_lm(tmp_path / "no_offset", with_meta=False)
+    with pytest.raises(ModelLoadError, match="config.json has no `offset`.*unit_offset"):
+        load(d)
+    assert load(d, unit_offset=OFFSET, n_units=K).unit_offset == OFFSET
+
+
+def test_an_adapter_naming_modules_the_lm_lacks_is_refused(twist_dir, tmp_path):
+    """A Llama-style adapter (o_proj) on an OPT TWIST (out_proj): peft would load the rest and
+    silently skip o_proj; both architectures accept an adapter on their own projections."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from models.training import lora_target_modules
+
+    base = AutoModelForCausalLM.from_pretrained(twist_dir, dtype=torch.float32)
+    own = lora_target_modules(base, ["attention"])
+    get_peft_model(base, LoraConfig(r=2, target_modules=own)).save_pretrained(tmp_path / "own")
+    lm = load(twist_dir, n_units=K)
+    lm.load_adapter("own", tmp_path / "own")
+    assert lm.logits([1, 2], adapter="own").shape[0] == 2
+    other = {"q_proj", "k_proj", "v_proj", "o_proj", "out_proj"} - set(own)
+    cfg = json.loads((tmp_path / "own" / "adapter_config.json").read_text())
+    (tmp_path / "foreign").mkdir()
+    for f in (tmp_path / "own").iterdir():
+        (tmp_path / "foreign" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "foreign" / "adapter_config.json").write_text(
+        json.dumps({**cfg, "target_modules": sorted(set(own) | other)}))
+    with pytest.raises(ModelLoadError, match=f"target modules \\['{other.pop()}'\\]"):
+        load(twist_dir, n_units=K).load_adapter("foreign", tmp_path / "foreign")
+
+
+def test_adapter_names_may_hold_dots(lm_dir, adapter_dirs, tmp_path):
+    """Aligned versions are named after the LM directory (`TWIST-1.3B-r1-...`): peft makes
+    the adapter name a module name, which may not hold a dot (KeyError in the first round)."""
+    m = load(lm_dir)
+    m.load_adapter("TWIST-1.3B-r1", adapter_dirs["a"])
+    ref = load(lm_dir)
+    ref.load_adapter("a", adapter_dirs["a"])
+    assert torch.equal(m.logits([1, 2], adapter="TWIST-1.3B-r1"), ref.logits([1, 2], adapter="a"))
+    saved = m.save_adapter("TWIST-1.3B-r1", tmp_path / "saved")
+    assert (saved / "adapter_config.json").is_file()
+    m.unload_adapter("TWIST-1.3B-r1")
+    assert m.adapters == {}

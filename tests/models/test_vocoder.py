@@ -21,15 +21,16 @@ BASE = {
     "resblock_dilation_sizes": [[1, 3], [1, 3]], "num_embeddings": 20, "embedding_dim": 8,
     "model_in_dim": 8, "sampling_rate": 16000,
 }
-DUR = {"dur_prediction": True, "dur_predictor_params": {
+DUR = {"dur_predictor_params": {  # as published: no dur_prediction key (the caller decides)
     "encoder_embed_dim": 8, "var_pred_hidden_dim": 8, "var_pred_kernel_size": 3,
     "var_pred_dropout": 0.5}}
 HOP = 16
 
 
-def save_published(tmp_path, h: dict, seed: int = 0):
-    """Build the generator, apply torch's (old-style) weight norm like the training code does,
-    save {"generator": state_dict} and the config; return (ckpt, config, reference module)."""
+def save_published(tmp_path, h: dict, seed: int = 0, parametrized: bool = False):
+    """Build the generator, apply torch's weight norm like the training code does (old-style
+    `weight_g`/`weight_v`, or newer torch's `parametrizations.weight.original0/1`), save
+    {"generator": state_dict} and the config; return (ckpt, config, reference module)."""
     torch.manual_seed(seed)
     gen = CodeGenerator(h)
     convs = [gen.conv_pre, gen.conv_post, *gen.ups]
@@ -38,26 +39,33 @@ def save_published(tmp_path, h: dict, seed: int = 0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for c in convs:
-            torch.nn.utils.weight_norm(c)
+            if parametrized:
+                torch.nn.utils.parametrizations.weight_norm(c)
+            else:
+                torch.nn.utils.weight_norm(c)
     with torch.no_grad():  # g != ||v||, so folding must really use g
         for c in convs:
-            c.weight_g.mul_(1.5)
+            g = c.parametrizations.weight.original0 if parametrized else c.weight_g
+            g.mul_(1.5)
     gen.eval()
     state = gen.state_dict()
-    assert any(k.endswith("weight_g") for k in state)
+    g_key = "parametrizations.weight.original0" if parametrized else "weight_g"
+    assert any(k.endswith(g_key) for k in state)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     ckpt, conf = tmp_path / "g_00400000.pt", tmp_path / "config.json"
     torch.save({"generator": state, "steps": 400000}, ckpt)
     conf.write_text(json.dumps(h))
     return ckpt, conf, gen
 
 
-def load(ckpt, conf):
+def load(ckpt, conf, **kw):
     return build_vocoder(VocoderConfig(kind="hifigan", checkpoint=str(ckpt),
-                                       config_path=str(conf)))
+                                       config_path=str(conf), **kw))
 
 
-def test_decode_length_determinism_and_reference(tmp_path):
-    ckpt, conf, ref = save_published(tmp_path, BASE)
+@pytest.mark.parametrize("parametrized", [False, True])
+def test_decode_length_determinism_and_reference(tmp_path, parametrized):
+    ckpt, conf, ref = save_published(tmp_path, BASE, parametrized=parametrized)
     voc = load(ckpt, conf)
     assert isinstance(voc, Vocoder) and voc.sample_rate == 16000
     units = [1, 5, 5, 7, 19, 0, 3]
@@ -74,6 +82,9 @@ def test_decode_length_determinism_and_reference(tmp_path):
 
 
 def test_duration_prediction(tmp_path):
+    """A published config has `dur_predictor_params` but no `dur_prediction` key (TWIST asks
+    for durations when it calls the vocoder): by default durations are predicted (they were
+    not: one frame per deduplicated unit, speech too short)."""
     ckpt, conf, ref = save_published(tmp_path, {**BASE, **DUR})
     voc = load(ckpt, conf)
     units = [2, 4, 6, 8]
@@ -85,6 +96,12 @@ def test_duration_prediction(tmp_path):
     with torch.no_grad():
         want = ref(torch.tensor([units]), dur_prediction=True)[0].numpy()
     np.testing.assert_allclose(wave, want, atol=1e-5)
+    assert int(dur.sum()) != len(units)  # the durations really change the length
+    assert load(ckpt, conf, dur_prediction=False).decode(units).shape == (len(units) * HOP,)
+    plain, plain_conf, _ = save_published(tmp_path / "plain", BASE)
+    assert load(plain, plain_conf).decode(units).shape == (len(units) * HOP,)
+    with pytest.raises(ModelLoadError, match="dur_prediction is true but .* dur_predictor_params"):
+        load(plain, plain_conf, dur_prediction=True)
 
 
 def test_load_errors_name_the_file(tmp_path):

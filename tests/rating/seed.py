@@ -80,3 +80,11 @@ def seed(rt, n_prompts: int = 4, seconds: float = 0.6, raters=("rater1", "rater2
                                      units=[1, 2, v.id, k]))
     created = rating.sync_tasks(rt, per_prompt_pairs=per_prompt_pairs) if tasks else {}
     return {"prompts": pids, "base": base, "aligned": aligned, "tasks": created}
+
+
+def play_through(rt, user_id: int, t: dict) -> None:
+    """Each clip of task `t` served and reported heard from start to end (what a player does)."""
+    for side, path in t["audio"].items():
+        seconds = sf.info(path).duration if Path(path).is_file() else 0.0
+        rating.record_served(rt, user_id, t["assignment_id"], side)
+        rating.record_heard(rt, user_id, t["assignment_id"], side, [[0.0, seconds]])

@@ -129,3 +129,33 @@ def test_media_refuses_escapes(rt, tmp_path):
     assert media.safe_audio(rt, link) is None
     png = media.plot_png(rt, inside)
     assert png and png.endswith(".png") and media.plot_png(rt, secret) is None
+
+
+def test_own_prompts_from_a_jsonl_land_in_splits_that_are_read(rt, tmp_path):
+    """One's own prompts: a .jsonl given directly, audio paths relative to it. A row without
+    a split takes the one given (it used to become `test`, which neither rounds nor evaluation
+    read); a split nothing reads is refused before anything is stored."""
+    import json
+
+    from backend.loop.generate import select_prompts
+
+    rt._components["tokenizer"] = FakeTokenizer()
+    own = tmp_path / "own"
+    (own / "wavs").mkdir(parents=True)
+    for name, f in (("a", 300), ("b", 400), ("c", 500)):
+        (own / "wavs" / f"{name}.wav").write_bytes(wav_bytes(tone(f, 1.0)))
+    index = own / "prompts.jsonl"
+    rows = [{"audio": "wavs/a.wav", "text": "hello"}, {"audio": "wavs/b.wav"},
+            {"audio": "wavs/c.wav", "split": "dev"}]
+    index.write_text("\n".join(json.dumps(r) for r in rows))
+    with pytest.raises(ValueError, match=r"prompts.jsonl:1: no split.*--split train"):
+        prompts.import_bundle_prompts(rt, index)
+    index.write_text("\n".join(json.dumps(r) for r in [*rows, {"audio": "wavs/a.wav",
+                                                                "split": "valid"}]))
+    with pytest.raises(ValueError, match=r"prompts.jsonl:4: split 'valid' is read by nothing"):
+        prompts.import_bundle_prompts(rt, index, split="train")
+    assert n_prompts(rt) == 0
+    index.write_text("\n".join(json.dumps(r) for r in rows))
+    assert prompts.import_bundle_prompts(rt, index, split="train")["added"] == 3
+    assert len(select_prompts(rt, split=rt.settings.generation.train_split)) == 2
+    assert len(select_prompts(rt, split=rt.settings.generation.heldout_split)) == 1

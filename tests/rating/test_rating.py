@@ -3,6 +3,7 @@ concurrency."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from backend.config import Settings
 from backend.runtime import Runtime
 from db.schema import Judgment, RatingTask, Sample
 from tests.rating.seed import SR, seed, tone
+from tests.rating.seed import play_through as play
 
 
 @pytest.fixture
@@ -25,6 +27,7 @@ def rt(tmp_path):
     r = Runtime(Settings(data_dir=tmp_path / "data",
                          database_url=f"sqlite:///{tmp_path / 'store.db'}"))
     r.settings.rating.gold_fraction = 0.0
+    r.settings.rating.min_heard_fraction = 0.0  # the play gate's own tests set it: no waiting
     yield r
     r.close()
 
@@ -38,10 +41,6 @@ def uid(rt, name: str) -> int:
     return users.find_user(rt, name).id
 
 
-def play(rt, user_id: int, t: dict) -> None:
-    for side in t["audio"]:
-        rating.record_play(rt, user_id, t["assignment_id"], side, "start")
-        rating.record_play(rt, user_id, t["assignment_id"], side, "end")
 
 
 def n_judgments(rt, **where) -> int:
@@ -86,29 +85,64 @@ def test_open_assignment_is_returned_again(rt, world):
     assert a["assignment_id"] == b["assignment_id"]
 
 
-def test_play_gate(rt, world, tmp_path):
+def test_play_gate_counts_what_was_heard(rt, world):
+    """Issue 20, item 1: play, pause at once, seek to the end (what a player then reports) is
+    not listening; the vote unlocks once the heard ranges cover 90 % of each clip and that much
+    time has passed since it was served."""
+    rt.settings.rating.min_heard_fraction = 0.9
     u = uid(rt, "r1")
     t = rating.next_task(rt, u)
+    aid = t["assignment_id"]
     with pytest.raises(rating.PlayGateError):
-        rating.vote(rt, u, t["assignment_id"], "A")
-    rating.record_play(rt, u, t["assignment_id"], "A", "start")
-    rating.record_play(rt, u, t["assignment_id"], "A", "end")
-    assert rating.play_status(rt, u, t["assignment_id"]) == {"A": True, "B": False,
-                                                             "unlocked": False}
+        rating.vote(rt, u, aid, "A")
+    for side in ("A", "B"):
+        rating.record_served(rt, u, aid, side)
+    time.sleep(0.7)  # longer than the 0.6 s clips
+    st_ = rating.record_heard(rt, u, aid, "A", "[[0, 0.1], [0.55, 0.6]]")
+    assert st_["A"] is False and st_["heard"]["A"] == pytest.approx(0.25, abs=0.01)
+    st_ = rating.record_heard(rt, u, aid, "B", "[[0, 0.6]]")
+    assert st_["B"] is True and st_["unlocked"] is False
     with pytest.raises(rating.PlayGateError):
-        rating.vote(rt, u, t["assignment_id"], "A")
-    rating.record_play(rt, u, t["assignment_id"], "B", "end")
-    assert rating.vote(rt, u, t["assignment_id"], "A").replay is False
+        rating.vote(rt, u, aid, "A")
+    st_ = rating.record_heard(rt, u, aid, "A", [[0.1, 0.5]])  # the rest, in a later report
+    assert st_["heard"]["A"] == pytest.approx(0.917, abs=0.01) and st_["unlocked"]
+    assert rating.vote(rt, u, aid, "A").replay is False
 
 
-def test_play_gate_needs_real_time_for_long_clips(rt, world):
+def test_play_gate_needs_the_time_since_the_clip_was_served(rt, world):
+    """Ranges are the client's word: a script can claim a whole 4 s clip at once, but not
+    make 3.6 s pass since the clip was sent; and a clip never served was not heard at all."""
+    rt.settings.rating.min_heard_fraction = 0.9
     u = uid(rt, "r1")
     t = rating.next_task(rt, u)
-    for side in ("A", "B"):  # make both clips 4 s long: "end" right after "start" is too soon
+    for side in ("A", "B"):
         sf.write(t["audio"][side], tone(300, 4.0), SR)
-        rating.record_play(rt, u, t["assignment_id"], side, "start")
-        rating.record_play(rt, u, t["assignment_id"], side, "end")
-    assert rating.play_status(rt, u, t["assignment_id"])["unlocked"] is False
+    rating.record_served(rt, u, t["assignment_id"], "A")
+    for side in ("A", "B"):
+        st_ = rating.record_heard(rt, u, t["assignment_id"], side, [[0, 4.0]])
+    assert st_["heard"] == {"A": 1.0, "B": 1.0}
+    assert (st_["A"], st_["B"], st_["unlocked"]) == (False, False, False)
+
+
+def test_empty_or_bad_played_ranges(rt, world):
+    """An end event without ranges counts nothing; ranges that are not of the clip are
+    refused naming the problem and store nothing."""
+    rt.settings.rating.min_heard_fraction = 0.9
+    u = uid(rt, "r1")
+    t = rating.next_task(rt, u)
+    aid = t["assignment_id"]
+    for side in ("A", "B"):
+        rating.record_served(rt, u, aid, side)
+        assert rating.record_heard(rt, u, aid, side, "")["heard"][side] == 0.0
+    for bad, says in (("x", "list of"), ("[[0, 100]]", "outside the clip"),
+                      ("[[-1, 0.2]]", "outside"), ("[[0.4, 0.1]]", "outside"),
+                      ('[[0, NaN]]', "outside"), ("[0.1]", "list of"),
+                      (json.dumps([[0, 0.01]] * 201), "at most 200")):
+        with pytest.raises(rating.RatingError, match=says):
+            rating.record_heard(rt, u, aid, "A", bad)
+    with pytest.raises(rating.RatingError, match="no clip C"):
+        rating.record_heard(rt, u, aid, "C", "[[0, 0.6]]")
+    assert rating.play_status(rt, u, aid)["heard"] == {"A": 0.0, "B": 0.0}
 
 
 def test_vote_is_idempotent_and_replays(rt, world):
@@ -192,7 +226,7 @@ def test_unknown_user_or_task_refused(rt, world):
     with pytest.raises(rating.RatingError, match="unknown task"):
         rating.vote(rt, u1, 123456, "A")
     with pytest.raises(rating.RatingError, match="unknown task"):
-        rating.record_play(rt, u2, t["assignment_id"], "A", "end")
+        rating.record_heard(rt, u2, t["assignment_id"], "A", "[[0, 0.6]]")
     with pytest.raises(rating.RatingError):
         rating.next_task(rt, 9999)
     assert n_judgments(rt) == 0

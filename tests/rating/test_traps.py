@@ -27,7 +27,7 @@ def rt(tmp_path):
     r = Runtime(Settings(data_dir=tmp_path / "data",
                          database_url=f"sqlite:///{tmp_path / 'store.db'}"))
     r.settings.rating.gold_fraction = 1.0  # QC tasks first, so the trap comes up at once
-    r.settings.rating.min_play_fraction = 0.0  # the play gate has its own tests: no waiting
+    r.settings.rating.min_heard_fraction = 0.0  # the play gate has its own tests: no waiting
     seed(r, n_prompts=4, raters=("r1", "r2"))
     yield r
     r.close()
@@ -73,8 +73,8 @@ def _answer_trap(rt, name: str, right: bool) -> rating.VoteResult:
     task, clip, _ = _task(rt, t["task_id"])
     assert task.is_trap
     for side in t["audio"]:
-        rating.record_play(rt, u, t["assignment_id"], side, "start")
-        rating.record_play(rt, u, t["assignment_id"], side, "end")
+        rating.record_served(rt, u, t["assignment_id"], side)
+        rating.record_heard(rt, u, t["assignment_id"], side, [[0.0, 1.0]])
     trap_side = _shown_side(t, clip.audio_path)
     choice = trap_side if right else {"A": "B", "B": "A"}[trap_side]
     return rating.vote(rt, u, t["assignment_id"], choice)

@@ -65,21 +65,23 @@ class World:
         with self.rt.store.session() as s:
             s.add(Judgment(kind="ab", rater=f"user:{self.users[user]}", task_key=f"t{self._k}",
                            sample_id=sa, sample_b_id=sb, choice=choice,
-                           user_id=self.users[user], flagged=flagged))
+                           user_id=self.users[user], flagged=flagged,
+                           flag_reason="admin" if flagged else None))
 
     def mos(self, sid, value, user=0, aspect="meaningfulness", flagged=False):
         self._k += 1
         with self.rt.store.session() as s:
             s.add(Judgment(kind="mos", aspect=aspect, rater=f"user:{self.users[user]}",
                            task_key=f"m{self._k}", sample_id=sid, value=value,
-                           user_id=self.users[user], flagged=flagged))
+                           user_id=self.users[user], flagged=flagged,
+                           flag_reason="admin" if flagged else None))
 
-    def ai(self, sid, value, judge="j1", error=None, prompt_version="v1"):
+    def ai(self, sid, value, judge="j1", error=None, prompt_version="v1", raw=None):
         self._k += 1
         with self.rt.store.session() as s:
             s.add(Judgment(kind="ai", rater=f"ai:{judge}@{prompt_version}", task_key=f"a{self._k}",
                            sample_id=sid, judge_name=judge, prompt_version=prompt_version,
-                           value=value, error=error))
+                           value=value, error=error, raw=raw))
 
 
 def test_win_rate_bt_and_listing_from_human_votes(rt, tmp_path):
@@ -141,11 +143,23 @@ def test_ai_source_comparisons_mos_and_flagged(rt, tmp_path):
     assert a2["win_rate"]["n"] == 40 and a2["win_rate"]["value"] > 0.8
     assert lb["n_ai"] == 240
     assert not a2["preliminary"]
+    # clearly apart: three ranks; the readable scale puts the baseline at 1000
+    assert [r["rank"] for r in lb["rows"]] == [1, 2, 3]
+    base_row = lb["rows"][2]
+    assert base_row["score"]["value"] == 1000.0 and a2["score"]["value"] > 1100
+    assert a2["score"]["value"] == pytest.approx(
+        1000 + 400 / math.log(10) * a2["bt"]["value"])
+    assert [r["parent"] for r in lb["rows"]] == ["a1", "base", None]
+    m = lb["matrix"]
+    assert m["versions"] == ["a2", "a1", "base"]
+    assert m["share"][0][2] > 0.8 and m["share"][0][2] + m["share"][2][0] == pytest.approx(1)
+    assert m["n"][0][2] == 40 and m["share"][1][1] is None
 
     all_ = leaderboard.leaderboard(rt, "all")
     base = next(r for r in all_["rows"] if r["version"] == "base")
     assert base["mos"]["meaningfulness"]["value"] == 4.0  # flagged 1.0 excluded
     assert base["mos"]["meaningfulness"]["n"] == 1
+    assert all(1 <= r["ai_score"]["low"] <= r["ai_score"]["high"] <= 5 for r in all_["rows"])
     with pytest.raises(ValueError, match="unknown source"):
         leaderboard.leaderboard(rt, "nobody")
 
@@ -190,8 +204,14 @@ def test_round_curves_write_pngs(rt, tmp_path):
             s.add(EvalResult(model_version_id=v.id, benchmark="judge:j1",
                              metric="mean_score", value=js, n=50, ci_low=js - 0.2,
                              ci_high=js + 0.2, details={"split": "dev"}))
+    series = leaderboard.round_series(rt)
+    (judge,) = series["judge score"].values()
+    assert [(p[1], p[2]) for p in judge] == [(0, 2.5), (1, 3.0), (2, 3.4)]
+    assert [p[1] for p in series["benchmark accuracy"]["sblimp"]] == [0, 1, 2]
+    assert series["fault rate"] == {}  # no judge evidence stored
     paths = leaderboard.round_curves(rt, tmp_path / "curves")
-    assert [p.name for p in paths] == ["judge_score.png", "accuracy.png"]
+    assert [p.name for p in paths] == ["judge_score.png", "fault_rate.png",
+                                       "benchmark_accuracy.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
@@ -214,3 +234,27 @@ def test_two_prompt_versions_of_one_judge_are_two_judges(rt, tmp_path):
     assert v2["a1"]["ai_score"]["value"] == 1.0 and v2["a1"]["win_rate"]["value"] == 0.0
     judges = {r["judge"]: r["n_samples"] for r in leaderboard.agreement(rt)["ai_vs_human"]}
     assert judges == {"j1@v1": 6, "j1@v2": 6}
+
+
+def test_fault_rates_from_the_training_judges_evidence(rt, tmp_path):
+    """Per version, the share of dev continuations with each fault the training judge saw, with
+    a Wilson CI; the evaluation judge's evidence (and its scores) do not count."""
+    import json
+
+    from backend import stats
+
+    w = World(rt, tmp_path)
+    ok = {"n_words": 6, "n_known": 6, "on_topic": 3, "off_topic": 0, "wrong_pronouns": 0,
+          "other_names": [], "fluency": 0.9, "broken_cause": False}
+    bad = {**ok, "on_topic": 1, "off_topic": 3, "wrong_pronouns": 2}
+    for k in range(8):
+        sid = w.sample(w.a1, w.prompt())
+        w.ai(sid, 3.0, judge="mini-judge", raw=json.dumps(bad if k < 2 else ok))
+        w.ai(sid, 1.0, judge="mini-lm-judge", raw=json.dumps(bad))
+    rates = leaderboard.fault_rates(rt, "dev")
+    assert set(rates) == {w.a1.id}
+    assert rates[w.a1.id]["off_topic"] == stats.wilson(2, 8)
+    assert rates[w.a1.id]["wrong_pronoun"].value == 0.25
+    assert rates[w.a1.id]["broken_cause"].value == 0.0
+    series = leaderboard.round_series(rt)["fault rate"]
+    assert [p[2] for p in series["off topic"]] == [0.25]

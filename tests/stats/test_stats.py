@@ -207,3 +207,37 @@ def test_cohen_kappa_and_spearman():
 def test_gold_accuracy():
     e = stats.gold_accuracy(9, 10)
     assert e.value == 0.9 and e.low < 0.9 < e.high <= 1.0
+
+
+def test_ci_ranks_share_a_rank_where_intervals_overlap():
+    from backend.stats import ci_ranks
+
+    # a is above b and c (its low above their highs); b and c overlap; d has no interval and
+    # sits below c's interval but inside b's
+    values = [3.0, 1.0, 0.5, -0.2]
+    lows = [2.5, -0.5, 0.0, None]
+    highs = [3.5, 1.5, 1.0, None]
+    assert ci_ranks(values, lows, highs) == [1, 2, 2, 3]
+
+
+def test_mean_t_bounded_to_the_rating_scale():
+    from backend.stats import mean_t
+
+    free, cut = mean_t([5, 5, 4], bounds=None), mean_t([5, 5, 4], bounds=(1, 5))
+    assert free.high > 5 and cut.high == 5 and cut.low == free.low and cut.value == free.value
+
+
+def test_kappa_and_spearman_bootstrap_match_the_libraries_and_cover_them():
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(1, 6, 80)
+    b = np.clip(a + rng.integers(-1, 2, 80), 1, 5)
+    for weights in (None, "quadratic"):
+        e = stats.kappa_bootstrap(list(a), list(b), weights, resamples=500)
+        assert e.value == pytest.approx(cohen_kappa_score(a, b, weights=weights))
+        assert e.low < e.value < e.high and e.n == 80
+    r = stats.spearman_bootstrap(a, b, resamples=500)
+    assert r.value == pytest.approx(stats.spearman(a, b)[0]) and r.low < r.value < r.high
+    assert stats.kappa_bootstrap([1, 1, 1], [1, 1, 1]) is None  # one label: undefined
+    assert stats.spearman_bootstrap([1, 2], [2, 1]) is None
