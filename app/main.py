@@ -30,6 +30,11 @@ def theme() -> gr.themes.Base:
 
 def world_banner(rt: Runtime) -> str:
     if rt.settings.world == "mini" and "error" in world.bundle_info(rt.settings):
+        from app.admin.world import build_progress
+
+        building = build_progress(world.build_status(rt.settings.bundle_dir))
+        if building:
+            return f"{building}. Reload the page when it is done."
         return ("**The mini world is not built yet**, so nothing can be generated or judged "
                 "here. An operator runs `python -m backend bootstrap`; stored prompts, samples "
                 "and ratings still work.")
@@ -130,6 +135,12 @@ def build_app(rt: Runtime) -> gr.Blocks:
         lb_tab.select(lb_show, [lb_source], lb_outputs, api_visibility="private")
         admin_tab.select(admin_if_admin, [session], admin_outputs, api_visibility="private")
         demo.load(lambda: world_banner(rt), None, [banner], api_visibility="private")
+        # while the world is being built, the banner follows the build's stage and ETA
+        banner_timer = gr.Timer(rt.settings.server.poll_seconds,
+                                active=rt.settings.world == "mini"
+                                and "error" in world.bundle_info(rt.settings))
+        banner_timer.tick(lambda: world_banner(rt), None, [banner], api_visibility="private",
+                          show_progress="hidden")
         demo.load(listen.open, None, listen.outputs, api_visibility="private")
 
         # every view refreshes itself when a job ends (a round's new version, new scores):

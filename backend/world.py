@@ -4,11 +4,12 @@ Offline, on CPU, from nothing but espeak-ng and the pinned Python packages:
 
     corpus   short stories with known structure, 30% of training stories incoherent (noise)
     tts      espeak-ng, several voices and speeds, 16 kHz; each distinct (sentence, voice) once
-    units    50 Hz log-mel + k-means (faiss, single-threaded: a seed gives the same units)
+    units    50 Hz log-mel + k-means, both in float64: a seed gives the same units on any CPU
     vocoder  cluster-centre mel x mean unit duration -> Griffin-Lim
     asr      CTC BiGRU trained on vocoded (and some natural) corpus speech
     unit_lm  small Llama pre-trained on de-duplicated story unit sequences, each sentence
-             tokenized at several sub-frame phases (as it would fall in continuous speech)
+             tokenized at several sub-frame phases (as it would fall in continuous speech),
+             and on every word of the world spoken alone (never a benchmark recording)
     judge    the generator's knowledge: topic words, characters, cause-effect, fluent word pairs
     prompts  first sentences of stories (~2.5 s), per split, + prompts.jsonl
     bench    swuggy / sblimp / ssc / tsc item files + wavs (held-out material only)
@@ -19,15 +20,18 @@ Why sentence-level synthesis: stories are sequences of a few thousand distinct s
 its sentences' units joined. That makes tens of thousands of training stories nearly free;
 the LM, not TTS, gets the time budget.
 
-The bundle is built in a temporary directory next to the target and renamed into place, so a
-crash never leaves a half bundle; a complete bundle whose manifest has the same preset and seed
-is reused (`--force` rebuilds).
+The bundle is built stage by stage in a work directory next to the target (`work_dir`) and
+renamed into place when complete, so a crash never leaves a half bundle. Each stage's outputs and
+its record (what it was made from) are committed atomically, and the next build skips the stages
+whose record still holds: an interrupted `make run` continues where it stopped. A complete
+bundle whose manifest has the same preset and seed is reused (`--force` rebuilds from scratch).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import resource
@@ -37,16 +41,20 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from backend import stats
 from backend.files import write_wav
 from backend.jobs import JobContext, handler
-from backend.progress import Progress
+from backend.progress import Progress, StageClock
+from backend.world_env import environment, thread_counts
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -99,10 +107,29 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
-# Rough share of build time per stage, for one overall progress fraction.
-STAGES = {"corpus": 1, "tts": 8, "tokenizer": 6, "vocoder": 1, "asr": 22, "unit_lm": 45,
-          "judge": 1, "files": 4, "measure": 12}
+STAGE_SECONDS: dict[str, dict[str, float]] = {
+    # build_seconds of /work/worlds/seed0/manifest.json: full preset, seed 0, code 7ab4da4d45de
+    # (2026-12-01, 2-core VM, other builds on the cores for part of it; 1886 s in all)
+    "full": {"corpus": 0.4, "tts": 90.3, "tokenizer": 16.6, "vocoder": 4.4, "asr": 355.4,
+             "unit_lm": 1325.5, "judge": 0.1, "files": 14.1, "measure": 79.1},
+    # build_seconds of the tiny test bundle .cache/test-bundle-tiny-0-cf1934ce2205 (seed 0,
+    # 2026-12-01, the least loaded of six tiny builds that day; 102 s in all)
+    "tiny": {"corpus": 0.0, "tts": 11.9, "tokenizer": 2.0, "vocoder": 0.5, "asr": 49.5,
+             "unit_lm": 21.8, "judge": 0.1, "files": 3.5, "measure": 13.1},
+}
+"""Measured stage durations, in build order: each stage's weight in the overall progress is its
+share of its preset's total, and the ETA of stages not yet started is their duration times this
+machine's speed relative to the measuring one (`backend.progress.StageClock`)."""
 
+STAGE_THREADS: dict[str, dict[str, int]] = {
+    stage: {"torch": 2, "blas": 1} for stage in STAGE_SECONDS["full"]}
+"""Threads per stage, the same on every machine: float reductions split across another number of
+threads round differently (measured: numpy's log-mel matmul with 2 OpenBLAS threads instead of
+1 gives other features and another units digest on the tiny preset). torch 2 (what the build
+used on 2 or more cores before), numpy's BLAS 1 (what `OMP_NUM_THREADS=1` gave). The features and
+k-means are computed in float64 besides (models/mini/audio.py, tokenizer.py), which makes them
+independent of the thread count and BLAS kernel too; torch's training is not (its kernels
+depend on the CPU's instruction set), so its threads stay fixed."""
 
 NOT_BUILT_BY = {"__init__.py", "lm_judge.py"}
 """models/mini files the bundle does not depend on: the loaders, and the evaluation judge
@@ -156,30 +183,59 @@ def is_complete(bundle: Path, preset: str, seed: int) -> bool:
 
 def build_at(target: Path, preset: str = "full", seed: int = 0, progress: Progress | None = None,
              force: bool = False) -> Path:
-    """Build a bundle at `target` (reused when complete for preset+seed, unless `force`)."""
+    """Build a bundle at `target` (reused when complete for preset+seed, unless `force`).
+
+    The build runs in `work_dir(target)` and continues from the stages a stopped build finished
+    there (`force` starts afresh); the complete bundle is then renamed into place, so `target`
+    is never half built. A file lock keeps two builds out of one work directory."""
+    from filelock import FileLock
+
     target = Path(target)
     if not force and is_complete(target, preset, seed):
         return target
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}-tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        _build(tmp, preset, seed, progress or (lambda f, m: None))
+    work = work_dir(target)
+    with FileLock(f"{work}.lock"):
+        if force:
+            shutil.rmtree(work, ignore_errors=True)
+        m = read_manifest(work)
+        if not (is_complete(work, preset, seed) and m and m.get("code_hash") == code_hash()):
+            _build(work, preset, seed, progress or (lambda f, m: None))
+        shutil.rmtree(work / RECORDS, ignore_errors=True)
+        (work / STATUS).unlink(missing_ok=True)
         old = None
         if target.exists() or target.is_symlink():
             old = target.parent / f".{target.name}-old-{uuid.uuid4().hex[:8]}"
             os.replace(target, old)
-        os.replace(tmp, target)
+        os.replace(work, target)
         if old is not None:
             if old.is_symlink() or old.is_file():
                 old.unlink()
             else:
                 shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def build_status(target: Path) -> dict | None:
+    """The progress of a build running now towards `target` (in any process: `make run`, a
+    bootstrap job), as its last `progress.json` says; None when no build holds the work
+    directory's lock (none started, finished, or killed)."""
+    from filelock import FileLock, Timeout
+
+    work = work_dir(target)
+    try:
+        status = json.loads((work / STATUS).read_text())
+    except (OSError, ValueError):
+        return None
+    lock = FileLock(f"{work}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return status  # a live build holds it
+    lock.release()
+    return None
 
 
 def build_bundle(settings, preset: str | None = None, seed: int | None = None,
@@ -200,29 +256,205 @@ def bundle_info(settings) -> dict:
 
 
 # --- the build ---------------------------------------------------------------------------------
+SCRATCH = "_work"
+"""Stage outputs the bundle does not ship (waves, frame units, benchmark units), under the work
+directory, so a resumed build has them without redoing their stage; removed before the swap."""
+RECORDS = "_stages"
+"""One JSON record per finished stage (what it was made from, a digest of what it made)."""
+STATUS = "progress.json"
+"""The running build's progress in its work directory (stage, fractions, ETAs), for the app."""
+
+
+STARTED, DONE, REUSED = "started", "done in", "reused (finished earlier)"
+"""How a progress message (`<stage>: ...`) says a stage started, ended, or was skipped."""
+
+
+def work_dir(target: Path) -> Path:
+    """Where the bundle at `target` is built stage by stage. It stays when a build stops, so the
+    next build continues from its finished stages, and is renamed into place when complete."""
+    target = Path(target)
+    return target.parent / f".{target.name}-partial"
+
+
+def tree_digest(paths: list[Path], root: Path) -> str:
+    """sha256 over the files under `paths` (relative names and bytes, in sorted order)."""
+    h = hashlib.sha256()
+    files = sorted(f for p in paths if p.exists() for f in ([p] if p.is_file() else p.rglob("*"))
+                   if f.is_file())
+    for f in files:
+        h.update(str(f.relative_to(root)).encode() + b"\0")
+        with f.open("rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 class _Stages:
-    """Times each stage and turns stage-local fractions into one overall progress fraction."""
+    """Runs the build's stages in a work directory, skipping those already finished there.
 
-    def __init__(self, progress: Progress):
-        self.progress = progress
-        self.times: dict[str, float] = {}
-        self.total = sum(STAGES.values())
-        self.done = 0.0
-        self.name = ""
-        self.t0 = 0.0
+    A stage writes its outputs into `.tmp-<stage>/` and they are renamed into the work
+    directory, then its record is written (atomically): a stage killed at any point has no
+    record and is redone from scratch. A record is valid while its key (stage, code hash,
+    preset, seed, and the output digests of every earlier stage) is the one this build computes
+    and its outputs still hash to the recorded digest. Whether run or reused, a stage's state is
+    then loaded from its outputs on disk, so a resumed build continues from exactly the state an
+    uninterrupted one has. Also times each stage and reports one overall progress fraction."""
 
-    def start(self, name: str) -> None:
-        self.name, self.t0 = name, time.monotonic()
-        self.progress(self.done / self.total, f"{name}...")
+    def __init__(self, work: Path, preset: str, seed: int, progress: Progress):
+        self.work, self.progress = work, progress
+        self.base = {"code_hash": code_hash(), "preset": preset, "seed": seed,
+                     "format": FORMAT_VERSION}
+        self.chain: list[str] = []
+        self.records: dict[str, dict] = {}
+        self.clock = StageClock(STAGE_SECONDS[preset])
+        self.last_status = 0.0
+        (work / RECORDS).mkdir(parents=True, exist_ok=True)
+
+    def note(self, digest: str) -> None:
+        """Add the digest of in-memory inputs (the corpus) to what later stages depend on."""
+        self.chain.append(digest)
+
+    def _key(self, name: str) -> dict:
+        inputs = hashlib.sha256(json.dumps([name, *self.chain]).encode()).hexdigest()[:16]
+        return {"stage": name, **self.base, "inputs": inputs}
+
+    def _valid(self, name: str, outputs: tuple[str, ...], key: dict) -> dict | None:
+        try:
+            rec = json.loads((self.work / RECORDS / f"{name}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if {k: rec.get(k) for k in key} != key:
+            return None
+        paths = [self.work / o for o in outputs]
+        if not all(p.exists() for p in paths) or tree_digest(paths, self.work) != rec["outputs"]:
+            return None
+        return rec
+
+    def run(self, name: str, outputs: tuple[str, ...], make: Callable[[Path], dict],
+            load: Callable[[dict], None]) -> dict:
+        """`make(tmp)` writes `outputs` (paths relative to the work dir) under `tmp` and returns
+        the stage's figures (JSON); `load(figures)` reads the stage's state from the work dir."""
+        key = self._key(name)
+        rec = self._valid(name, outputs, key)
+        self.clock.start(name)
+        if rec is not None:
+            self._report(f"{name}: {REUSED}")
+            rec = {**rec, "reused": True}
+        else:
+            (self.work / RECORDS / f"{name}.json").unlink(missing_ok=True)
+            tmp = self.work / f".tmp-{name}"
+            for p in (tmp, *(self.work / o for o in outputs)):
+                shutil.rmtree(p, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            self._report(f"{name}: {STARTED}")
+            t0 = time.monotonic()
+            with pinned_threads(name):
+                threads = thread_counts()
+                figures = make(tmp)
+            seconds = round(time.monotonic() - t0, 1)
+            for o in outputs:
+                (self.work / o).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp / o, self.work / o)
+            shutil.rmtree(tmp)
+            rec = {**key, "outputs": tree_digest([self.work / o for o in outputs], self.work),
+                   "seconds": seconds, "threads": threads, "figures": figures}
+            _write_json_atomic(self.work / RECORDS / f"{name}.json", rec)
+            rec["reused"] = False
+        with pinned_threads(name):
+            load(rec["figures"])
+        self.records[name] = rec
+        self.chain.append(rec["outputs"])
+        self.clock.end(ran=not rec["reused"])
+        if not rec["reused"]:
+            self._report(f"{name}: {DONE} {rec['seconds']} s")
+        return rec["figures"]
+
+    @contextmanager
+    def step(self, name: str):
+        """A step without a record, done by every build: the corpus (in memory, cheap) and
+        the measurements (the manifest, the build's last step). Yields its start time."""
+        self.clock.start(name)
+        self._report(f"{name}: {STARTED}")
+        with pinned_threads(name):
+            yield time.monotonic()
+        self.clock.end()
 
     def update(self, frac: float, msg: str = "") -> None:
-        f = (self.done + STAGES[self.name] * min(1.0, frac)) / self.total
-        self.progress(f, f"{self.name}: {msg}" if msg else self.name)
+        self.clock.update(frac)
+        name = self.clock.stage
+        self._report(f"{name}: {msg} · {self.clock.describe()}" if msg else
+                     f"{name}: {self.clock.describe()}")
 
-    def end(self) -> None:
-        self.times[self.name] = round(time.monotonic() - self.t0, 1)
-        self.done += STAGES[self.name]
-        self.progress(self.done / self.total, f"{self.name} done in {self.times[self.name]} s")
+    def _report(self, message: str) -> None:
+        self.progress(self.clock.fraction, message)
+        now = time.monotonic()
+        if now - self.last_status >= 2 or message.endswith((STARTED, REUSED)):
+            self.last_status = now
+            _write_json_atomic(self.work / STATUS, {
+                **self.clock.status(), "message": message, "pid": os.getpid(),
+                "preset": self.base["preset"], "seed": self.base["seed"],
+                "updated": time.time()})
+
+    def seconds(self) -> dict[str, float]:
+        return {n: r["seconds"] for n, r in self.records.items()}
+
+
+@contextmanager
+def pinned_threads(stage: str):
+    """Run with the stage's fixed thread counts (STAGE_THREADS), whatever the machine or the
+    environment (OMP_NUM_THREADS) says; the caller's counts come back afterwards."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    n = STAGE_THREADS[stage]
+    before = torch.get_num_threads()
+    torch.set_num_threads(n["torch"])
+    try:
+        with threadpool_limits(limits=n["blas"], user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _save_ragged(path: Path, arrays: list[np.ndarray], dtype) -> None:
+    """Arrays of different lengths as one .npy (written in place, no second copy in memory) and
+    their offsets; `_load_ragged` gives them back as views."""
+    path.mkdir(parents=True, exist_ok=True)
+    offsets = np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int64)
+    out = np.lib.format.open_memmap(path / "data.npy", mode="w+", dtype=dtype,
+                                    shape=(int(offsets[-1]),))
+    for a, lo in zip(arrays, offsets[:-1], strict=True):
+        out[lo: lo + len(a)] = a
+    out.flush()
+    del out
+    np.save(path / "offsets.npy", offsets)
+
+
+def _load_ragged(path: Path) -> list[np.ndarray]:
+    data = np.load(path / "data.npy")
+    offsets = np.load(path / "offsets.npy")
+    return [data[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+
+
+class _Feats(dict):
+    """Log-mel frames per utterance index, computed when first asked for (a resumed build needs
+    only those of the stages it still runs)."""
+
+    def __init__(self, waves: list[np.ndarray]):
+        super().__init__()
+        self.waves = waves
+
+    def __missing__(self, i: int) -> np.ndarray:
+        from models.mini import audio
+
+        f = self[i] = audio.log_mel(self.waves[i])
+        return f
 
 
 def _seed_all(seed: int) -> None:
@@ -231,7 +463,6 @@ def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
@@ -239,27 +470,13 @@ def _dir_bytes(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 
-def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
-    import torch
-
-    from backend.loop import evaluate
-    from models.interfaces import dedup
-    from models.mini import asr as asr_mod
+def _corpus(P: Preset, seed: int) -> SimpleNamespace:
+    """The world's stories, who speaks them, every (sentence, voice) to synthesize (`keys`,
+    `items` in index order), the words the unit LM hears alone (`word_items`) and the benchmark
+    pairs: in memory, a second or so."""
     from models.mini import audio, benchmarks, world
-    from models.mini import judge as judge_mod
-    from models.mini import tokenizer as tok_mod
-    from models.mini import unit_lm as lm_mod
-    from models.mini import vocoder as voc_mod
 
-    P = PRESETS[preset_name]
-    _seed_all(seed)
-    st = _Stages(progress)
-    t_start = time.monotonic()
-    out.mkdir(parents=True)
     voices = list(P.voices)
-
-    # corpus ------------------------------------------------------------------------------------
-    st.start("corpus")
     stories = world.generate(P.n_train, P.n_dev, P.n_test, seed, P.noise)
     rng = random.Random(f"voices-{seed}")
     story_voice = {s.id: rng.choice(voices) for sp in stories.values() for s in sp}
@@ -287,204 +504,305 @@ def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
             for p in pairs:
                 for sent in (*p.good, *p.bad):
                     need(sent, p.voice)
-    st.end()
+    items = sorted(keys, key=keys.get)
+    train_idx = sorted({keys[(sent, story_voice[s.id])] for s in stories["train"]
+                        for sent in s.sentences})
+    # Every word of the world spoken alone, as sWUGGY speaks its items, in every voice, at the
+    # speaking rates its benchmark recordings do not use (a benchmark recording of (word,
+    # voice) has speed_for(word, voice, seed)): the LM learns words in isolation, never the
+    # benchmark's audio, and never a non-word.
+    word_items = [(wd, v, sp) for wd in world.lexicon() for v in voices for sp in audio.SPEEDS
+                  if sp != audio.speed_for(wd, v, seed)]
+    digest = hashlib.sha256(json.dumps([items, word_items, [s.text for s in stories["train"]]])
+                            .encode())
+    return SimpleNamespace(stories=stories, story_voice=story_voice, keys=keys, items=items,
+                           word_items=word_items, train_idx=train_idx, bench_pairs=bench_pairs,
+                           digest=digest.hexdigest()[:16])
+
+
+def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
+    """Build (or finish building) the bundle in the work directory `out`; returns the manifest."""
+
+    from backend.loop import evaluate
+    from models.interfaces import dedup
+    from models.mini import asr as asr_mod
+    from models.mini import audio, world
+    from models.mini import judge as judge_mod
+    from models.mini import tokenizer as tok_mod
+    from models.mini import unit_lm as lm_mod
+    from models.mini import vocoder as voc_mod
+
+    P = PRESETS[preset_name]
+    _seed_all(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    st = _Stages(out, preset_name, seed, progress)
+    t_start = time.monotonic()
+    w = SimpleNamespace()  # the state stages hand on (loaded from their outputs)
+
+    # corpus (in memory, cheap: recomputed by every build) ------------------------------------
+    with st.step("corpus") as t0:
+        c = _corpus(P, seed)
+    st.note(c.digest)
+    stories, story_voice, keys, items = c.stories, c.story_voice, c.keys, c.items
+    train_idx, bench_pairs = c.train_idx, c.bench_pairs
+    word_idx = range(len(items), len(items) + len(c.word_items))  # their waves follow items'
+    corpus_seconds = round(time.monotonic() - t0, 1)
 
     # tts ---------------------------------------------------------------------------------------
-    st.start("tts")
-    items = sorted(keys, key=keys.get)
-    waves: list[np.ndarray | None] = [None] * len(items)
+    def make_tts(tmp: Path) -> dict:
+        spoken = [(t, v, audio.speed_for(t, v, seed)) for t, v in items] + c.word_items
+        waves: list[np.ndarray | None] = [None] * len(spoken)
 
-    def speak(i: int) -> None:
-        text, voice = items[i]
-        waves[i] = audio.synthesize(text, voice, audio.speed_for(text, voice, seed))
+        def speak(i: int) -> None:
+            waves[i] = audio.synthesize(*spoken[i])
 
-    with ThreadPoolExecutor(max_workers=2) as ex:
-        for j, _ in enumerate(ex.map(speak, range(len(items)))):
-            if j % 200 == 0:
-                st.update(j / len(items), f"{j}/{len(items)} utterances")
-    audio_seconds = sum(len(w) for w in waves) / audio.SR
-    st.end()
+        with ThreadPoolExecutor(max_workers=2) as ex:
+            for j, _ in enumerate(ex.map(speak, range(len(spoken)))):
+                if j % 200 == 0:
+                    st.update(j / len(spoken), f"{j}/{len(spoken)} utterances")
+        _save_ragged(tmp / SCRATCH / "tts", waves, np.float32)
+        return {"audio_seconds": sum(len(x) for x in waves) / audio.SR}
+
+    def load_tts(_: dict) -> None:
+        w.waves = _load_ragged(out / SCRATCH / "tts")
+        w.feats = _Feats(w.waves)
+
+    audio_seconds = st.run("tts", (f"{SCRATCH}/tts",), make_tts, load_tts)["audio_seconds"]
 
     # tokenizer ---------------------------------------------------------------------------------
-    st.start("tokenizer")
-    feats = [audio.log_mel(w) for w in waves]
-    train_keys = {keys[(sent, story_voice[s.id])] for s in stories["train"] for sent in s.sentences}
-    train_idx = sorted(train_keys)
-    tok = tok_mod.train(np.concatenate([feats[i] for i in train_idx]), P.k, seed,
-                        out / "tokenizer")
-    frame_units = [tok_mod.assign((f - tok.mean) / tok.std, tok.centroids) for f in feats]
-    units = [dedup(u.tolist()) for u in frame_units]
-    st.end()
+    def make_tokenizer(tmp: Path) -> dict:
+        feats = [w.feats[i] for i in range(len(items))]
+        tok = tok_mod.train(np.concatenate([feats[i] for i in train_idx]), P.k, seed,
+                            tmp / "tokenizer")
+        frame_units = [tok_mod.assign((f - tok.mean) / tok.std, tok.centroids) for f in feats]
+        _save_ragged(tmp / SCRATCH / "tokenizer", frame_units, frame_units[0].dtype)
+        return {}
+
+    def load_tokenizer(_: dict) -> None:
+        w.tok = tok_mod.MiniTokenizer(out / "tokenizer")
+        w.frame_units = _load_ragged(out / SCRATCH / "tokenizer")
+        w.units = [dedup(u.tolist()) for u in w.frame_units]
+
+    st.run("tokenizer", ("tokenizer", f"{SCRATCH}/tokenizer"), make_tokenizer, load_tokenizer)
 
     # vocoder -----------------------------------------------------------------------------------
-    st.start("vocoder")
-    voc = voc_mod.train([frame_units[i] for i in train_idx], [feats[i] for i in train_idx], P.k,
-                        out / "vocoder")
-    st.end()
+    def make_vocoder(tmp: Path) -> dict:
+        voc_mod.train([w.frame_units[i] for i in train_idx], [w.feats[i] for i in train_idx],
+                      P.k, tmp / "vocoder")
+        return {}
+
+    def load_vocoder(_: dict) -> None:
+        w.voc = voc_mod.MiniVocoder(out / "vocoder")
+
+    st.run("vocoder", ("vocoder",), make_vocoder, load_vocoder)
 
     # asr ---------------------------------------------------------------------------------------
-    st.start("asr")
-    rng = random.Random(f"asr-{seed}")
-    asr_train = sorted(rng.sample(train_idx, min(P.asr_utts, len(train_idx))))
-    heldout = sorted({keys[(sent, story_voice[s.id])] for sp in ("dev", "test")
-                      for s in stories[sp] for sent in s.sentences} - set(train_idx))
-    asr_eval = sorted(rng.sample(heldout, min(P.asr_eval, len(heldout))))
+    def make_asr(tmp: Path) -> dict:
+        rng = random.Random(f"asr-{seed}")
+        asr_train = sorted(rng.sample(train_idx, min(P.asr_utts, len(train_idx))))
+        heldout = sorted({keys[(sent, story_voice[s.id])] for sp in ("dev", "test")
+                          for s in stories[sp] for sent in s.sentences} - set(train_idx))
+        asr_eval = sorted(rng.sample(heldout, min(P.asr_eval, len(heldout))))
 
-    def vocoded_feats(idx: list[int]) -> list[np.ndarray]:
-        outf = []
-        for s in range(0, len(idx), 32):
-            for w in voc.decode_batch([units[i] for i in idx[s: s + 32]]):
-                outf.append(audio.log_mel(w))
-            st.update(0.3 * s / max(1, len(idx)), f"vocoding {s}/{len(idx)}")
-        return outf
+        def vocoded_feats(idx: list[int]) -> list[np.ndarray]:
+            outf = []
+            for s in range(0, len(idx), 32):
+                for x in w.voc.decode_batch([w.units[i] for i in idx[s: s + 32]]):
+                    outf.append(audio.log_mel(x))
+                st.update(0.3 * s / max(1, len(idx)), f"vocoding {s}/{len(idx)}")
+            return outf
 
-    # Mostly vocoded speech (what continuations sound like), a quarter natural espeak (prompts).
-    natural = set(rng.sample(asr_train, len(asr_train) // 4))
-    voc_idx = [i for i in asr_train if i not in natural]
-    tr_feats = vocoded_feats(voc_idx) + [feats[i] for i in sorted(natural)]
-    tr_texts = [items[i][0] for i in voc_idx] + [items[i][0] for i in sorted(natural)]
-    asr = asr_mod.train(tr_feats, tr_texts, out / "asr", world.lexicon(), P.asr_steps, seed,
-                        conv=P.asr_size[0], hidden=P.asr_size[1],
-                        progress=lambda f: st.update(0.3 + 0.65 * f, "training"))
-    ev_feats = [(f - asr.mean) / asr.std for f in vocoded_feats(asr_eval)]
-    refs = [items[i][0] for i in asr_eval]
-    hyps = asr.transcribe_features([f.astype(np.float32) for f in ev_feats])
-    nat_hyps = asr.transcribe([waves[i] for i in asr_eval], audio.SR)
-    asr_metrics = {
-        "wer_vocoded_heldout": round(asr_mod.wer(refs, hyps), 4),
-        "wer_natural_heldout": round(asr_mod.wer(refs, nat_hyps), 4),
-        "n_eval": len(asr_eval), "n_train": len(asr_train), "steps": P.asr_steps,
-        "examples": [{"ref": r, "hyp": h} for r, h in list(zip(refs, hyps, strict=True))[:3]],
-    }
-    st.end()
+        # Mostly vocoded speech (what continuations sound like), a quarter natural espeak
+        # (prompts).
+        natural = set(rng.sample(asr_train, len(asr_train) // 4))
+        voc_idx = [i for i in asr_train if i not in natural]
+        tr_feats = vocoded_feats(voc_idx) + [w.feats[i] for i in sorted(natural)]
+        tr_texts = [items[i][0] for i in voc_idx] + [items[i][0] for i in sorted(natural)]
+        asr = asr_mod.train(tr_feats, tr_texts, tmp / "asr", world.lexicon(), P.asr_steps, seed,
+                            conv=P.asr_size[0], hidden=P.asr_size[1],
+                            progress=lambda f: st.update(0.3 + 0.65 * f, "training"))
+        ev_feats = [(f - asr.mean) / asr.std for f in vocoded_feats(asr_eval)]
+        refs = [items[i][0] for i in asr_eval]
+        hyps = asr.transcribe_features([f.astype(np.float32) for f in ev_feats])
+        nat_hyps = asr.transcribe([w.waves[i] for i in asr_eval], audio.SR)
+        return {
+            "wer_vocoded_heldout": round(asr_mod.wer(refs, hyps), 4),
+            "wer_natural_heldout": round(asr_mod.wer(refs, nat_hyps), 4),
+            "n_eval": len(asr_eval), "n_train": len(asr_train), "steps": P.asr_steps,
+            "examples": [{"ref": r, "hyp": h} for r, h in list(zip(refs, hyps, strict=True))[:3]],
+        }
+
+    def load_asr(_: dict) -> None:
+        w.asr = asr_mod.MiniASR(out / "asr")
+
+    asr_metrics = st.run("asr", ("asr",), make_asr, load_asr)
 
     # unit LM -----------------------------------------------------------------------------------
-    st.start("unit_lm")
+    def make_unit_lm(tmp: Path) -> dict:
+        # In continuous speech a sentence starts at any offset within a 20 ms frame, and the
+        # frame phase changes many unit assignments: an LM that only saw each sentence at
+        # phase 0 memorised those exact strings (0.32 nats/unit) and met the same story spoken
+        # as one recording (benchmarks, sentence 2 on) at 1.18 nats/unit, near chance on
+        # sSC/tSC. So each training sentence is tokenized at `lm_phases` sub-frame offsets and
+        # a story takes one per sentence at random (measured on the full preset: sSC dev
+        # 45 -> 71 %, sWUGGY 69 -> 75 %).
+        variants = {i: w.tok.encode_phases(w.waves[i], P.lm_phases) for i in train_idx}
+        phase_rng = random.Random(f"lm-phase-{seed}")
 
-    # In continuous speech a sentence starts at any offset within a 20 ms frame, and the
-    # frame phase changes many unit assignments: an LM that only saw each sentence at phase 0
-    # memorised those exact strings (0.32 nats/unit) and met the same story spoken as one
-    # recording (benchmarks, sentence 2 on) at 1.18 nats/unit, near chance on sSC/tSC. So each
-    # training sentence is tokenized at `lm_phases` sub-frame offsets and a story takes one per
-    # sentence at random (measured on the full preset: sSC dev 45 -> 71 %, sWUGGY 69 -> 75 %).
-    variants = {i: tok.encode_phases(waves[i], P.lm_phases) for i in train_idx}
-    phase_rng = random.Random(f"lm-phase-{seed}")
+        def story_units(s) -> list[int]:
+            seq: list[int] = []
+            for sent in s.sentences:
+                seq.extend(phase_rng.choice(variants[keys[(sent, story_voice[s.id])]]))
+            return dedup(seq)
 
-    def story_units(s) -> list[int]:
-        seq: list[int] = []
-        for sent in s.sentences:
-            seq.extend(phase_rng.choice(variants[keys[(sent, story_voice[s.id])]]))
-        return dedup(seq)
+        seqs = sorted({tuple(story_units(s)) for s in stories["train"]})  # deduplicated
+        seqs_l = [list(s) for s in seqs]
+        # Words alone (sWUGGY's form: a story's units never start at a word's own onset and
+        # end at its release), at every phase. Their batches come on top of the stories'
+        # steps, so the stories get as many steps as before; a word step is cheap (~15 units).
+        words = sorted({tuple(v) for i in word_idx
+                        for v in w.tok.encode_phases(w.waves[i], P.lm_phases) if v} - set(seqs))
+        word_steps = round(P.lm_steps * math.ceil(len(words) / P.lm_batch)
+                           / math.ceil(len(seqs_l) / P.lm_batch))
+        info = lm_mod.train(
+            seqs_l + [list(x) for x in words], P.k, tmp / "unit_lm", P.lm_steps + word_steps,
+            seed, hidden=P.lm_hidden, layers=P.lm_layers, heads=4, batch_size=P.lm_batch,
+            progress=lambda f, loss: st.update(f, f"loss {loss:.3f}"),
+        )
+        info["word_sequences"], info["word_steps"] = len(words), word_steps
+        info["units_per_second"] = round(
+            sum(len(s) for s in seqs_l) / sum(len(w.waves[keys[(x, story_voice[s.id])]])
+                                               / audio.SR
+                                               for s in stories["train"] for x in s.sentences),
+            2)
+        return {"lm": info, "sequences": len(seqs_l), "units": sum(len(s) for s in seqs_l)}
 
-    seqs = sorted({tuple(story_units(s)) for s in stories["train"]})  # deduplicated
-    seqs_l = [list(s) for s in seqs]
-    lm_info = lm_mod.train(
-        seqs_l, P.k, out / "unit_lm", P.lm_steps, seed, hidden=P.lm_hidden, layers=P.lm_layers,
-        heads=4, batch_size=P.lm_batch,
-        progress=lambda f, loss: st.update(f, f"loss {loss:.3f}"),
-    )
-    lm_info["units_per_second"] = round(
-        sum(len(s) for s in seqs_l) / sum(len(waves[keys[(x, story_voice[s.id])]]) / audio.SR
-                                           for s in stories["train"] for x in s.sentences), 2)
-    st.end()
+    lm_figures = st.run("unit_lm", ("unit_lm",), make_unit_lm, lambda _: None)
+    lm_info = lm_figures["lm"]
 
     # judge -------------------------------------------------------------------------------------
-    st.start("judge")
-    knowledge = world.generate(3000, 0, 0, seed + 1000, noise_frac=0.0)["train"]
-    judge = judge_mod.build(out / "judge", [s.text for s in knowledge])
-    st.end()
+    def make_judge(tmp: Path) -> dict:
+        knowledge = world.generate(3000, 0, 0, seed + 1000, noise_frac=0.0)["train"]
+        judge_mod.build(tmp / "judge", [s.text for s in knowledge])
+        return {}
+
+    def load_judge(_: dict) -> None:
+        w.judge = judge_mod.MiniJudge(out / "judge")
+
+    st.run("judge", ("judge",), make_judge, load_judge)
 
     # files: prompts and benchmarks -------------------------------------------------------------
-    st.start("files")
-    prompt_rows = []
-    for split, n in zip(("train", "dev", "test"), P.prompts, strict=True):
-        seen: set[tuple[str, str]] = set()
-        for s in stories[split]:
-            key = (s.sentences[0], story_voice[s.id])
-            if key in seen or not s.coherent:
-                continue
-            seen.add(key)
-            fname = f"{split}/{s.id}.wav"
-            write_wav(out / "prompts" / fname, waves[keys[key]], 16000, "PCM_16")
-            prompt_rows.append({
-                "file": fname, "split": split, "reference_text": s.sentences[0],
-                "story_id": s.id, "topic": s.topic, "character": s.name, "activity": s.activity,
-                "voice": key[1], "story_text": s.text, "id": s.id,
-                "duration_s": round(len(waves[keys[key]]) / audio.SR, 3),
-            })
-            if len(seen) >= n:
-                break
-    (out / "prompts" / "prompts.jsonl").write_text(
-        "".join(json.dumps(r) + "\n" for r in prompt_rows))
-    gap = np.zeros(int(0.05 * audio.SR), np.float32)
-    bench_units: dict[str, dict[str, list[tuple[list[int], list[int]]]]] = {}
-    for name, splits in bench_pairs.items():
-        for split, pairs in splits.items():
-            d = out / "benchmarks" / name
-            lines = ["filename voice frequency word phones id correct" if name == "swuggy"
-                     else "filename voice type id correct"]
-            meta = []
-            pu = []
-            for p in pairs:
-                pair_units = []
-                for correct, sents in ((1, p.good), (0, p.bad)):
-                    wav = np.concatenate(
-                        [x for s in sents for x in (waves[keys[(s, p.voice)]], gap)][:-1])
-                    fname = f"{split}_{p.id}_{correct}"
-                    write_wav(d / split / f"{fname}.wav", wav, 16000, "PCM_16")
-                    # Scored as written (16-bit PCM), as `evaluation` and every user reads it:
-                    # the float wave's units differ enough to move sWUGGY by a point.
-                    pair_units.append(tok.encode(*evaluate.read_wave(d / split / f"{fname}.wav")))
-                    if name == "swuggy":
-                        word = p.word if correct else sents[0]
-                        lines.append(f"{fname} {p.voice} {int(correct)} {word} - {p.id} {correct}")
-                    else:
-                        lines.append(f"{fname} {p.voice} {p.kind} {p.id} {correct}")
-                    meta.append({"filename": fname, "id": p.id, "correct": correct,
-                                 "text": " ".join(sents), "voice": p.voice})
-                pu.append((pair_units[0], pair_units[1]))
-            (d / f"{split}.item").write_text("\n".join(lines) + "\n")
-            (d / f"{split}.jsonl").write_text("".join(json.dumps(m) + "\n" for m in meta))
-            bench_units.setdefault(name, {})[split] = pu
-    st.end()
+    def make_files(tmp: Path) -> dict:
+        prompt_rows = []
+        for split, n in zip(("train", "dev", "test"), P.prompts, strict=True):
+            seen: set[tuple[str, str]] = set()
+            for s in stories[split]:
+                key = (s.sentences[0], story_voice[s.id])
+                if key in seen or not s.coherent:
+                    continue
+                seen.add(key)
+                fname = f"{split}/{s.id}.wav"
+                write_wav(tmp / "prompts" / fname, w.waves[keys[key]], 16000, "PCM_16")
+                prompt_rows.append({
+                    "file": fname, "split": split, "reference_text": s.sentences[0],
+                    "story_id": s.id, "topic": s.topic, "character": s.name,
+                    "activity": s.activity, "voice": key[1], "story_text": s.text, "id": s.id,
+                    "duration_s": round(len(w.waves[keys[key]]) / audio.SR, 3),
+                })
+                if len(seen) >= n:
+                    break
+        (tmp / "prompts" / "prompts.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in prompt_rows))
+        gap = np.zeros(int(0.05 * audio.SR), np.float32)
+        bench_units: dict[str, dict[str, list[tuple[list[int], list[int]]]]] = {}
+        for name, splits in bench_pairs.items():
+            for split, pairs in splits.items():
+                d = tmp / "benchmarks" / name
+                lines = ["filename voice frequency word phones id correct" if name == "swuggy"
+                         else "filename voice type id correct"]
+                meta = []
+                pu = []
+                for p in pairs:
+                    pair_units = []
+                    for correct, sents in ((1, p.good), (0, p.bad)):
+                        wav = np.concatenate(
+                            [x for s in sents for x in (w.waves[keys[(s, p.voice)]], gap)][:-1])
+                        fname = f"{split}_{p.id}_{correct}"
+                        write_wav(d / split / f"{fname}.wav", wav, 16000, "PCM_16")
+                        # Scored as written (16-bit PCM), as `evaluation` and every user reads
+                        # it: the float wave's units differ enough to move sWUGGY by a point.
+                        pair_units.append(
+                            w.tok.encode(*evaluate.read_wave(d / split / f"{fname}.wav")))
+                        if name == "swuggy":
+                            word = p.word if correct else sents[0]
+                            lines.append(f"{fname} {p.voice} {int(correct)} {word} - {p.id} "
+                                         f"{correct}")
+                        else:
+                            lines.append(f"{fname} {p.voice} {p.kind} {p.id} {correct}")
+                        meta.append({"filename": fname, "id": p.id, "correct": correct,
+                                     "text": " ".join(sents), "voice": p.voice})
+                    pu.append((pair_units[0], pair_units[1]))
+                (d / f"{split}.item").write_text("\n".join(lines) + "\n")
+                (d / f"{split}.jsonl").write_text("".join(json.dumps(m) + "\n" for m in meta))
+                bench_units.setdefault(name, {})[split] = pu
+        (tmp / SCRATCH / "files").mkdir(parents=True)
+        (tmp / SCRATCH / "files" / "bench_units.json").write_text(json.dumps(bench_units))
+        return {}
+
+    def load_files(_: dict) -> None:
+        w.prompt_rows = [json.loads(x) for x in
+                         (out / "prompts" / "prompts.jsonl").read_text().splitlines()]
+        w.bench_units = json.loads((out / SCRATCH / "files" / "bench_units.json").read_text())
+
+    st.run("files", ("prompts", "benchmarks", f"{SCRATCH}/files"), make_files, load_files)
 
     # measure -----------------------------------------------------------------------------------
-    st.start("measure")
-    lm = lm_mod.load(out / "unit_lm")
-    bench_acc: dict[str, dict] = {}
-    for name, splits in bench_units.items():
-        for split, pu in splits.items():
-            lps = lm_mod.logprobs(lm, [u for pair in pu for u in pair])
-            wins = evaluate.pair_outcomes(lps[0::2], lps[1::2])  # ties count half
-            bench_acc.setdefault(name, {})[split] = {
-                "accuracy": round(float(np.mean(wins)), 4), "n": len(wins),
-                "ci95": _bootstrap_ci(np.array(wins, float), seed)}
-    st.update(0.3, "judge ranking")
-    judge_metrics = _judge_ranking(stories["dev"] + stories["test"], judge, asr, voc, units, keys,
-                                   story_voice, P.judge_pairs, seed)
-    st.update(0.6, "sampling continuations")
-    dev_prompts = [r for r in prompt_rows if r["split"] == "dev"][: P.sample_prompts]
-    samples = _sampled_quality(lm, dev_prompts, out, tok, voc, asr, judge, P.k, seed)
-    digest = hashlib.sha256()
-    digest.update(tok.centroids.tobytes())
-    for u in units[:200]:
-        digest.update(np.asarray(u, np.int32).tobytes())
-    st.end()
+    with st.step("measure") as t0:
+        measure_threads = thread_counts()
+        lm = lm_mod.load(out / "unit_lm")
+        bench_acc: dict[str, dict] = {}
+        for name, splits in w.bench_units.items():
+            for split, pu in splits.items():
+                lps = lm_mod.logprobs(lm, [u for pair in pu for u in pair])
+                wins = evaluate.pair_outcomes(lps[0::2], lps[1::2])  # ties count half
+                bench_acc.setdefault(name, {})[split] = {
+                    "accuracy": round(float(np.mean(wins)), 4), "n": len(wins),
+                    "ci95": _bootstrap_ci(np.array(wins, float), seed)}
+        st.update(0.3, "judge ranking")
+        judge_metrics = _judge_ranking(stories["dev"] + stories["test"], w.judge, w.asr, w.voc,
+                                       w.units, keys, story_voice, P.judge_pairs, seed)
+        st.update(0.6, "sampling continuations")
+        dev_prompts = [r for r in w.prompt_rows if r["split"] == "dev"][: P.sample_prompts]
+        samples = _sampled_quality(lm, dev_prompts, out, w.tok, w.voc, w.asr, w.judge, P.k, seed)
+        digest = hashlib.sha256()
+        digest.update(w.tok.centroids.tobytes())
+        for u in w.units[:200]:
+            digest.update(np.asarray(u, np.int32).tobytes())
+    seconds = {"corpus": corpus_seconds, **st.seconds(),
+               "measure": round(time.monotonic() - t0, 1)}
+    del w.waves, w.feats, w.frame_units  # the views keep the scratch files' arrays alive
+    shutil.rmtree(out / SCRATCH)
 
     manifest = {
         "format": FORMAT_VERSION, "complete": True, "preset": preset_name, "seed": seed,
         "code_hash": code_hash(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "preset_config": asdict(P), "versions": _versions(),
-        "build_seconds": {**st.times, "total": round(time.monotonic() - t_start, 1)},
+        "build_seconds": {**seconds, "total": round(sum(seconds.values()), 1)},
+        "this_run_seconds": round(time.monotonic() - t_start, 1),
+        "resumed_stages": [n for n, r in st.records.items() if r["reused"]],
+        "stages": {**{n: {k: r[k] for k in ("inputs", "outputs", "seconds", "threads")}
+                      for n, r in st.records.items()},
+                   "measure": {"seconds": seconds["measure"], "threads": measure_threads}},
+        "environment": environment(),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "cpu_threads": STAGE_THREADS["unit_lm"]["torch"], "cpu_count": os.cpu_count(),
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "sizes": {
             "stories": {k: len(v) for k, v in stories.items()},
             "noisy_train_stories": Counter(s.noise or "coherent" for s in stories["train"]),
             "utterances": len(items), "audio_hours": round(audio_seconds / 3600, 3),
-            "lm_train_sequences": len(seqs_l), "lm_train_units": sum(len(s) for s in seqs_l),
-            "prompts": Counter(r["split"] for r in prompt_rows),
+            "lm_train_sequences": lm_figures["sequences"], "lm_train_units": lm_figures["units"],
+            "prompts": Counter(r["split"] for r in w.prompt_rows),
         },
         "components": {
             "tokenizer": {"k": P.k, "frame_rate": 50, "units_digest": digest.hexdigest()[:16]},
@@ -494,10 +812,11 @@ def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
         "sampled_continuations": samples,
     }
     manifest["bars"] = _bars(manifest)
-    manifest["sizes"]["bundle_mib"] = round(_dir_bytes(out) / 2**20, 1)
-    manifest["sizes"]["per_dir_mib"] = {p.name: round(_dir_bytes(p) / 2**20, 2)
-                                        for p in sorted(out.iterdir()) if p.is_dir()}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default))
+    shipped = sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    manifest["digests"] = {p.name: tree_digest([p], out) for p in shipped}
+    manifest["sizes"]["bundle_mib"] = round(sum(_dir_bytes(p) for p in shipped) / 2**20, 1)
+    manifest["sizes"]["per_dir_mib"] = {p.name: round(_dir_bytes(p) / 2**20, 2) for p in shipped}
+    _write_json_atomic(out / MANIFEST, manifest)
     return manifest
 
 

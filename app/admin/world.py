@@ -9,8 +9,25 @@ import gradio as gr
 
 from app.common import esc, html_table, plain
 from backend import health, jobs, prompts, rating, registry, world
+from backend.progress import format_duration
 from backend.runtime import Runtime
 from backend.users import UserInfo
+
+
+def build_progress(status: dict | None) -> str:
+    """A running build's stage and ETAs in one line ("" when no build is running): what the
+    page says while the app waits for its world (backend.world.build_status)."""
+    if not status:
+        return ""
+    stage_eta = status.get("stage_eta_s")
+    stage = (f"stage **{esc(status.get('stage') or '?')}** "
+             f"{100 * status.get('stage_fraction', 0):.0f} %"
+             + (f", about {format_duration(stage_eta)} left in it" if stage_eta is not None
+                else ""))
+    return (f"**Building the mini world** ({esc(status.get('preset', '?'))} preset, seed "
+            f"{esc(status.get('seed', '?'))}): {stage} · the whole build "
+            f"{100 * status.get('fraction', 0):.0f} % done, about "
+            f"{format_duration(status.get('eta_s', 0))} left")
 
 
 def quality_summary(manifest: dict) -> str:
@@ -48,8 +65,9 @@ def world_summary(rt: Runtime, adapter_problems: list[dict]) -> tuple[str, dict]
     built = bool(info.get("complete", "error" not in info))
     lines = [
         f"**World:** {esc(rt.settings.world)} — "
-        + ("bundle built" if built else "**the world is not built** "
-           "(run `python -m backend bootstrap`)"),
+        + ("bundle built" if built else
+           build_progress(world.build_status(rt.settings.bundle_dir))
+           or "**the world is not built** (run `python -m backend bootstrap`)"),
         f"**Prompts:** {n_prompts} · **Versions:** {len(registry.list_versions(rt))} · "
         f"**Rating tasks:** {counts['tasks']} ({counts['qc_tasks']} QC) · "
         f"**A/B votes:** {counts['ab_votes']}",

@@ -101,12 +101,18 @@ def log_mel(wave: np.ndarray) -> np.ndarray:
     """(frames, 80) float32 log-mel power at 50 Hz (frame t centred at t * 20 ms).
 
     numpy, not torch.stft: for one short utterance torch's thread pool costs ~20 ms per call on
-    2 threads (vs ~1 ms here), which made featurizing the corpus the slowest stage."""
-    x = np.asarray(wave, dtype=np.float32)
+    2 threads (vs ~1 ms here), which made featurizing the corpus the slowest stage.
+
+    Computed in float64 and rounded to float32 at the end, so the frames do not depend on the
+    machine: a float32 matmul's result depends on the BLAS kernel (CPU) and its thread count
+    (measured on the tiny world: other frames and another units digest with 2 OpenBLAS threads,
+    or the Sandybridge or Prescott kernels), while float64 differences of ~1e-16 almost never
+    change a float32 rounding."""
+    x = np.asarray(wave, dtype=np.float32).astype(np.float64)
     if len(x) < WIN:
         x = np.pad(x, (0, WIN - len(x)))
     x = np.pad(x, (N_FFT // 2, N_FFT // 2), mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP]
-    power = np.abs(np.fft.rfft(frames * _np_window(), axis=1)) ** 2
-    mel = power.astype(np.float32) @ mel_basis().numpy().T
+    power = np.abs(np.fft.rfft(frames * _np_window().astype(np.float64), axis=1)) ** 2
+    mel = power @ mel_basis().numpy().astype(np.float64).T
     return np.log(mel + LOG_FLOOR).astype(np.float32)

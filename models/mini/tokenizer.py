@@ -17,10 +17,41 @@ from models.interfaces import Units, dedup
 from models.mini import audio
 
 
-def assign(feats: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Index of the nearest centre per row (exact squared distance; deterministic)."""
-    d = (feats**2).sum(1, keepdims=True) - 2.0 * feats @ centroids.T + (centroids**2).sum(1)
-    return d.argmin(1)
+def assign(feats: np.ndarray, centroids: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Index of the nearest centre per row. Squared distances in float64 (up to the constant
+    |x|^2): a BLAS kernel's or thread count's rounding (~1e-16) changes an argmin only on an
+    exact tie, where float32 distances changed units between machines."""
+    c = np.asarray(centroids, np.float64)
+    c2 = (c**2).sum(1)
+    x = np.asarray(feats, np.float64)
+    out = np.empty(len(x), np.int64)
+    for s in range(0, len(x), chunk):
+        out[s: s + chunk] = (c2 - 2.0 * (x[s: s + chunk] @ c.T)).argmin(1)
+    return out
+
+
+def kmeans(x: np.ndarray, k: int, seed: int, niter: int) -> np.ndarray:
+    """Lloyd's k-means in float64 (k random points to start, `niter` rounds), centres (k, d).
+
+    Why not faiss: its float32 distances and sums depend on the BLAS kernel and SIMD build the
+    machine picks, so one seed gave other units elsewhere. Here distances are float64
+    (`assign`) and each centre is the mean of its points summed in index order (np.add.at), so
+    the result does not depend on the kernel or on threads. An empty centre restarts at the
+    point farthest from its own centre."""
+    rng = np.random.default_rng(seed)
+    x = np.asarray(x, np.float64)
+    c = x[np.sort(rng.choice(len(x), k, replace=False))].copy()
+    for _ in range(niter):
+        a = assign(x, c)
+        sums = np.zeros_like(c)
+        np.add.at(sums, a, x)
+        counts = np.bincount(a, minlength=k)
+        full = counts > 0
+        c[full] = sums[full] / counts[full, None]
+        if not full.all():
+            dist = ((x - c[a]) ** 2).sum(1)
+            c[~full] = x[np.argsort(-dist, kind="stable")[: int((~full).sum())]]
+    return c
 
 
 class MiniTokenizer:
@@ -54,33 +85,15 @@ class MiniTokenizer:
 
 def train(frames: np.ndarray, k: int, seed: int, out_dir: Path, niter: int = 25,
           max_points: int = 200_000) -> MiniTokenizer:
-    """Fit k-means on log-mel frames (single-threaded faiss so a seed gives the same centres).
-    faiss and torch share one OpenMP runtime: the thread count is restored afterwards, or every
-    later stage of the build (ASR, unit LM) would train on one core."""
-    import faiss
-
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        return _fit(frames, k, seed, out_dir, niter, max_points)
-    finally:
-        faiss.omp_set_num_threads(threads)
-
-
-def _fit(frames: np.ndarray, k: int, seed: int, out_dir: Path, niter: int,
-         max_points: int) -> MiniTokenizer:
-    import faiss
-
-    mean = frames.mean(0).astype(np.float32)
-    std = (frames.std(0) + 1e-3).astype(np.float32)
+    """Fit k-means (`kmeans`: the same centres on every machine) on standardized log-mel
+    frames, at most `max_points` of them (a seeded sample)."""
+    mean = frames.mean(0, dtype=np.float64).astype(np.float32)
+    std = (frames.std(0, dtype=np.float64) + 1e-3).astype(np.float32)
     x = ((frames - mean) / std).astype(np.float32)
     rng = np.random.default_rng(seed)
     if len(x) > max_points:
         x = x[np.sort(rng.choice(len(x), max_points, replace=False))]
-    km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, verbose=False,
-                      max_points_per_centroid=max_points)
-    km.train(np.ascontiguousarray(x))
-    cent = km.centroids.astype(np.float32)
+    cent = kmeans(x, k, seed, niter).astype(np.float32)
     # Order centres by their mean energy so unit ids are stable and vaguely meaningful (0=quiet).
     cent = cent[np.argsort((cent * std + mean).mean(1), kind="stable")]
     out_dir.mkdir(parents=True, exist_ok=True)

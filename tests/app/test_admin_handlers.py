@@ -56,6 +56,29 @@ def test_world_summary_says_the_world_is_not_built(rt):
     assert "Bundle quality" not in text and "Unusable model files" not in text
 
 
+def test_world_summary_shows_a_running_build(rt):
+    """While `make run` (another process) builds the world, the World tab says which stage and
+    how long, not 'not built'; the build's lock says it is alive."""
+    import json
+
+    from filelock import FileLock
+
+    from backend import world as world_build
+
+    work = world_build.work_dir(rt.settings.bundle_dir)
+    work.mkdir(parents=True)
+    (work / world_build.STATUS).write_text(json.dumps(
+        {"stage": "asr", "stage_fraction": 0.3, "stage_eta_s": 125, "fraction": 0.2,
+         "eta_s": 1300, "preset": "full", "seed": 0}))
+    with FileLock(f"{work}.lock"):
+        text, _ = world.world_summary(rt, [])
+    assert text.startswith("**World:** mini — **Building the mini world** (full preset, seed 0):"
+                           " stage **asr** 30 %, about 2 min 05 s left in it")
+    assert "21 min 40 s left" in text
+    text, _ = world.world_summary(rt, [])  # the builder is gone: no stale progress
+    assert "**the world is not built**" in text
+
+
 def test_world_summary_counts_the_store(rt, seeded):
     text, _ = world.world_summary(rt, [])
     n_tasks = rating.task_counts(rt)["tasks"]
