@@ -155,7 +155,7 @@ def _versions() -> dict:
 
     out = {"python": sys.version.split()[0]}
     for pkg in ("torch", "transformers", "tokenizers", "numpy", "scipy", "librosa", "soundfile",
-                "faiss-cpu", "scikit-learn"):
+                "scikit-learn"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
