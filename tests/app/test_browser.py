@@ -276,7 +276,7 @@ def test_refused_vote_keeps_the_rate_panel_usable(page, server, seeded):
     shot(page, "rate-refused")
     _assert_panel_intact(page)
     page.locator("#rate-skip").click()  # the panel goes on: the next task, played and voted
-    # exactly "Skipped.": :text() is a case-blind substring, and the refusal above says
+    # starting with "Skipped": :text() is a case-blind substring, and the refusal above says
     # "this task was skipped" (the old clips were then played and reported for the new task)
     page.wait_for_function("() => document.querySelector('#rate-result').innerText.trim()"
                            ".startsWith('Skipped')", timeout=20000)

@@ -223,7 +223,7 @@ def test_listen_plays_real_continuations(browser, world_server, world_rt):
     assert page.locator("#listen-head-0").inner_text().startswith(base)
     assert page.locator("#listen-head-1").inner_text().startswith(newest)
     assert "/gradio_api/file=" in page.locator("#listen-slot-0 audio").get_attribute("src")
-    # the README's picture: wait until the prompt's and both continuations' plots are drawn
+    # the listen-world picture: wait until every visible image (the plots) has loaded
     page.wait_for_function("""() => { const imgs = [...document.querySelectorAll('img')]
         .filter((i) => i.offsetParent !== null);
         return imgs.length >= 3 && imgs.every((i) => i.complete && i.naturalWidth > 0); }""")
