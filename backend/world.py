@@ -289,6 +289,12 @@ def tree_digest(paths: list[Path], root: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def peak_rss_mib() -> float:
+    """This process's largest resident size so far (a stage's record holds it at the stage's
+    end, so the stage that set the build's peak can be found)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 class _Stages:
     """Runs the build's stages in a work directory, skipping those already finished there.
 
@@ -357,7 +363,8 @@ class _Stages:
                 os.replace(tmp / o, self.work / o)
             shutil.rmtree(tmp)
             rec = {**key, "outputs": tree_digest([self.work / o for o in outputs], self.work),
-                   "seconds": seconds, "threads": threads, "figures": figures}
+                   "seconds": seconds, "threads": threads, "peak_rss_mib": peak_rss_mib(),
+                   "figures": figures}
             _write_json_atomic(self.work / RECORDS / f"{name}.json", rec)
             rec["reused"] = False
         with pinned_threads(name):
@@ -790,11 +797,12 @@ def _build(out: Path, preset_name: str, seed: int, progress: Progress) -> dict:
         "build_seconds": {**seconds, "total": round(sum(seconds.values()), 1)},
         "this_run_seconds": round(time.monotonic() - t_start, 1),
         "resumed_stages": [n for n, r in st.records.items() if r["reused"]],
-        "stages": {**{n: {k: r[k] for k in ("inputs", "outputs", "seconds", "threads")}
+        "stages": {**{n: {k: r.get(k) for k in ("inputs", "outputs", "seconds", "threads",
+                                                 "peak_rss_mib")}
                       for n, r in st.records.items()},
                    "measure": {"seconds": seconds["measure"], "threads": measure_threads}},
         "environment": environment(),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mib": peak_rss_mib(),
         "cpu_threads": STAGE_THREADS["unit_lm"]["torch"], "cpu_count": os.cpu_count(),
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "sizes": {

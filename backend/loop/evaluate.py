@@ -373,11 +373,12 @@ def evaluate_version(
     split: str = "dev", progress: Progress | None = None, *, root: Path | None = None,
     job_id: int | None = None, judge: bool = True,
 ) -> list[dict]:
-    """Evaluate a version on the benchmarks (default: every one found for `split`) and its judge
-    score; stores eval_results rows, writes the report; returns the rows (without details)."""
+    """Evaluate a version on the benchmarks (None: every one found for `split`; an empty list:
+    none, the judge score only) and its judge score; stores eval_results rows, writes the
+    report; returns the rows (without details)."""
     v = _resolve_version(rt, version)
     progress = progress or noop
-    names = list(benchmarks) if benchmarks else available_benchmarks(rt, split, root)
+    names = list(benchmarks) if benchmarks is not None else available_benchmarks(rt, split, root)
     unknown = [b for b in names if not find_benchmark(rt, b, split, root)]
     if unknown:
         raise EvaluationError(f"benchmark(s) {unknown} not found for split {split!r}")
