@@ -289,6 +289,25 @@ def tree_digest(paths: list[Path], root: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def release_memory() -> None:
+    """Give freed memory back to the system. A stage frees many mid-sized arrays (one wave or
+    feature matrix per utterance, made by worker threads), and glibc keeps such freed blocks in
+    its heaps: measured, 1.5 GB of freed waves stayed resident until malloc_trim. Without this
+    the next stage's allocations stack on top of the last one's garbage (the full build's peak
+    RSS passed 4 GiB). No effect on what is computed."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    libc = ctypes.util.find_library("c")
+    if sys.platform.startswith("linux") and libc:
+        try:
+            ctypes.CDLL(libc).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to trim
+            pass
+
+
 def peak_rss_mib() -> float:
     """This process's largest resident size so far (a stage's record holds it at the stage's
     end, so the stage that set the build's peak can be found)."""
@@ -357,6 +376,7 @@ class _Stages:
             with pinned_threads(name):
                 threads = thread_counts()
                 figures = make(tmp)
+            release_memory()
             seconds = round(time.monotonic() - t0, 1)
             for o in outputs:
                 (self.work / o).parent.mkdir(parents=True, exist_ok=True)
@@ -369,6 +389,7 @@ class _Stages:
             rec["reused"] = False
         with pinned_threads(name):
             load(rec["figures"])
+        release_memory()
         self.records[name] = rec
         self.chain.append(rec["outputs"])
         self.clock.end(ran=not rec["reused"])
@@ -430,16 +451,18 @@ def _write_json_atomic(path: Path, obj) -> None:
 
 
 def _save_ragged(path: Path, arrays: list[np.ndarray], dtype) -> None:
-    """Arrays of different lengths as one .npy (written in place, no second copy in memory) and
-    their offsets; `_load_ragged` gives them back as views."""
+    """Arrays of different lengths as one .npy and their offsets; `_load_ragged` gives them back
+    as views. Streamed to the file one array at a time: no second copy in memory, and no
+    writable memory map whose dirty pages count as this process's resident memory."""
     path.mkdir(parents=True, exist_ok=True)
     offsets = np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int64)
-    out = np.lib.format.open_memmap(path / "data.npy", mode="w+", dtype=dtype,
-                                    shape=(int(offsets[-1]),))
-    for a, lo in zip(arrays, offsets[:-1], strict=True):
-        out[lo: lo + len(a)] = a
-    out.flush()
-    del out
+    dtype = np.dtype(dtype)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+              "shape": (int(offsets[-1]),)}
+    with (path / "data.npy").open("wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        for a in arrays:
+            fh.write(np.ascontiguousarray(a, dtype=dtype).tobytes())
     np.save(path / "offsets.npy", offsets)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -256,3 +257,44 @@ def test_the_lm_hears_every_word_alone_but_never_a_benchmark_recording():
     for p in pairs:
         assert (p.word, p.voice, audio.speed_for(p.word, p.voice, 0)) not in spoken
         assert not {wd for wd, _, _ in spoken} & set(p.bad)
+
+
+def test_ragged_arrays_round_trip_as_one_npy(tmp_path):
+    """Stage scratch (waves, frame units) is written array by array into one standard .npy."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(n).astype(np.float32) for n in (5, 0, 3000, 1)]
+    world._save_ragged(tmp_path / "r", arrays, np.float32)
+    assert np.load(tmp_path / "r" / "data.npy").shape == (3006,)
+    back = world._load_ragged(tmp_path / "r")
+    assert [len(b) for b in back] == [5, 0, 3000, 1]
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, back, strict=True))
+
+
+def _rss_mib() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists() or platform.libc_ver()[0] != "glibc",
+                    reason="resident size read from /proc; malloc_trim is glibc's")
+def test_release_memory_returns_freed_utterance_arrays_to_the_system():
+    """Many mid-sized arrays made by worker threads and freed stay resident under glibc until
+    trimmed (what pushed the full build past 4 GiB); release_memory gives them back."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    world.release_memory()
+    arrays: list = [None] * 2000
+
+    def make(i: int) -> None:
+        scratch = np.ones(60_000 + i, np.float32)  # a bigger temporary, then the kept part
+        arrays[i] = scratch[: 30_000 + i].copy()
+
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        list(ex.map(make, range(len(arrays))))
+    held = sum(a.nbytes for a in arrays) / 2**20  # ~240 MiB
+    keep = np.concatenate(arrays)
+    arrays.clear()
+    before = _rss_mib()
+    world.release_memory()
+    after = _rss_mib()
+    assert keep.nbytes / 2**20 > 200
+    assert before - after > 0.5 * held, (before, after, held)
