@@ -75,6 +75,19 @@ def ratings_html(x: dict) -> str:
     return "<div class='listen-info'>" + "<br>".join(lines) + "</div>"
 
 
+def version_head(v: dict) -> str:
+    """A card's title: the version, its kind, and the training judge's mean over all of its
+    continuations of this prompt (the featured gain is the difference of these means, while
+    the card plays one continuation)."""
+    kind = "baseline" if v["kind"] == "baseline" else f"aligned, round {v['round']}"
+    n = v.get("n_samples", len(v["samples"]))
+    plural = "s" if n != 1 else ""
+    mean = (f"mean AI score {num(v['ai_mean'])} over its {n} continuation{plural} of this "
+            "prompt; one is played here" if v.get("ai_mean") is not None
+            else f"{n} continuation{plural} of this prompt, not judged yet")
+    return f"### {esc(v['name'])}\n_{kind}_ · {mean}"
+
+
 def side_by_side(versions: list[dict]) -> list[dict]:
     """Baseline first, then the aligned versions newest first (the comparison that matters)."""
     base = [v for v in versions if v["kind"] == "baseline"]
@@ -177,9 +190,8 @@ def build_listen(rt: Runtime) -> SimpleNamespace:
         for i, _slot in enumerate(slots):
             if i < len(cards):
                 v, x = cards[i]
-                kind = "baseline" if v["kind"] == "baseline" else f"aligned, round {v['round']}"
                 spath = media.safe_audio(rt, x["audio_path"])
-                out += [gr.Column(visible=True), f"### {esc(v['name'])}\n_{kind}_", spath,
+                out += [gr.Column(visible=True), version_head(v), spath,
                         media.plot_png(rt, spath), ratings_html(x)]
             else:
                 out += [gr.Column(visible=False), "", None, None, ""]

@@ -328,10 +328,15 @@ def prompt_view(rt: Runtime, prompt_id: int, per_version: int = 2) -> dict | Non
         versions: dict[str, dict] = {}
         for smp, name, kind, rnd in rows:
             v = versions.setdefault(name, {"name": name, "kind": kind, "round": rnd,
-                                           "samples": []})
+                                           "id": smp.model_version_id, "samples": [],
+                                           "n_samples": 0})
+            v["n_samples"] += 1
             if len(v["samples"]) < per_version:
                 v["samples"].append({"id": smp.id, "audio_path": smp.audio_path,
                                      "transcript": smp.transcript, "index": smp.index})
+        judges = _training_judge_identities(rt, s)
+        for v in versions.values():
+            v["ai_mean"] = _prompt_means(s, judges, v["id"], p.id).get(p.id)
         view = {"prompt": prompt_dict(p), "versions": list(versions.values())}
     ids = [x["id"] for v in view["versions"] for x in v["samples"]]
     ratings = sample_ratings(rt, ids)
@@ -347,13 +352,37 @@ def training_judge_names(rt: Runtime) -> list[str]:
     return [j.name for j in rt.settings.models.judges if j.trains]
 
 
+def _training_judge_identities(rt: Runtime, s) -> list[str]:
+    """Every stored identity (name and prompt version) of the training judges."""
+    from backend import queries
+
+    return [queries.judge_identity(name, pv) for name, pv in s.execute(
+        select(Judgment.judge_name, Judgment.prompt_version).where(
+            Judgment.kind == "ai", Judgment.judge_name.in_(training_judge_names(rt)))
+        .distinct())]
+
+
+def _prompt_means(s, judges: list[str], version_id: int | None,
+                  prompt_id: int | None = None) -> dict[int, float]:
+    """Prompt id -> the training judges' mean score over a version's continuations of it (one
+    prompt or all): what Listen's featured gain and each card's "mean of n" are computed from."""
+    from backend import queries
+
+    per: dict[int, list[float]] = {}
+    rows = queries.ai_scores(s, judges=judges, version_id=version_id,
+                             prompt_id=prompt_id) if version_id else []
+    for a in rows:
+        per.setdefault(a.prompt_id, []).append(a.value)
+    return {pid: float(np.mean(x)) for pid, x in per.items()}
+
+
 def featured_prompt(rt: Runtime) -> dict | None:
     """The prompt Listen opens on: among prompts with continuations of both the baseline and
     the newest aligned version that has any, the one where that version gained most over the
     baseline by the training judges' mean score (ties: the lowest id). Without such a version,
     the first prompt with judged baseline continuations (or any continuations).
     Returns {"prompt_id", "baseline", "aligned" (name or None), "gain" (or None)}."""
-    from backend import queries, registry
+    from backend import registry
 
     versions = registry.list_versions(rt)
     base = next((v for v in versions if v.kind == "baseline"), None)
@@ -362,16 +391,10 @@ def featured_prompt(rt: Runtime) -> dict | None:
             Sample.is_trap.is_(False)).distinct()))
         aligned = max((v for v in versions if v.kind == "aligned" and v.id in with_samples),
                       key=lambda v: v.id, default=None)
-        judges = [queries.judge_identity(name, pv) for name, pv in s.execute(
-            select(Judgment.judge_name, Judgment.prompt_version).where(
-                Judgment.kind == "ai", Judgment.judge_name.in_(training_judge_names(rt)))
-            .distinct())]
+        judges = _training_judge_identities(rt, s)
 
         def means(v) -> dict[int, float]:
-            per: dict[int, list[float]] = {}
-            for a in queries.ai_scores(s, judges=judges, version_id=v.id) if v else []:
-                per.setdefault(a.prompt_id, []).append(a.value)
-            return {pid: float(np.mean(x)) for pid, x in per.items()}
+            return _prompt_means(s, judges, v.id if v else None)
 
         def prompts_of(v) -> set[int]:
             return set(s.scalars(select(Sample.prompt_id).where(

@@ -81,9 +81,10 @@ class MOSRow:
 def ai_scores(
     s: Session, *, judges: Iterable[str] | None = None, version_id: int | None = None,
     split: str | None = None, sample_ids: Iterable[int] | None = None, seed: int | None = None,
+    prompt_id: int | None = None,
 ) -> list[AIScore]:
     """Valid AI scores, optionally of some judge identities, one version, prompts of one split,
-    some samples, or samples drawn with one seed; in sample order."""
+    one prompt, some samples, or samples drawn with one seed; in sample order."""
     q = (select(Judgment.rater, Sample.model_version_id, Sample.prompt_id, Sample.id,
                 Judgment.value)
          .join(Sample, Judgment.sample_id == Sample.id)
@@ -98,6 +99,8 @@ def ai_scores(
         q = q.where(Sample.id.in_(list(sample_ids)))
     if seed is not None:
         q = q.where(Sample.seed == seed)
+    if prompt_id is not None:
+        q = q.where(Sample.prompt_id == prompt_id)
     if split is not None:
         q = q.join(Prompt, Sample.prompt_id == Prompt.id).where(Prompt.split == split)
     return [AIScore(identity_of_rater(r), int(v), int(p), int(sid), float(val))

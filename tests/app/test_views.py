@@ -234,10 +234,16 @@ def test_listen_opens_on_the_featured_prompt(browser, known):
         pg.wait_for_selector("#listen-status :text('Featured prompt')")
         pg.wait_for_selector("#listen-slot-1 audio", state="attached")
         heads = [pg.locator(f"#listen-head-{i}").inner_text() for i in range(2)]
+        intro = pg.locator("#listen-status").inner_text()
         _shot(pg, f"listen-featured-{size}")
         ctx.close()
         assert heads[0].startswith("test-base") and "baseline" in heads[0]
         assert heads[1].startswith("test-aligned-2") and "round 2" in heads[1]
+        # each card states what the featured choice is computed from (tests/app/
+        # test_listen_featured.py checks the numbers): the mean over all continuations
+        assert "mean AI score 3.00 over its 2 continuations" in heads[0], heads
+        assert "2 continuations of this prompt, not judged yet" in heads[1], heads
+        assert "not judged yet" in intro, intro
 
 
 def test_listen_notice_while_the_first_round_runs(tmp_path):
