@@ -33,7 +33,7 @@ from backend.files import (
 )
 from backend.jobs import JobContext, handler
 from backend.progress import Progress, noop
-from backend.runtime import Runtime
+from backend.runtime import Runtime, UnitLayoutError
 from db.schema import Judgment, ModelVersion, Prompt, Sample
 
 TARGET_SR = 16000
@@ -464,6 +464,10 @@ def continue_clip(rt: Runtime, data: bytes, max_versions: int = 4) -> dict:
         vocoder, _ = rt.vocoder, rt.asr
     except Exception as e:  # noqa: BLE001
         raise PromptError(f"the vocoder/ASR are not available: {type(e).__name__}") from None
+    try:
+        rt.check_unit_layout()
+    except UnitLayoutError as e:
+        raise PromptError(str(e)) from None
     try:
         prompt_text = transcribe_waves(rt, [(wave, TARGET_SR)])[0]
     except Exception:  # noqa: BLE001

@@ -21,6 +21,10 @@ class AdapterCorruptError(RuntimeError):
     """A registered adapter on disk no longer matches its recorded hash."""
 
 
+class UnitLayoutError(RuntimeError):
+    """The tokenizer, unit LM and vocoder do not agree on the units."""
+
+
 class Runtime:
     def __init__(self, settings: Settings | None = None, upgrade: bool = True):
         self.settings = settings or load_settings()
@@ -30,6 +34,7 @@ class Runtime:
             self.store.upgrade()
         self._lock = threading.RLock()
         self._components: dict[str, Any] = {}
+        self._units_agree = False
 
     def _component(self, key: str, build):
         with self._lock:
@@ -57,6 +62,29 @@ class Runtime:
     @property
     def asr(self):
         return self._built("asr")
+
+    def check_unit_layout(self) -> None:
+        """Before units flow tokenizer -> unit LM -> vocoder: the LM must model exactly the
+        tokenizer's units (K k-means centres) and the vocoder must have an embedding for each
+        unit the LM samples. A mismatch (a k-means of another K, a vocoder for another LM)
+        would otherwise give wrong speech or an index error deep inside a model. Components
+        that do not say how many units they have are not checked."""
+        if self._units_agree:
+            return
+        k_tok = getattr(self.tokenizer, "vocab_size", None)
+        k_lm = getattr(self.unit_lm, "vocab_size", None)
+        k_voc = getattr(self.vocoder, "num_units", None)
+        problems = []
+        if k_tok is not None and k_lm is not None and k_tok != k_lm:
+            problems.append(f"the tokenizer makes {k_tok} units but the unit LM models {k_lm} "
+                            "(models.unit_lm.n_units or the LM directory's unit layout)")
+        if k_lm is not None and k_voc is not None and k_voc < k_lm:
+            problems.append(f"the unit LM samples units 0..{k_lm - 1} but the vocoder has "
+                            f"embeddings for {k_voc} (num_embeddings in its JSON config)")
+        if problems:
+            raise UnitLayoutError("speech components disagree on the units: "
+                                  + "; ".join(problems))
+        self._units_agree = True
 
     def judge(self, name: str | None = None):
         """A configured judge by name (default: the first that trains)."""
@@ -111,6 +139,7 @@ class Runtime:
         """Drop loaded models (after a bundle rebuild)."""
         with self._lock:
             self._components.clear()
+            self._units_agree = False
 
     def close(self) -> None:
         self.store.dispose()

@@ -118,6 +118,7 @@ class UnitLM(Protocol):
 @runtime_checkable
 class Vocoder(Protocol):
     sample_rate: int
+    # Optional `num_units`: how many units it has embeddings for (Runtime.check_unit_layout).
 
     def decode(self, units: Units) -> np.ndarray: ...
 

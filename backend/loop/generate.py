@@ -95,6 +95,8 @@ def generate(
     out_dir = rt.settings.audio_dir / "samples" / ver.name
     made = 0
     progress(0.0, f"{len(todo)} of {len(pids)} prompts to sample")
+    if todo:
+        rt.check_unit_layout()
     vocoder = rt.vocoder if todo else None
     for b in range(0, len(todo), bs):
         batch = todo[b : b + bs]

@@ -59,6 +59,7 @@ class MiniVocoder:
         self.durations = np.load(self.path / "durations.npy").astype(np.float32)
         self.config = json.loads((self.path / "config.json").read_text())
         self.n_iter = int(self.config.get("gl_iters", 8))
+        self.num_units = len(self.mel)
 
     def mel_frames(self, units: Units) -> np.ndarray:
         """(frames, 80) log-mel at 50 Hz: each unit's centre repeated for its mean duration."""
