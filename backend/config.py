@@ -391,8 +391,10 @@ class TrainingConfig(Section):
     mini world (docs/results.md, 2026-12-01): one round of rft moved the held-out training-
     judge score by +0.26 (95% CI above zero) and the evaluation judge's by +0.10 (CI above
     zero); dpo by +0.04 and grpo by -0.08 (CIs across zero). On the 228-held-out-prompt world:
-    rft +0.33 and +0.24, dpo +0.12 and +0.09 (all CIs above zero). Real weights keep the
-    paper's dpo."""
+    rft +0.33 and +0.24, dpo +0.12 and +0.09 (all CIs above zero). On the merged world that
+    `make run` builds now (seed 0, 2026-12-02): rft +0.10 [-0.00, +0.20] and +0.07 (three
+    rounds: +0.39), dpo +0.01 (CIs across zero): rft is still the best measured, by less.
+    Real weights keep the paper's dpo."""
 
 
 class BootstrapConfig(Section):
