@@ -163,8 +163,10 @@ def shot(page, name: str) -> Path:
 
 
 def open_app(page, server) -> None:
-    page.goto(server.url + "/")
-    page.wait_for_selector("#tab-listen-button, button[role=tab]")
+    """The page with its tabs. A generous wait: a server's first page on a machine shared with
+    other torch processes took 65 s (2 cores, 4 busy processes), not a figure any test bounds."""
+    page.goto(server.url + "/", timeout=180_000)
+    page.wait_for_selector("#tab-listen-button, button[role=tab]", timeout=180_000)
 
 
 def login(page, name: str, password: str) -> None:
