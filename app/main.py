@@ -134,12 +134,16 @@ def build_app(rt: Runtime) -> gr.Blocks:
         rate_tab.select(rate_if_signed_in, [session], rate_outputs, api_visibility="private")
         lb_tab.select(lb_show, [lb_source], lb_outputs, api_visibility="private")
         admin_tab.select(admin_if_admin, [session], admin_outputs, api_visibility="private")
-        demo.load(lambda: world_banner(rt), None, [banner], api_visibility="private")
-        # while the world is being built, the banner follows the build's stage and ETA
-        banner_timer = gr.Timer(rt.settings.server.poll_seconds,
-                                active=rt.settings.world == "mini"
-                                and "error" in world.bundle_info(rt.settings))
-        banner_timer.tick(lambda: world_banner(rt), None, [banner], api_visibility="private",
+        # while the world is missing or being built, the banner follows the build's stage and
+        # ETA; the page's load decides whether to poll, and polling stops once it is built
+        banner_timer = gr.Timer(rt.settings.server.poll_seconds, active=False)
+
+        def banner_state():
+            text = world_banner(rt)
+            return text, gr.Timer(active=bool(text))
+
+        demo.load(banner_state, None, [banner, banner_timer], api_visibility="private")
+        banner_timer.tick(banner_state, None, [banner, banner_timer], api_visibility="private",
                           show_progress="hidden")
         demo.load(listen.open, None, listen.outputs, api_visibility="private")
 

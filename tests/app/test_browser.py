@@ -429,3 +429,31 @@ def test_an_expired_sign_in_leaves_the_page(browser, short_server):
         assert pg.locator("#signin-box").is_visible()
     finally:
         ctx.close()
+
+
+def test_banner_follows_a_build_that_starts_after_the_page_opened(page, server, seeded):
+    """The page polls the world's state: a build started after the page loaded shows its stage
+    and ETA in the banner without a reload."""
+    import json
+
+    from filelock import FileLock
+
+    from backend import world
+
+    rt, _ = seeded
+    open_app(page, server)
+    page.wait_for_selector("#studio-world-banner :text('not built yet')")
+    work = world.work_dir(rt.settings.bundle_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / world.STATUS).write_text(json.dumps(
+        {"stage": "asr", "stage_fraction": 0.5, "stage_eta_s": 200, "fraction": 0.2,
+         "eta_s": 1200, "preset": "full", "seed": 0}))
+    try:
+        with FileLock(f"{work}.lock"):
+            page.wait_for_selector("#studio-world-banner :text('Building the mini world')",
+                                   timeout=60_000)
+            assert "20 min 00 s left" in page.locator("#studio-world-banner").inner_text()
+    finally:
+        (work / world.STATUS).unlink()
+        work.rmdir()
+    page.wait_for_selector("#studio-world-banner :text('not built yet')", timeout=60_000)
