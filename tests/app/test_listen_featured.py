@@ -10,8 +10,6 @@ import pytest
 
 from app.listen import version_head
 from backend import prompts
-from backend.config import Settings
-from backend.runtime import Runtime
 from db.schema import Judgment, Sample
 from tests.rating.seed import seed
 
@@ -19,15 +17,8 @@ from tests.rating.seed import seed
 SCORES = {0: ((2, 2), (3, 3)), 1: ((1, 3), (5, 4)), 2: ((4, 4), (4, 3))}
 
 
-@pytest.fixture
-def rt(tmp_path):
-    r = Runtime(Settings(data_dir=tmp_path / "data",
-                         database_url=f"sqlite:///{tmp_path / 'store.db'}"))
-    yield r
-    r.close()
-
-
-def test_featured_gain_is_the_difference_of_the_cards_means(rt):
+def test_featured_gain_is_the_difference_of_the_cards_means(sqlite_runtime):
+    rt = sqlite_runtime
     info = seed(rt, n_prompts=3, samples_per_version=2, tasks=False)
     judge = prompts.training_judge_names(rt)[0]
     with rt.store.session() as s:

@@ -7,16 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from backend.config import Settings
-from backend.runtime import Runtime, UnitLayoutError
-
-
-@pytest.fixture
-def rt(tmp_path):
-    r = Runtime(Settings(data_dir=tmp_path / "data",
-                         database_url=f"sqlite:///{tmp_path / 'store.db'}"))
-    yield r
-    r.close()
+from backend.runtime import UnitLayoutError
 
 
 def _components(rt, k_tok, k_lm, k_voc):
@@ -25,7 +16,8 @@ def _components(rt, k_tok, k_lm, k_voc):
                           vocoder=SimpleNamespace(num_units=k_voc))
 
 
-def test_matching_units_pass(rt):
+def test_matching_units_pass(sqlite_runtime):
+    rt = sqlite_runtime
     _components(rt, 500, 500, 500)
     rt.check_unit_layout()
     rt.forget_components()  # new components are checked again
@@ -41,15 +33,17 @@ def test_matching_units_pass(rt):
     (1000, 500, 500, ["tokenizer makes 1000 units", "unit LM models 500"]),
     (500, 500, 200, ["units 0..499", "embeddings for 200"]),
 ])
-def test_a_mismatch_is_refused_with_both_sides_named(rt, k_tok, k_lm, k_voc, words):
+def test_a_mismatch_is_refused_with_both_sides_named(sqlite_runtime, k_tok, k_lm, k_voc, words):
+    rt = sqlite_runtime
     _components(rt, k_tok, k_lm, k_voc)
     with pytest.raises(UnitLayoutError) as e:
         rt.check_unit_layout()
     assert all(w in str(e.value) for w in words), str(e.value)
 
 
-def test_generation_refuses_before_sampling(rt):
+def test_generation_refuses_before_sampling(sqlite_runtime):
     """A generate call on mismatched components fails at once with the reason."""
+    rt = sqlite_runtime
     from backend import prompts, registry
     from backend.loop import generate
     from tests.rating.seed import FakeTokenizer, tone, wav_bytes
