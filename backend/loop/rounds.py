@@ -149,7 +149,12 @@ def _evaluate(rt: Runtime, version: Version, parent: Version, gen: GenerationCon
     parent's are made once (resumable), so each later round samples one version. The parent
     is scored too - its benchmarks once, its judge score on its current held-out samples each
     time - so the before/after comparison has both sides."""
-    from backend.loop.evaluate import evaluate_version, latest_results
+    from backend.loop.evaluate import (
+        evaluate_judge,
+        evaluate_version,
+        latest_results,
+        store_results,
+    )
 
     split = gen.heldout_split
     try:
@@ -160,8 +165,11 @@ def _evaluate(rt: Runtime, version: Version, parent: Version, gen: GenerationCon
                                   n=gen.heldout_n)
         benched = any(vid == parent.id and not bench.startswith("judge:")
                       for vid, bench, _metric in latest_results(rt, split))
-        evaluate_version(rt, parent.name, benchmarks=[] if benched else None, split=split,
-                         progress=span(progress, 0.4, 0.7, f"benchmarks of {parent.name}"))
+        if benched:
+            store_results(rt, parent.id, evaluate_judge(rt, parent.id, split), None)
+        else:
+            evaluate_version(rt, parent.name, split=split,
+                             progress=span(progress, 0.4, 0.7, f"benchmarks of {parent.name}"))
         res = evaluate_version(rt, version.name, split=split,
                                progress=span(progress, 0.7, 1.0, f"benchmarks of {version.name}"))
         return {"results": res}
