@@ -6,7 +6,8 @@ seed) judged by every configured judge — the training judge and the evaluation
 never sees — with a paired bootstrap 95% CI over prompts against the baseline; diversity across
 a prompt's continuations (distinct-2, self-BLEU); the share of content-free continuations and
 the training judge's fault rates (mini world: read from its evidence); benchmark accuracy
-(sWUGGY, sBLIMP, sSC, tSC, dev); wall time and judged samples each method used.
+(sWUGGY, sBLIMP, sSC, tSC; dev and test items pooled, a change with its paired CI); wall time
+and judged samples each method used.
 
     .venv/bin/python -m bench.align --data-dir D [--methods dpo grpo] [--rounds 1]
         [--variant "grpo:lr=1e-3,steps=80"] [--heldout-n 4] [--threads 1]
@@ -109,11 +110,42 @@ def faults(evidence: list[dict]) -> dict:
     return judge_faults(evidence)
 
 
-def benchmarks(rt, version: str) -> dict[str, float]:
-    from backend.loop.evaluate import evaluate_version
+def benchmarks(rt, version: str) -> dict[str, dict[str, float]]:
+    """Per benchmark, each item's outcome (1 = the good item more likely) on dev and test
+    pooled (keys `split/id`): 150 items instead of dev's 100, and the per-item outcomes a
+    paired CI of a change needs."""
+    from backend.loop.evaluate import evaluate_version, latest_results
+    from backend.registry import get_version
 
-    rows = evaluate_version(rt, version, benchmarks=list(BENCHMARKS), split="dev", judge=False)
-    return {r["benchmark"]: r["value"] for r in rows if r["metric"] == "accuracy"}
+    vid = get_version(rt, version).id
+    out: dict[str, dict[str, float]] = {}
+    for split in ("dev", "test"):
+        evaluate_version(rt, version, benchmarks=list(BENCHMARKS), split=split, judge=False)
+        for (v, bench, metric), r in latest_results(rt, split).items():
+            if v == vid and metric == "accuracy" and bench in BENCHMARKS:
+                d = r["details"]
+                out.setdefault(bench, {}).update(
+                    {f"{split}/{i}": o for i, o in zip(d["ids"], d["outcomes"], strict=True)})
+    return out
+
+
+def accuracy(outcomes: dict[str, dict[str, float]] | None) -> dict[str, float] | None:
+    return None if outcomes is None else {
+        k: round(float(np.mean(list(v.values()))), 4) for k, v in outcomes.items()}
+
+
+def benchmark_change(base: dict[str, dict[str, float]], new: dict[str, dict[str, float]]
+                     ) -> dict[str, dict]:
+    """Accuracy change in points on the items both were scored on, paired bootstrap 95% CI."""
+    from backend.stats import paired_bootstrap_diff
+
+    out = {}
+    for k in sorted(set(base) & set(new)):
+        keys = sorted(set(base[k]) & set(new[k]))
+        est = paired_bootstrap_diff([base[k][i] for i in keys], [new[k][i] for i in keys])
+        out[k] = {"n_items": len(keys), "points": round(100 * est.value, 2),
+                  "ci": [round(100 * est.low, 2), round(100 * est.high, 2)]}
+    return out
 
 
 def compare(base: dict[int, float], new: dict[int, float]) -> dict:
@@ -164,15 +196,19 @@ def judged_samples(rt, round_rows: list[dict], method: str) -> int:
 
 
 def run(rt, methods: list[str], rounds: int, heldout_n: int, seed: int,
-        with_benchmarks: bool = True) -> dict:
+        with_benchmarks: bool = True, save=None) -> dict:
+    """`save(partial)` is called after the baseline and after each evaluated round, so a bench
+    stopped part way leaves what it measured."""
     from backend import registry
     from backend.loop import rounds as rounds_mod
 
     base = registry.ensure_baseline(rt).name
     h0 = heldout(rt, base, heldout_n, seed)
-    out = {"baseline": describe(rt, base, h0, benchmarks(rt, base) if with_benchmarks else None),
-           "methods": []}
+    b0 = benchmarks(rt, base) if with_benchmarks else None
+    out = {"baseline": describe(rt, base, h0, accuracy(b0)), "methods": []}
     print(f"baseline: {out['baseline']['mean']}", file=sys.stderr, flush=True)
+    save = save or (lambda partial: None)
+    save(out)
     for text in methods:
         label, ov = parse_method(text)
         n_rounds = int(ov.pop("rounds", rounds))
@@ -184,22 +220,21 @@ def run(rt, methods: list[str], rounds: int, heldout_n: int, seed: int,
                "stopped_early": res["stopped_early"],
                "judged_samples": judged_samples(rt, res["rounds"], ov["method"]),
                "rounds": []}
+        out["methods"].append(row)
         for r in res["rounds"]:
             h = heldout(rt, r["version"], heldout_n, seed)
-            d = describe(rt, r["version"], h, benchmarks(rt, r["version"])
-                         if with_benchmarks else None)
+            b = benchmarks(rt, r["version"]) if with_benchmarks else None
+            d = describe(rt, r["version"], h, accuracy(b))
             d["vs_baseline"] = {j: compare(h0["scores"][j], h["scores"][j]) for j in h["scores"]}
             if with_benchmarks:
-                d["benchmark_change_points"] = {
-                    k: round(100 * (d["benchmarks"][k] - out["baseline"]["benchmarks"][k]), 2)
-                    for k in d["benchmarks"] if k in out["baseline"]["benchmarks"]}
+                d["benchmark_change"] = benchmark_change(b0, b)
             d["n_pairs"] = r["n_pairs"]
             d["train_metrics"] = {k: v for k, v in r["metrics"].items()
                                   if isinstance(v, int | float | type(None))}
             row["rounds"].append(d)
             print(json.dumps({"method": label, "version": r["version"],
                               "vs_baseline": d["vs_baseline"]}), file=sys.stderr, flush=True)
-        out["methods"].append(row)
+            save(out)
     return out
 
 
@@ -207,7 +242,7 @@ def run(rt, methods: list[str], rounds: int, heldout_n: int, seed: int,
 def table(res: dict) -> str:
     judges = list(res["baseline"]["mean"])
     head = ["method", "round", "wall s", "judged"] + [f"{j} diff [95% CI]" for j in judges] + \
-        ["distinct-2", "content-free", "sWUGGY / sBLIMP / sSC / tSC (points)"]
+        ["distinct-2", "content-free", "sWUGGY / sBLIMP / sSC / tSC (points [95% CI])"]
     b = res["baseline"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     lines.append("| baseline | | | | " + " | ".join(f"{b['mean'][j]:.3f}" for j in judges)
@@ -219,8 +254,10 @@ def table(res: dict) -> str:
                 c = r["vs_baseline"][j]
                 cells.append(f"{c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]")
             cells += [str(r["diversity"]["distinct_2"]), str(r["faults"].get("content_free"))]
-            ch = r.get("benchmark_change_points") or {}
-            cells.append(" / ".join(f"{ch[k]:+.1f}" if k in ch else "-" for k in BENCHMARKS))
+            ch = r.get("benchmark_change") or {}
+            cells.append(" / ".join(
+                f"{ch[k]['points']:+.1f} [{ch[k]['ci'][0]:+.1f}, {ch[k]['ci'][1]:+.1f}]"
+                if k in ch else "-" for k in BENCHMARKS))
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -282,16 +319,23 @@ def main() -> None:
     rt = Runtime(load_settings(world="mini", data_dir=a.data_dir))
     prompts.import_bundle_prompts(rt)
     t0 = time.monotonic()
-    res = run(rt, a.methods, a.rounds, a.heldout_n, a.seed, not a.no_benchmarks)
     man = read_manifest(rt.settings.bundle_dir) or {}
-    res["world"] = {**{k: man.get(k) for k in ("preset", "seed", "code_hash")},
-                    "units_digest": man.get("components", {}).get("tokenizer", {})
-                    .get("units_digest")}
-    res["settings"] = {"rounds": a.rounds, "heldout_n": a.heldout_n, "seed": a.seed,
-                       "threads": a.threads, "total_seconds": round(time.monotonic() - t0, 1)}
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2, default=str) + "\n")
+
+    def save(res: dict, done: bool = False) -> None:
+        res["world"] = {**{k: man.get(k) for k in ("preset", "seed", "code_hash")},
+                        "units_digest": man.get("components", {}).get("tokenizer", {})
+                        .get("units_digest")}
+        res["settings"] = {"rounds": a.rounds, "heldout_n": a.heldout_n, "seed": a.seed,
+                           "threads": a.threads, "complete": done,
+                           "total_seconds": round(time.monotonic() - t0, 1)}
+        tmp = out.with_suffix(".part")
+        tmp.write_text(json.dumps(res, indent=2, default=str) + "\n")
+        tmp.replace(out)
+
+    res = run(rt, a.methods, a.rounds, a.heldout_n, a.seed, not a.no_benchmarks, save)
+    save(res, done=True)
     if a.plot:
         plot(res, out.with_suffix(".png"))
     print(table(res))
