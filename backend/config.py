@@ -101,12 +101,12 @@ class GenerationConfig(Section):
     """Continuations per held-out prompt that a round's evaluation samples and judges for the
     judge score and the Leaderboard. Its interval resamples prompts, so more prompts help more
     than more continuations of each."""
-    mini_overrides: dict[str, float | int] = Field(
-        default_factory=lambda: {"n": 10, "batch_size": 32})
+    mini_overrides: dict[str, float | int] = Field(default_factory=lambda: {"n": 10})
     """Applied in the mini world to fields not set explicitly. Its bundle has 300 training
     prompts: 5 continuations each (the paper's) gave ~160 preference pairs and no significant
     held-out gain; 10 gave ~240 pairs and a gain whose CI excludes zero (docs/results.md).
-    32 prompts per call fill the mini LM's 320-row batch (`mini_models`)."""
+    batch_size stays 8 although 32 samples faster: the mini vocoder's waves depend on which
+    continuations are vocoded together, and 32 changed 41 % of the transcripts (results.md)."""
 
 
 class SelectionConfig(Section):
@@ -577,10 +577,11 @@ def mini_models(bundle: Path, judges: list[JudgeConfig]) -> ModelsConfig:
         extra.insert(0, JudgeConfig(name="mini-lm-judge", kind="mini-lm", trains=False))
     return ModelsConfig(
         tokenizer=TokenizerConfig(kind="mini", path=str(bundle / "tokenizer")),
-        # 320 rows per generate call (the round's 32 prompts x 10): decoding reads the whole
-        # KV cache every step, which costs less per row in larger batches (64 rows: 11.7
-        # continuations/s, 320: 16.9 on the seed-0 world, same units; docs/results.md). The
-        # mini LM's cache at 320 rows is ~0.35 GB; TWIST-7B's would be ~50 GB (keeps 64).
+        # Up to 320 rows per generate call, so a round's 8 prompts x 10 are one call, not 64 +
+        # 16 rows: decoding reads the whole KV cache every step, which costs less per row in
+        # larger batches (64 rows: 11.7 continuations/s, 80: 14.6, 320: 16.9 on the seed-0
+        # world, same units; docs/results.md). The mini LM's cache at 320 rows is ~0.35 GB;
+        # TWIST-7B's would be ~50 GB (it keeps 64).
         unit_lm=UnitLMConfig(kind="mini", path=str(bundle / "unit_lm"), batch_size=320),
         vocoder=VocoderConfig(kind="mini", checkpoint=str(bundle / "vocoder")),
         asr=ASRConfig(kind="mini", path=str(bundle / "asr")),
