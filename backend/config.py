@@ -580,7 +580,8 @@ def mini_models(bundle: Path, judges: list[JudgeConfig]) -> ModelsConfig:
         # Up to 320 rows per generate call, so a round's 8 prompts x 10 are one call, not 64 +
         # 16 rows: decoding reads the whole KV cache every step, which costs less per row in
         # larger batches (64 rows: 11.7 continuations/s, 80: 14.6, 320: 16.9 on the seed-0
-        # world, same units; docs/results.md). The mini LM's cache at 320 rows is ~0.35 GB;
+        # world, same units; docs/results.md; a whole round is not faster for it: 15:09 vs
+        # 15:08, the other stages dominate). The mini LM's cache at 320 rows is ~0.35 GB;
         # TWIST-7B's would be ~50 GB (it keeps 64).
         unit_lm=UnitLMConfig(kind="mini", path=str(bundle / "unit_lm"), batch_size=320),
         vocoder=VocoderConfig(kind="mini", checkpoint=str(bundle / "vocoder")),
