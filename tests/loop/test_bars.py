@@ -134,3 +134,17 @@ def test_align_bench_diversity_and_fault_measures():
     assert f["off_topic"] == f["wrong_pronoun"] == f["other_name"] == f["broken_cause"] == 0.25
     assert f["not_fluent"] == 0.5
     assert faults([{"value": 3}]) == {}  # another judge's evidence: nothing to count
+
+
+def test_align_bench_benchmark_change_pairs_items_and_reports_points():
+    """A change is measured on the items both versions were scored on, in points, with a
+    paired interval: one item of 4 flipped from right to wrong is -25 points."""
+    from bench.align import accuracy, benchmark_change
+
+    base = {"tsc": {"dev/0": 1.0, "dev/1": 1.0, "test/0": 0.0, "test/1": 1.0, "dev/9": 1.0}}
+    new = {"tsc": {"dev/0": 1.0, "dev/1": 0.0, "test/0": 0.0, "test/1": 1.0}, "ssc": {"a": 1.0}}
+    ch = benchmark_change(base, new)
+    assert set(ch) == {"tsc"}
+    assert ch["tsc"]["n_items"] == 4 and ch["tsc"]["points"] == -25.0
+    assert ch["tsc"]["ci"][0] <= -25.0 <= ch["tsc"]["ci"][1] <= 0.0
+    assert accuracy(new) == {"tsc": 0.5, "ssc": 1.0} and accuracy(None) is None
