@@ -24,6 +24,7 @@ from models.mini import audio
 GL_HOP = audio.HOP // 2
 GL_FFT = 512  # half the analysis FFT: Griffin-Lim is ~2x faster and sounds no worse here
 GL_WIN = 400
+BUCKET_FRAMES = 25  # 0.5 s: a continuation is padded by 0.25 s on average
 
 
 @lru_cache(maxsize=1)
@@ -35,10 +36,11 @@ def _mel_pinv() -> torch.Tensor:
 
 
 def griffin_lim(mag: torch.Tensor, n_iter: int, seed: int = 0) -> torch.Tensor:
-    """mag: (batch, n_fft//2+1, frames) -> waves (batch, samples). Deterministic for a seed."""
+    """mag: (batch, n_fft//2+1, frames) -> waves (batch, samples). Every row starts from the
+    same seeded phase, so a row's wave depends on its magnitudes alone, not on its neighbours."""
     win = torch.hann_window(GL_WIN)
     g = torch.Generator().manual_seed(seed)
-    phase = torch.exp(2j * torch.pi * torch.rand(mag.shape, generator=g))
+    phase = torch.exp(2j * torch.pi * torch.rand(mag.shape[1:], generator=g))
     length = (mag.shape[-1] - 1) * GL_HOP
     spec = mag * phase
     wave = torch.istft(spec, GL_FFT, GL_HOP, GL_WIN, win, length=length)
@@ -48,6 +50,13 @@ def griffin_lim(mag: torch.Tensor, n_iter: int, seed: int = 0) -> torch.Tensor:
         spec = mag * (s / s.abs().clamp_min(1e-8))
         wave = torch.istft(spec, GL_FFT, GL_HOP, GL_WIN, win, length=length)
     return wave
+
+
+def bucket_frames(n: int) -> int:
+    """Frames (50 Hz) a mel of `n` frames is padded to with silence before Griffin-Lim: the next
+    multiple of BUCKET_FRAMES (at least 8: stft needs more than n_fft/2 samples). Fixed per
+    length, so a continuation gets the same wave whichever continuations share its batch."""
+    return max(8, -(-n // BUCKET_FRAMES) * BUCKET_FRAMES)
 
 
 class MiniVocoder:
@@ -70,23 +79,26 @@ class MiniVocoder:
         return np.repeat(self.mel[units], reps, axis=0)
 
     def decode_batch(self, batch: Sequence[Units]) -> list[np.ndarray]:
+        """Waves of a batch, each the same as `decode` of it alone: items are padded to their
+        own length bucket (`bucket_frames`) and Griffin-Lim runs once per bucket."""
         mels = [self.mel_frames(u) for u in batch]
-        lens = [len(m) for m in mels]
-        if max(lens, default=0) == 0:
-            return [np.zeros(0, np.float32) for _ in batch]
-        t = max(*lens, 8)  # very short inputs: pad with silence (stft needs > n_fft/2 samples)
-        floor = float(np.log(audio.LOG_FLOOR))
-        x = torch.full((len(mels), t, self.mel.shape[1]), floor)
+        out = [np.zeros(0, np.float32) for _ in batch]
+        buckets: dict[int, list[int]] = {}
         for i, m in enumerate(mels):
-            x[i, : len(m)] = torch.from_numpy(m)
-        x = x.repeat_interleave(2, dim=1)  # 50 Hz -> 100 Hz frames for the 10 ms GL hop
-        power = (_mel_pinv() @ torch.exp(x).transpose(1, 2)).clamp_min(0.0)
-        waves = griffin_lim(power.sqrt(), self.n_iter)
-        out = []
-        for i, n in enumerate(lens):
-            w = waves[i, : n * audio.HOP].numpy()
-            peak = float(np.abs(w).max()) if len(w) else 0.0
-            out.append((w / peak * 0.9 if peak > 0 else w).astype(np.float32))
+            if len(m):
+                buckets.setdefault(bucket_frames(len(m)), []).append(i)
+        floor = float(np.log(audio.LOG_FLOOR))
+        for t, idx in sorted(buckets.items()):
+            x = torch.full((len(idx), t, self.mel.shape[1]), floor)
+            for row, i in enumerate(idx):
+                x[row, : len(mels[i])] = torch.from_numpy(mels[i])
+            x = x.repeat_interleave(2, dim=1)  # 50 Hz -> 100 Hz frames for the 10 ms GL hop
+            power = (_mel_pinv() @ torch.exp(x).transpose(1, 2)).clamp_min(0.0)
+            waves = griffin_lim(power.sqrt(), self.n_iter)
+            for row, i in enumerate(idx):
+                w = waves[row, : len(mels[i]) * audio.HOP].numpy()
+                peak = float(np.abs(w).max()) if len(w) else 0.0
+                out[i] = (w / peak * 0.9 if peak > 0 else w).astype(np.float32)
         return out
 
     def decode(self, units: Units) -> np.ndarray:
