@@ -50,18 +50,14 @@ def paired_bootstrap(base: dict[int, float], new: dict[int, float]) -> dict:
             "mean_diff": est.value, "ci": [est.low, est.high]}
 
 
-def benchmark_accuracy(rt, version: str, names=("swuggy", "sblimp")) -> dict[str, float]:
-    """Dev accuracy of a version on the benchmarks the bar protects (no judge score)."""
-    from backend.loop.evaluate import evaluate_version
-
-    rows = evaluate_version(rt, version, benchmarks=list(names), split="dev", judge=False)
-    return {r["benchmark"]: r["value"] for r in rows if r["metric"] == "accuracy"}
-
-
 def measure(rt, rounds: int = 1, curriculum: bool = True, overrides: dict | None = None,
             benchmarks: bool = False) -> dict:
+    """Rounds from the baseline, then each version's held-out judge score against the
+    baseline's; with `benchmarks`, accuracies on dev and test items pooled and each change in
+    points with its paired CI (as bench/align.py reports them)."""
     from backend import registry
     from backend.loop import rounds as rounds_mod
+    from bench import align
 
     base = registry.ensure_baseline(rt).name
     t0 = time.monotonic()
@@ -72,7 +68,8 @@ def measure(rt, rounds: int = 1, curriculum: bool = True, overrides: dict | None
     out = {"loop_seconds": round(loop_s, 1), "stopped_early": res["stopped_early"],
            "rounds": []}
     if benchmarks:
-        out["baseline_benchmarks"] = base_bench = benchmark_accuracy(rt, base)
+        base_items = align.benchmarks(rt, base)
+        out["baseline_benchmarks"] = align.accuracy(base_items)
     seconds = {r.id: (r.finished_at - r.created_at).total_seconds()
                for r in rounds_mod.list_rounds(rt) if r.finished_at and r.created_at}
     for r in res["rounds"]:
@@ -81,10 +78,9 @@ def measure(rt, rounds: int = 1, curriculum: bool = True, overrides: dict | None
                "round_seconds": seconds.get(r["round_id"]),
                "reward_accuracy_last": r["metrics"].get("reward_accuracy_last"), **cmp}
         if benchmarks:
-            acc = benchmark_accuracy(rt, r["version"])
-            row["benchmarks"] = acc
-            row["benchmark_change_points"] = {
-                k: round(100 * (acc[k] - base_bench[k]), 2) for k in acc if k in base_bench}
+            items = align.benchmarks(rt, r["version"])
+            row["benchmarks"] = align.accuracy(items)
+            row["benchmark_change"] = align.benchmark_change(base_items, items)
         out["rounds"].append(row)
     return out
 
