@@ -195,6 +195,15 @@ def judged_samples(rt, round_rows: list[dict], method: str) -> int:
     return total
 
 
+def round_seconds(rt, round_id: int) -> float:
+    """Wall time of one training round as its row records it (sampling, judging, training)."""
+    from db.schema import TrainingRound
+
+    with rt.store.read() as s:
+        r = s.get(TrainingRound, round_id)
+        return (r.finished_at - r.created_at).total_seconds()
+
+
 def run(rt, methods: list[str], rounds: int, heldout_n: int, seed: int,
         with_benchmarks: bool = True, save=None) -> dict:
     """`save(partial)` is called after the baseline and after each evaluated round, so a bench
@@ -221,7 +230,10 @@ def run(rt, methods: list[str], rounds: int, heldout_n: int, seed: int,
                "judged_samples": judged_samples(rt, res["rounds"], ov["method"]),
                "rounds": []}
         out["methods"].append(row)
+        spent = {"wall_seconds": 0.0, "judged_samples": 0}
         for r in res["rounds"]:
+            spent["wall_seconds"] += round_seconds(rt, r["round_id"])
+            spent["judged_samples"] += judged_samples(rt, [r], ov["method"])
             h = heldout(rt, r["version"], heldout_n, seed)
             b = benchmarks(rt, r["version"]) if with_benchmarks else None
             d = describe(rt, r["version"], h, accuracy(b))
@@ -229,6 +241,7 @@ def run(rt, methods: list[str], rounds: int, heldout_n: int, seed: int,
             if with_benchmarks:
                 d["benchmark_change"] = benchmark_change(b0, b)
             d["n_pairs"] = r["n_pairs"]
+            d["cumulative"] = {k: round(v, 1) for k, v in spent.items()}
             d["train_metrics"] = {k: v for k, v in r["metrics"].items()
                                   if isinstance(v, int | float | type(None))}
             row["rounds"].append(d)
@@ -241,7 +254,8 @@ def run(rt, methods: list[str], rounds: int, heldout_n: int, seed: int,
 # --- report --------------------------------------------------------------------------------
 def table(res: dict) -> str:
     judges = list(res["baseline"]["mean"])
-    head = ["method", "round", "wall s", "judged"] + [f"{j} diff [95% CI]" for j in judges] + \
+    head = ["method", "round", "wall s (so far)", "judged (so far)"] + \
+        [f"{j} diff [95% CI]" for j in judges] + \
         ["distinct-2", "content-free", "sWUGGY / sBLIMP / sSC / tSC (points [95% CI])"]
     b = res["baseline"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -249,7 +263,9 @@ def table(res: dict) -> str:
                  + f" | {b['diversity']['distinct_2']} | {b['faults'].get('content_free')} | |")
     for m in res["methods"]:
         for i, r in enumerate(m["rounds"], 1):
-            cells = [m["method"], str(i), f"{m['wall_seconds']:.0f}", str(m["judged_samples"])]
+            spent = _spent(m, r)
+            cells = [m["method"], str(i), f"{spent['wall_seconds']:.0f}",
+                     str(spent["judged_samples"])]
             for j in judges:
                 c = r["vs_baseline"][j]
                 cells.append(f"{c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]")
@@ -262,7 +278,15 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def _spent(method: dict, rnd: dict) -> dict:
+    """Wall seconds and judged samples a method had used by the end of a round (results of
+    older runs, without per-round figures, give the method's total)."""
+    return rnd.get("cumulative") or {k: method[k] for k in ("wall_seconds", "judged_samples")}
+
+
 def plot(res: dict, path: Path) -> None:
+    """Held-out score change (95% CI, each judge) of every round of every method against the
+    wall time and the judged samples it had used by then."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -277,11 +301,16 @@ def plot(res: dict, path: Path) -> None:
                              (axes[1], "judged_samples", "judged samples used")):
         span = max([m[xkey] for m in res["methods"]] + [1])
         for i, m in enumerate(m for m in res["methods"] if m["rounds"]):
+            color = colors[i % len(colors)]
+            xs = [_spent(m, r)[xkey] for r in m["rounds"]]
             for k, (j, marker) in enumerate(zip(judges, "os^v", strict=False)):
-                c = m["rounds"][-1]["vs_baseline"][j]
-                ax.errorbar([m[xkey] + 0.01 * span * k], [c["diff"]],
-                            yerr=[[c["diff"] - c["ci"][0]], [c["ci"][1] - c["diff"]]],
-                            fmt=marker, color=colors[i % len(colors)], capsize=3,
+                cs = [r["vs_baseline"][j] for r in m["rounds"]]
+                x = [v + 0.01 * span * k for v in xs]
+                y = [c["diff"] for c in cs]
+                ax.plot(x, y, "-", color=color, lw=0.8, alpha=0.6)
+                ax.errorbar(x, y, yerr=[[c["diff"] - c["ci"][0] for c in cs],
+                                        [c["ci"][1] - c["diff"] for c in cs]],
+                            fmt=marker, color=color, capsize=3,
                             label=m["method"] if k == 0 else None)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel(xlabel)

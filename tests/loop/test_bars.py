@@ -148,3 +148,34 @@ def test_align_bench_benchmark_change_pairs_items_and_reports_points():
     assert ch["tsc"]["n_items"] == 4 and ch["tsc"]["points"] == -25.0
     assert ch["tsc"]["ci"][0] <= -25.0 <= ch["tsc"]["ci"][1] <= 0.0
     assert accuracy(new) == {"tsc": 0.5, "ssc": 1.0} and accuracy(None) is None
+
+
+def test_align_bench_reports_each_round_at_what_it_had_used(tmp_path):
+    """The table and plot place every round of a method at the wall time and judged samples
+    spent by its end, not at the method's total."""
+    from PIL import Image
+
+    from bench.align import plot, table
+
+    def rnd(diff, wall, judged):
+        cmp = {"diff": diff, "ci": [diff - 0.1, diff + 0.1]}
+        return {"vs_baseline": {"mini-judge": cmp, "lm-judge": cmp},
+                "diversity": {"distinct_2": 0.6}, "faults": {"content_free": 0.0},
+                "benchmark_change": {"swuggy": {"points": -1.0, "ci": [-2.0, 0.0]}},
+                "cumulative": {"wall_seconds": wall, "judged_samples": judged}}
+
+    res = {"baseline": {"mean": {"mini-judge": 2.7, "lm-judge": 1.9},
+                        "diversity": {"distinct_2": 0.68}, "faults": {"content_free": 0.0}},
+           "methods": [
+               {"method": "dpo", "wall_seconds": 300.0, "judged_samples": 3000,
+                "rounds": [rnd(0.01, 300.0, 3000)]},
+               {"method": "rft:rounds=2", "wall_seconds": 1500.0, "judged_samples": 6000,
+                "rounds": [rnd(0.36, 700.0, 3000), rnd(0.57, 1500.0, 6000)]}]}
+    lines = table(res).splitlines()
+    assert len(lines) == 2 + 1 + 3  # header, rule, baseline, three rounds
+    r1, r2 = lines[4].split(" | "), lines[5].split(" | ")
+    assert r1[2:4] == ["700", "3000"] and r2[2:4] == ["1500", "6000"]
+    assert "+0.570 [+0.470, +0.670]" in lines[5] and "-1.0 [-2.0, +0.0] / - / - / -" in lines[5]
+    plot(res, tmp_path / "align.png")
+    with Image.open(tmp_path / "align.png") as im:
+        assert im.size[0] > 600 and im.size[1] > 300
