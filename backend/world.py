@@ -108,10 +108,11 @@ PRESETS: dict[str, Preset] = {
 }
 
 STAGE_SECONDS: dict[str, dict[str, float]] = {
-    # build_seconds of /work/worlds/seed0/manifest.json: full preset, seed 0, code 7ab4da4d45de
-    # (2026-12-01, 2-core VM, other builds on the cores for part of it; 1886 s in all)
-    "full": {"corpus": 0.4, "tts": 90.3, "tokenizer": 16.6, "vocoder": 4.4, "asr": 355.4,
-             "unit_lm": 1325.5, "judge": 0.1, "files": 14.1, "measure": 79.1},
+    # build_seconds of a full seed-0 build, code 0539a1070127 (2026-12-02, fresh 2-core VM,
+    # idle but for its tts stage, which another build shared: tts kept from the 2026-12-01
+    # build, 90 s; 1216 s in all)
+    "full": {"corpus": 0.3, "tts": 90.3, "tokenizer": 30.4, "vocoder": 5.1, "asr": 237.4,
+             "unit_lm": 780.9, "judge": 0.3, "files": 16.2, "measure": 55.0},
     # build_seconds of the tiny test bundle .cache/test-bundle-tiny-0-cf1934ce2205 (seed 0,
     # 2026-12-01, the least loaded of six tiny builds that day; 102 s in all)
     "tiny": {"corpus": 0.0, "tts": 11.9, "tokenizer": 2.0, "vocoder": 0.5, "asr": 49.5,
