@@ -101,6 +101,16 @@ def _callback(progress: Progress, report: Report, history: list[dict], method: s
     return _Stream()
 
 
+def _train_quietly(trainer) -> None:
+    """Train without the log dicts transformers prints (its PrinterCallback, added because the
+    trainers run with disable_tqdm) over the CLI's progress bar: `_callback` already turns each
+    logged row into progress and live curves."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+
+
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj")
 """What "attention" stands for in `lora_targets`: Llama (TWIST-7B, the mini LM) names the output
 projection `o_proj`, OPT (TWIST-1.3B) `out_proj`."""
@@ -256,7 +266,7 @@ def train_dpo(
                              (("loss", "loss", ".3f"), ("rewards/accuracies", "acc", ".2f")))],
     )
     t0 = time.monotonic()
-    trainer.train()
+    _train_quietly(trainer)
     train_s = time.monotonic() - t0
     if on_trained is not None:  # tests: look at the in-memory trained model
         on_trained(trainer.model)
@@ -342,7 +352,7 @@ def train_grpo(
                              (("reward", "reward", ".2f"),))],
     )
     t0 = time.monotonic()
-    trainer.train()
+    _train_quietly(trainer)
     train_s = time.monotonic() - t0
     save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work,
                         tokenizer)
@@ -469,7 +479,7 @@ def train_online_dpo(
                               ("objective/scores_margin", "margin", ".2f")))],
     )
     t0 = time.monotonic()
-    trainer.train()
+    _train_quietly(trainer)
     train_s = time.monotonic() - t0
     save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work,
                         tokenizer)
@@ -554,7 +564,7 @@ def train_rft(
                              (("loss", "loss", ".3f"),))],
     )
     t0 = time.monotonic()
-    trainer.train()
+    _train_quietly(trainer)
     train_s = time.monotonic() - t0
     save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work,
                         tokenizer)

@@ -303,10 +303,11 @@ def test_dpo_teaches_eos_only_where_the_continuation_ended(tiny_rt, tmp_path):
     assert after[True] > after[False], after
 
 
-def test_rft_round_imitates_the_best_judged_continuations(tiny_rt):
+def test_rft_round_imitates_the_best_judged_continuations(tiny_rt, capsys):
     """method rft: the parent's training samples are judged as for DPO, then the best ones
     of each prompt (score >= min_score, at most per_prompt) are the fine-tuning data; the
-    round keeps their sample ids and no pairs."""
+    round keeps their sample ids and no pairs. Training prints no log dicts over the CLI's
+    progress bar (transformers' PrinterCallback is removed)."""
     from backend.loop.pairs import ai_candidates, best_of_k, mean_score
 
     rt = tiny_rt
@@ -315,6 +316,7 @@ def test_rft_round_imitates_the_best_judged_continuations(tiny_rt):
     res = rounds.run_rounds(rt, None, "ai", rounds=1, overrides=ov, evaluate=False)
     (done,) = res["rounds"]
     assert done["metrics"]["steps"] == 4 and done["metrics"]["n_examples"] >= 1
+    assert "'loss'" not in capsys.readouterr().out
     base = registry.ensure_baseline(rt)
     cands = ai_candidates(rt, base.id, "train", ["tiny-judge"])
     expect = best_of_k(cands, 3.0, 1, ["tiny-judge"])
