@@ -195,13 +195,14 @@ def judged_samples(rt, round_rows: list[dict], method: str) -> int:
     return total
 
 
-def round_seconds(rt, round_id: int) -> float:
-    """Wall time of one training round as its row records it (sampling, judging, training)."""
+def round_finished(rt, round_id: int):
+    """When a training round's row says it finished (UTC, as the store keeps it). The row is
+    made after the round's training prompts were sampled and judged, so its own created_at
+    would leave that, most of a round's time, out."""
     from db.schema import TrainingRound
 
     with rt.store.read() as s:
-        r = s.get(TrainingRound, round_id)
-        return (r.finished_at - r.created_at).total_seconds()
+        return s.get(TrainingRound, round_id).finished_at
 
 
 def run(rt, methods: list[str], rounds: int, heldout_n: int, seed: int,
@@ -210,6 +211,7 @@ def run(rt, methods: list[str], rounds: int, heldout_n: int, seed: int,
     stopped part way leaves what it measured."""
     from backend import registry
     from backend.loop import rounds as rounds_mod
+    from db.schema import utcnow
 
     base = registry.ensure_baseline(rt).name
     h0 = heldout(rt, base, heldout_n, seed)
@@ -221,7 +223,7 @@ def run(rt, methods: list[str], rounds: int, heldout_n: int, seed: int,
     for text in methods:
         label, ov = parse_method(text)
         n_rounds = int(ov.pop("rounds", rounds))
-        t0 = time.monotonic()
+        t0, started = time.monotonic(), utcnow()
         res = rounds_mod.run_rounds(rt, base, "ai", rounds=n_rounds, curriculum=False,
                                     overrides=ov, evaluate=False)
         wall = time.monotonic() - t0
@@ -232,7 +234,9 @@ def run(rt, methods: list[str], rounds: int, heldout_n: int, seed: int,
         out["methods"].append(row)
         spent = {"wall_seconds": 0.0, "judged_samples": 0}
         for r in res["rounds"]:
-            spent["wall_seconds"] += round_seconds(rt, r["round_id"])
+            # sampling, judging and training up to this round's end (the held-out evaluation
+            # of earlier rounds runs after all of them, so it is not counted)
+            spent["wall_seconds"] = (round_finished(rt, r["round_id"]) - started).total_seconds()
             spent["judged_samples"] += judged_samples(rt, [r], ov["method"])
             h = heldout(rt, r["version"], heldout_n, seed)
             b = benchmarks(rt, r["version"]) if with_benchmarks else None
