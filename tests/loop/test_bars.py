@@ -179,3 +179,19 @@ def test_align_bench_reports_each_round_at_what_it_had_used(tmp_path):
     plot(res, tmp_path / "align.png")
     with Image.open(tmp_path / "align.png") as im:
         assert im.size[0] > 600 and im.size[1] > 300
+
+
+def test_align_bench_counts_each_rounds_sampling_in_its_wall_time(tiny_rt):
+    """A round's "wall s (so far)" runs from its method's start to the round's end, so it holds
+    the round's own sampling and judging (done before its round row exists) and the last
+    round's figure is the method's whole wall time."""
+    from bench.align import run
+
+    res = run(tiny_rt, ["rft:rounds=2,steps=2,min_score=1,per_prompt=1,lora_rank=4"], 1,
+              heldout_n=1, seed=7, with_benchmarks=False)
+    (m,) = res["methods"]
+    walls = [r["cumulative"]["wall_seconds"] for r in m["rounds"]]
+    judged = [r["cumulative"]["judged_samples"] for r in m["rounds"]]
+    assert len(walls) == 2 and 0 < walls[0] < walls[1]
+    assert judged[1] == 2 * judged[0] > 0  # round 2 sampled the training prompts anew
+    assert abs(walls[1] - m["wall_seconds"]) <= 0.05 * m["wall_seconds"] + 0.5
