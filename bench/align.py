@@ -260,11 +260,13 @@ def table(res: dict) -> str:
     judges = list(res["baseline"]["mean"])
     head = ["method", "round", "wall s (so far)", "judged (so far)"] + \
         [f"{j} diff [95% CI]" for j in judges] + \
-        ["distinct-2", "content-free", "sWUGGY / sBLIMP / sSC / tSC (points [95% CI])"]
+        ["distinct-2", "self-BLEU-2", "content-free",
+         "sWUGGY / sBLIMP / sSC / tSC (points [95% CI])"]
     b = res["baseline"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     lines.append("| baseline | | | | " + " | ".join(f"{b['mean'][j]:.3f}" for j in judges)
-                 + f" | {b['diversity']['distinct_2']} | {b['faults'].get('content_free')} | |")
+                 + f" | {b['diversity']['distinct_2']} | {b['diversity'].get('self_bleu_2', '-')}"
+                 + f" | {b['faults'].get('content_free')} | |")
     for m in res["methods"]:
         for i, r in enumerate(m["rounds"], 1):
             spent = _spent(m, r)
@@ -273,7 +275,9 @@ def table(res: dict) -> str:
             for j in judges:
                 c = r["vs_baseline"][j]
                 cells.append(f"{c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]")
-            cells += [str(r["diversity"]["distinct_2"]), str(r["faults"].get("content_free"))]
+            div = r["diversity"]
+            cells += [str(div["distinct_2"]), str(div.get("self_bleu_2", "-")),
+                      str(r["faults"].get("content_free"))]
             ch = r.get("benchmark_change") or {}
             cells.append(" / ".join(
                 f"{ch[k]['points']:+.1f} [{ch[k]['ci'][0]:+.1f}, {ch[k]['ci'][1]:+.1f}]"

@@ -160,7 +160,8 @@ def test_align_bench_reports_each_round_at_what_it_had_used(tmp_path):
     def rnd(diff, wall, judged):
         cmp = {"diff": diff, "ci": [diff - 0.1, diff + 0.1]}
         return {"vs_baseline": {"mini-judge": cmp, "lm-judge": cmp},
-                "diversity": {"distinct_2": 0.6}, "faults": {"content_free": 0.0},
+                "diversity": {"distinct_2": 0.6, "self_bleu_2": 0.5},
+                "faults": {"content_free": 0.0},
                 "benchmark_change": {"swuggy": {"points": -1.0, "ci": [-2.0, 0.0]}},
                 "cumulative": {"wall_seconds": wall, "judged_samples": judged}}
 
@@ -176,6 +177,7 @@ def test_align_bench_reports_each_round_at_what_it_had_used(tmp_path):
     r1, r2 = lines[4].split(" | "), lines[5].split(" | ")
     assert r1[2:4] == ["700", "3000"] and r2[2:4] == ["1500", "6000"]
     assert "+0.570 [+0.470, +0.670]" in lines[5] and "-1.0 [-2.0, +0.0] / - / - / -" in lines[5]
+    assert "self-BLEU-2" in lines[0] and r2[-3:-1] == ["0.5", "0.0"]  # self-BLEU, content-free
     plot(res, tmp_path / "align.png")
     with Image.open(tmp_path / "align.png") as im:
         assert im.size[0] > 600 and im.size[1] > 300
