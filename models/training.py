@@ -101,14 +101,16 @@ def _callback(progress: Progress, report: Report, history: list[dict], method: s
     return _Stream()
 
 
-def _train_quietly(trainer) -> None:
-    """Train without the log dicts transformers prints (its PrinterCallback, added because the
-    trainers run with disable_tqdm) over the CLI's progress bar: `_callback` already turns each
-    logged row into progress and live curves."""
+def _train_quietly(trainer) -> float:
+    """Train; return the seconds it took. Without the log dicts transformers prints (its
+    PrinterCallback, added because the trainers run with disable_tqdm) over the CLI's progress
+    bar: `_callback` already turns each logged row into progress and live curves."""
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
+    t0 = time.monotonic()
     trainer.train()
+    return time.monotonic() - t0
 
 
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj")
@@ -265,9 +267,7 @@ def train_dpo(
                               "rewards/rejected"),
                              (("loss", "loss", ".3f"), ("rewards/accuracies", "acc", ".2f")))],
     )
-    t0 = time.monotonic()
-    _train_quietly(trainer)
-    train_s = time.monotonic() - t0
+    train_s = _train_quietly(trainer)
     if on_trained is not None:  # tests: look at the in-memory trained model
         on_trained(trainer.model)
     save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work,
@@ -351,9 +351,7 @@ def train_grpo(
                              ("loss", "reward", "reward_std", "kl", "entropy"),
                              (("reward", "reward", ".2f"),))],
     )
-    t0 = time.monotonic()
-    _train_quietly(trainer)
-    train_s = time.monotonic() - t0
+    train_s = _train_quietly(trainer)
     save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work,
                         tokenizer)
     rewards = [h["reward"] for h in history if "reward" in h]
@@ -478,9 +476,7 @@ def train_online_dpo(
                              (("objective/scores", "score", ".2f"),
                               ("objective/scores_margin", "margin", ".2f")))],
     )
-    t0 = time.monotonic()
-    _train_quietly(trainer)
-    train_s = time.monotonic() - t0
+    train_s = _train_quietly(trainer)
     save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work,
                         tokenizer)
     scores = [h["objective/scores"] for h in history if "objective/scores" in h]
@@ -563,9 +559,7 @@ def train_rft(
                              ("loss", "mean_token_accuracy", "entropy"),
                              (("loss", "loss", ".3f"),))],
     )
-    t0 = time.monotonic()
-    _train_quietly(trainer)
-    train_s = time.monotonic() - t0
+    train_s = _train_quietly(trainer)
     save_self_contained(trainer.model, base_path, parent_adapters, out_dir, work,
                         tokenizer)
     losses = [h["loss"] for h in history if "loss" in h]
